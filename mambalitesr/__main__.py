@@ -1,0 +1,3 @@
+from mambalitesr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The ``mambalitesr`` command: one subcommand per job.
+
+Each subcommand lives in its own module, which exposes ``register(subparsers)``
+(adds its parser and sets ``func``). Those modules import nothing heavy at top
+level, so ``mambalitesr --help`` stays fast; torch and friends load when a
+command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+
+from mambalitesr import __version__
+from mambalitesr.errors import UserError
+
+# name -> module holding register(); order is the order of `mambalitesr --help`.
+COMMANDS = {
+    "eval": "mambalitesr.models.eval_cli",
+    "models": "mambalitesr.models.models_cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mambalitesr",
+        description="Tiny Vision-Mamba super-resolution: upscale, evaluate, train, export, stream.",
+    )
+    parser.add_argument("--version", action="version", version=f"mambalitesr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except UserError as exc:
+        print(f"mambalitesr {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"mambalitesr {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        return 0
+    return int(result or 0)

@@ -1,0 +1,85 @@
+"""The Mamba mixer over image tokens (one direction, or the 4-direction cross-scan).
+
+Glossary (code name -> paper symbol; shape letters):
+    B batch, L = H * W tokens, C embed_dim, D = E * C d_inner, N d_state, R dt_rank, K directions, r rank
+    in_proj   W_in  (2D x C), optionally low-rank U V     x, z   the two halves of W_in u
+    conv1d    causal depthwise conv over the token sequence (kernel d_conv)
+    x_proj    W_x  (K(R + 2N) x D): per direction Delta_low, B_t, C_t
+    dt_proj   W_Delta (K D x R) and its bias (the scan's delta_bias)
+    A_log     A = -exp(A_log)  (K D x N)          D   skip term (K D)
+    out_proj  W_out (C x D), optionally low-rank
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mambalitesr.models.config import SRConfig
+from mambalitesr.models.lowrank import make_projection
+from mambalitesr.models.scan import selective_scan
+
+
+class MambaMixer(nn.Module):
+    """Tokens (B, L, C) -> (B, L, C). With K = 1 its state_dict keys are those of the reference Mamba block."""
+
+    def __init__(self, cfg: SRConfig):
+        super().__init__()
+        C, D, N, R, K = cfg.embed_dim, cfg.d_inner, cfg.d_state, cfg.dt_rank_, cfg.directions
+        self.d_inner, self.d_state, self.dt_rank, self.directions = D, N, R, K
+        self.scan_backend = "chunked"
+        self.in_proj = make_projection(C, 2 * D, cfg.rank)
+        self.conv1d = nn.Conv1d(D, D, cfg.d_conv, groups=D, padding=cfg.d_conv - 1)
+        if K == 1:
+            self.x_proj = nn.Linear(D, R + 2 * N, bias=False)
+            self.dt_proj = nn.Linear(R, D, bias=True)
+        else:
+            self.x_proj_weight = nn.Parameter(torch.empty(K, R + 2 * N, D))
+            self.dt_projs_weight = nn.Parameter(torch.empty(K, D, R))
+            self.dt_projs_bias = nn.Parameter(torch.empty(K, D))
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(K * D, 1))
+        self.D = nn.Parameter(torch.ones(K * D))
+        self.out_proj = make_projection(D, C, cfg.rank)
+        self._init_projections()
+
+    @torch.no_grad()
+    def _init_projections(self, dt_min: float = 1e-3, dt_max: float = 0.1) -> None:
+        """Mamba's initialisation: delta starts log-uniform in [dt_min, dt_max] through the bias."""
+        K, D, R = self.directions, self.d_inner, self.dt_rank
+        dt = torch.exp(torch.rand(K * D) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        inv_softplus = dt + torch.log(-torch.expm1(-dt))
+        std = R**-0.5
+        if K == 1:
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+            self.dt_proj.bias.copy_(inv_softplus)
+        else:
+            nn.init.uniform_(self.dt_projs_weight, -std, std)
+            self.dt_projs_bias.copy_(inv_softplus.view(K, D))
+            nn.init.uniform_(self.x_proj_weight, -(D**-0.5), D**-0.5)
+
+    def _projections(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_x (K(R+2N), D), W_Delta (K, D, R), delta_bias (K D))."""
+        if self.directions == 1:
+            return self.x_proj.weight, self.dt_proj.weight.unsqueeze(0), self.dt_proj.bias
+        K = self.directions
+        return self.x_proj_weight.reshape(-1, self.d_inner), self.dt_projs_weight, self.dt_projs_bias.reshape(K * self.d_inner)
+
+    def forward(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        batch, length, _ = tokens.shape
+        K, D, N, R = self.directions, self.d_inner, self.d_state, self.dt_rank
+        xz = self.in_proj(tokens)  # (B, L, 2D)
+        x, z = xz.transpose(1, 2).chunk(2, dim=1)  # (B, D, L) each
+        x = F.silu(self.conv1d(x)[..., :length])  # causal: keep the first L outputs
+        w_x, w_dt, dt_bias = self._projections()
+        x_dbl = torch.matmul(w_x, x).reshape(batch, K, R + 2 * N, length)  # (B, K, R+2N, L)
+        dt_low, Bm, Cm = torch.split(x_dbl, [R, N, N], dim=2)  # (B, K, R, L), (B, K, N, L) x2
+        delta = torch.matmul(w_dt, dt_low).reshape(batch, K * D, length)  # (B, K D, L)
+        A = -torch.exp(self.A_log.float())  # (K D, N)
+        y = selective_scan(
+            x, delta, A, Bm, Cm, self.D.float(), z, dt_bias.float(), True,
+            directions=K, height=height, width=width, backend=self.scan_backend,
+            check=not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()),
+        )  # (B, D, L)
+        return self.out_proj(y.transpose(1, 2))  # (B, L, C)

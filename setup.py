@@ -1,0 +1,56 @@
+"""Install MambaLiteSR: one namespace ``mambalitesr`` over the fixed top-level folders.
+
+``pip install -e .`` (or ``pip install .``) builds the native C kernels (the CPU
+selective scan and the frame path) as plain shared libraries loaded with ctypes,
+so no torch headers are needed at build time.
+"""
+from setuptools import Extension, setup
+
+SUBPACKAGES = ["models", "runtime", "export", "benchmarks"]
+
+# Native libraries: plain C with no Python or torch headers, loaded through ctypes.
+# Declaring them as extensions lets setuptools compile, name and install them for
+# the running interpreter (on Linux an extension needs no PyInit to link).
+C_FLAGS = ["-O3", "-std=c11", "-fopenmp", "-ffast-math", "-fno-finite-math-only", "-march=x86-64-v2"]
+
+
+def native(name, sources):
+    import platform
+
+    flags = list(C_FLAGS)
+    if platform.machine() not in ("x86_64", "AMD64"):
+        flags.remove("-march=x86-64-v2")  # aarch64 (Jetson): the compiler's default target
+    return Extension(name, sources=sources, extra_compile_args=flags, extra_link_args=["-fopenmp"])
+
+
+EXTENSIONS = [
+    native("mambalitesr.models._scan_cpu", ["models/csrc/selective_scan_cpu.c"]),
+    native("mambalitesr.runtime._framepath", ["runtime/csrc/framepath.c"]),
+]
+
+setup(
+    name="mambalitesr",
+    version="0.1.0",
+    description="Tiny Vision-Mamba super-resolution: training, distillation, ONNX/TensorRT export and a Jetson runtime",
+    python_requires=">=3.10",
+    packages=["mambalitesr"] + [f"mambalitesr.{p}" for p in SUBPACKAGES],
+    package_dir={"mambalitesr": "mambalitesr", **{f"mambalitesr.{p}": p for p in SUBPACKAGES}},
+    package_data={"mambalitesr.models": ["weights/*.safetensors", "weights/*.md"]},
+    ext_modules=EXTENSIONS,
+    install_requires=[
+        "torch==2.13.0",  # pinned: an unpinned torch pulls a multi-GB CUDA build
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "safetensors>=0.4",
+        "pillow>=9",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.2", "onnxruntime-extensions>=0.12"],
+        "study": ["optuna>=3.5", "matplotlib>=3.7"],
+        "web": ["aiohttp>=3.9"],
+        "jetson": ["jetson-stats>=4.2", "pycuda"],
+        "test": ["pytest>=7", "hypothesis>=6"],
+    },
+    entry_points={"console_scripts": ["mambalitesr=mambalitesr.cli:main"]},
+)
