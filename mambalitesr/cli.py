@@ -19,6 +19,7 @@ from mambalitesr.errors import UserError
 COMMANDS = {
     "eval": "mambalitesr.models.eval_cli",
     "models": "mambalitesr.models.models_cli",
+    "train": "mambalitesr.models.train_cli",
 }
 
 

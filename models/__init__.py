@@ -11,4 +11,19 @@ Glossary (code name -> paper symbol):
     directions    K   scan orders over the H x W token grid (1 or 4)
     scale         s   upscaling factor
 """
-from mambalitesr.models.scan import selective_scan, selective_scan_ref  # noqa: F401
+
+
+def __getattr__(name: str):
+    # Lazy, so that importing a command module does not load torch.
+    if name in ("selective_scan", "selective_scan_ref"):
+        from mambalitesr.models import scan
+
+        return getattr(scan, name)
+    if name in ("create_model", "list_models"):
+        from mambalitesr.models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["selective_scan", "selective_scan_ref", "create_model", "list_models"]

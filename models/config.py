@@ -3,7 +3,9 @@
 Glossary (code name -> paper symbol):
     embed_dim C, groups G, mixers M (per group), d_state N, expand E, d_inner D = E * C,
     dt_rank R = ceil(C / 16) unless given, rank r (low-rank in_proj / out_proj; None = full),
-    directions K (1 or 4), scale s, d_conv (depthwise causal conv kernel over tokens).
+    directions K (1 or 4), scale s, d_conv (depthwise causal conv kernel over tokens),
+    anchor_skip: the output adds the input repeated s^2 times before the pixel shuffle
+    (nearest-neighbour upsampling), so the network learns only the residual detail.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class SRConfig:
     directions: int = 1
     scale: int = 4
     d_conv: int = 4
+    anchor_skip: bool = False  # add the nearest-upsampled input before the output (learn a residual)
 
     def __post_init__(self):
         if self.directions not in (1, 4):

@@ -80,6 +80,10 @@ class MambaSR(nn.Module):
         self.norm_f = nn.LayerNorm(C)
         self.conv_after_body = nn.Conv2d(C, C, 3, padding=1)
         self.upsample = nn.Sequential(nn.Conv2d(C, 3 * s * s, 3, padding=1), nn.PixelShuffle(s))
+        if cfg.anchor_skip:  # start at nearest-neighbour upsampling: a near-zero residual
+            with torch.no_grad():
+                self.upsample[0].weight.mul_(0.01)
+                self.upsample[0].bias.zero_()
 
     def set_scan_backend(self, backend: str) -> "MambaSR":
         """Choose the selective-scan backend of every mixer ("ref", "chunked", "native")."""
@@ -104,6 +108,14 @@ class MambaSR(nn.Module):
         body = self.conv_after_body(tokens_to_grid(self.norm_f(t), height, width)) + f0
         return body, group_outputs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        body, _ = self.forward_features(x)
-        return self.upsample(body) + self.mean
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        """SR (B, 3, sH, sW); with ``return_features`` also each group's output tokens (for distillation)."""
+        body, group_outputs = self.forward_features(x)
+        if self.config.anchor_skip:
+            conv, shuffle = self.upsample
+            # Each colour's s^2 sub-pixel channels get that colour's LR value: nearest-neighbour upsampling.
+            anchor = torch.repeat_interleave(x - self.mean, self.config.scale**2, dim=1)  # (B, 3 s^2, H, W)
+            sr = shuffle(conv(body) + anchor) + self.mean
+        else:
+            sr = self.upsample(body) + self.mean
+        return (sr, group_outputs) if return_features else sr

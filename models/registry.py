@@ -27,7 +27,9 @@ class ModelEntry:
 
 
 TEACHER = SRConfig(embed_dim=60, groups=4, mixers=2, d_state=16, expand=2, rank=None, directions=1, scale=4)
-STUDENT = SRConfig(embed_dim=32, groups=4, mixers=2, d_state=16, expand=2, rank=16, directions=1, scale=4)
+STUDENT = SRConfig(
+    embed_dim=32, groups=4, mixers=2, d_state=16, expand=2, rank=16, directions=1, scale=4, anchor_skip=True
+)
 
 _ENTRIES = [
     ModelEntry("dvmsr_x4", TEACHER, "teacher: DVMSR (Lei et al., CVPRW 2024), published weights loadable"),
@@ -43,17 +45,17 @@ _ENTRIES = [
     ),
     ModelEntry(
         "mambalitesr_xs4_x4",
-        SRConfig(embed_dim=32, groups=4, mixers=2, d_state=16, expand=2, rank=16, directions=4, scale=4),
+        STUDENT.replace(directions=4),
         "student with the 4-direction cross-scan",
     ),
     ModelEntry(
         "test_x4",
-        SRConfig(embed_dim=8, groups=1, mixers=2, d_state=4, expand=2, rank=4, directions=1, scale=4),
+        SRConfig(embed_dim=8, groups=1, mixers=2, d_state=4, expand=2, rank=4, directions=1, scale=4, anchor_skip=True),
         "tiny variant for tests (CPU, seconds)",
     ),
     ModelEntry(
         "test_xs4_x4",
-        SRConfig(embed_dim=8, groups=1, mixers=1, d_state=4, expand=2, rank=4, directions=4, scale=4),
+        SRConfig(embed_dim=8, groups=1, mixers=1, d_state=4, expand=2, rank=4, directions=4, scale=4, anchor_skip=True),
         "tiny 4-direction variant for tests",
     ),
 ]

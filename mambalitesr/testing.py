@@ -1,0 +1,45 @@
+"""One dtype-aware ``assert_close`` for checking every backend against PyTorch fp32.
+
+Tolerances follow the dtype under test: relative ``rtol`` plus an absolute floor
+scaled to the reference's magnitude (``rtol * max|expected|``), so a value near zero
+is judged against the size of the whole output, as accumulated fp32 error is.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+TOLERANCES = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bfloat16": 2e-2}
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch.Tensor
+        return x.detach().float().cpu().numpy() if str(x.dtype) == "torch.bfloat16" else x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _dtype_name(x) -> str:
+    return str(getattr(x, "dtype", np.asarray(x).dtype)).replace("torch.", "")
+
+
+def assert_close(actual, expected, *, dtype=None, rtol: float | None = None, atol: float | None = None, what: str = "") -> None:
+    """Raise AssertionError with the max absolute and relative error when ``actual`` strays from ``expected``.
+
+    ``dtype`` (a name or a torch/numpy dtype) picks the tolerance; by default the dtype of ``actual``.
+    """
+    name = _dtype_name(actual) if dtype is None else str(dtype).replace("torch.", "")
+    rtol = TOLERANCES.get(name, 1e-5) if rtol is None else rtol
+    a = _to_numpy(actual).astype(np.float64)
+    e = _to_numpy(expected).astype(np.float64)
+    if a.shape != e.shape:
+        raise AssertionError(f"{what} shape {a.shape} != expected {e.shape}")
+    if not np.isfinite(a).all() and not np.array_equal(np.isfinite(a), np.isfinite(e)):
+        raise AssertionError(f"{what} has non-finite values where the reference has none")
+    scale = float(np.abs(e).max()) if e.size else 0.0
+    atol = rtol * max(scale, 1e-30) if atol is None else atol
+    err = np.abs(a - e)
+    if e.size and not np.all(err <= atol + rtol * np.abs(e)):
+        i = np.unravel_index(np.argmax(err - rtol * np.abs(e)), e.shape)
+        raise AssertionError(
+            f"{what} not close ({name}, rtol={rtol:g}, atol={atol:.3g}): max abs error {err.max():.3g}, "
+            f"max rel error {(err / np.maximum(np.abs(e), 1e-30)).max():.3g}, worst at {i}: {a[i]!r} vs {e[i]!r}"
+        )

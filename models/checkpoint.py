@@ -1,0 +1,33 @@
+"""Training checkpoints that resume exactly, loaded without unpickling code.
+
+A checkpoint holds the student, its EMA, the feature projector, optimiser and
+scheduler state, the step, and the torch RNG state: tensors and plain containers
+only, so ``torch.load(weights_only=True)`` reads it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mambalitesr.errors import UserError
+from mambalitesr.imageio import atomic_path
+
+LATEST = "checkpoint.pt"
+
+
+def save_checkpoint(run_dir: Path, state: dict) -> Path:
+    path = Path(run_dir) / LATEST
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    path = Path(run_dir) / LATEST
+    if not path.is_file():
+        raise UserError(f"--resume: no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure means the file is unusable
+        raise UserError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None

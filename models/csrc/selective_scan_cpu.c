@@ -1,0 +1,441 @@
+/* Native CPU selective scan (forward + backward); contract in selective_scan_cpu.h.
+ *
+ * Glossary: see the header (B, D, N, L, K, G, T; u -> x_t, delta -> Delta_t, h -> h_t).
+ *
+ * Work split: one OpenMP item per (batch b, channel d); the item runs the K
+ * directions of channel d one after another, so y[b, d, :] and du[b, d, :] have a
+ * single writer and the cross-scan sum needs no atomics. Inside an item the scan is
+ * sequential in t and vectorised over the state axis N (B_t, C_t are token-major).
+ *
+ * Backward recomputes instead of storing per-token states: the forward keeps the
+ * state entering every chunk of T tokens; the backward walks the chunks in reverse,
+ * recomputes the T states and decays of one chunk from its checkpoint into a small
+ * buffer (2 * T * N floats, stays in L1) and runs the adjoint recurrence over it.
+ * B_t and C_t are shared by the channels of a group, so dB / dC go to one buffer
+ * per thread, summed at the end (fixed order: deterministic for a thread count).
+ */
+#include "selective_scan_cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* The state axis is processed SCAN_LANES floats at a time with GCC/Clang vector
+ * extensions: one 256-bit vector on AVX2, two 128-bit registers on SSE or NEON.
+ * The caller pads N to a multiple of SCAN_LANES with zeros (A = 0, B = C = 0 keeps
+ * the padded lanes of h at 0), so there is no remainder loop. */
+typedef float vf __attribute__((vector_size(SCAN_LANES * 4)));
+typedef int32_t vi __attribute__((vector_size(SCAN_LANES * 4)));
+
+/* On x86-64 every item function also gets an x86-64-v3 (AVX2 + FMA) clone picked at
+ * load time; the default clone keeps the -march baseline (SSE4.2). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define SCAN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define SCAN_CLONES
+#endif
+
+ALWAYS_INLINE vf vload(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+ALWAYS_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+ALWAYS_INLINE float hsum(vf v) {
+    float s = 0.0f;
+    for (int i = 0; i < SCAN_LANES; i++) s += v[i];
+    return s;
+}
+
+/* exp for the decay exp(Delta * A), lane-wise: Cody-Waite reduction by ln 2 and a
+ * degree-6 polynomial (Cephes expf). -ffast-math may reassociate the two-part
+ * reduction; the error it leaves is at most half an ulp of x, the same as the
+ * rounding already in the product Delta * A, so the result is as good as expf of
+ * that product (for x <= 0 the absolute error stays below 3e-8). */
+ALWAYS_INLINE vf vexp(vf x) {
+    const vf lo = x - x - 87.0f, hi = x - x + 88.0f;
+    vi below = x < lo, above = x > hi;
+    x = (vf)(((vi)x & ~below) | ((vi)lo & below)); /* exp(-87) ~ 1.6e-38: below that h is dust */
+    x = (vf)(((vi)x & ~above) | ((vi)hi & above));
+    /* floor(x log2(e) + 0.5) by truncating a positive number (x >= -87 so t > 0). */
+    const vi t = __builtin_convertvector(x * 1.44269504088896341f + 128.5f, vi);
+    const vi ni = t - 128;
+    const vf n = __builtin_convertvector(ni, vf);
+    vf r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * (vf)((ni + 127) << 23);
+}
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* torch.nn.functional.softplus with beta 1 and threshold 20. */
+static inline float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+static int thread_count(const ScanParams *p) {
+#ifdef _OPENMP
+    return p->nthreads > 0 ? (int)p->nthreads : omp_get_max_threads();
+#else
+    (void)p;
+    return 1;
+#endif
+}
+
+static int check_params(const ScanParams *p) {
+    if (p->batch < 0 || p->dim < 0 || p->length < 0) return SCAN_BAD_ARGUMENT;
+    if (p->dstate < 1 || p->dstate > SCAN_MAX_STATE) return SCAN_BAD_ARGUMENT;
+    if (p->bc_token_stride < p->dstate || p->bc_token_stride % SCAN_LANES) return SCAN_BAD_ARGUMENT;
+    if (p->directions != 1 && p->directions != 4) return SCAN_BAD_ARGUMENT;
+    if (p->groups < 1 || (p->directions * p->dim) % p->groups != 0) return SCAN_BAD_ARGUMENT;
+    if (p->directions == 4 && (p->height < 1 || p->width < 1 || p->height * p->width != p->length))
+        return SCAN_BAD_ARGUMENT;
+    if (!p->u || !p->delta || !p->A || !p->Bm || !p->Cm || !p->out) return SCAN_BAD_ARGUMENT;
+    return SCAN_OK;
+}
+
+/* Per-token scalars of one chunk of direction k of channel c. */
+typedef struct {
+    int64_t tok[SCAN_CHUNK]; /* row-major token index of sequence position t0 + i */
+    float dt[SCAN_CHUNK];    /* Delta_t */
+    float dtu[SCAN_CHUNK];   /* Delta_t * x_t */
+    float dsig[SCAN_CHUNK];  /* d Delta_t / d delta_t */
+} ChunkTokens;
+
+/* Token indices of positions t0 .. t0 + tn - 1 of direction k (scan_directions.py):
+ * 0 row-major, 1 column-major (p = w H + h -> h W + w), 2 and 3 the same reversed.
+ * Column orders step (h, w) incrementally: one division per chunk, not per token. */
+static inline void chunk_tokens(int64_t k, int64_t t0, int64_t tn, int64_t H, int64_t W, int64_t L, int64_t *tok) {
+    const int reversed = k >= 2;
+    const int64_t p0 = reversed ? L - 1 - t0 : t0;
+    if (!(k & 1)) {
+        for (int64_t i = 0; i < tn; i++) tok[i] = reversed ? p0 - i : p0 + i;
+        return;
+    }
+    int64_t h = p0 % H, w = p0 / H;
+    for (int64_t i = 0; i < tn; i++) {
+        tok[i] = h * W + w;
+        if (reversed) {
+            if (--h < 0) h = H - 1, w--;
+        } else if (++h == H) {
+            h = 0, w++;
+        }
+    }
+}
+
+ALWAYS_INLINE void load_chunk(const ScanParams *p, int64_t k, const float *urow, const float *drow, float bias,
+                              int64_t t0, int64_t tn, ChunkTokens *ct) {
+    chunk_tokens(k, t0, tn, p->height, p->width, p->length, ct->tok);
+    for (int64_t i = 0; i < tn; i++) {
+        const int64_t tok = ct->tok[i];
+        const float x = drow[tok] + bias;
+        float dt = x, ds = 1.0f;
+        if (p->delta_softplus) {
+            dt = softplusf(x);
+            ds = x > 20.0f ? 1.0f : sigmoidf(x);
+        }
+        ct->dt[i] = dt;
+        ct->dtu[i] = dt * urow[tok];
+        ct->dsig[i] = ds;
+    }
+}
+
+/* A row of channel c, zero-padded to NV vectors. */
+ALWAYS_INLINE void load_A(const ScanParams *p, int64_t c, int NV, vf *Av) {
+    float buf[SCAN_MAX_STATE] = {0};
+    memcpy(buf, p->A + c * p->dstate, sizeof(float) * p->dstate);
+    for (int j = 0; j < NV; j++) Av[j] = vload(buf + j * SCAN_LANES);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* One item (b, d): all K directions, summed into out[b, d, :], then the gate. */
+ALWAYS_INLINE void fwd_item(const ScanParams *p, int64_t b, int64_t d, const int NV) {
+    const int64_t L = p->length, K = p->directions, KD = K * p->dim, NP = (int64_t)NV * SCAN_LANES;
+    const int64_t per_group = KD / p->groups, n_chunks = (L + SCAN_CHUNK - 1) / SCAN_CHUNK;
+    const float *urow = p->u + b * p->x_batch_stride + d * p->x_dim_stride;
+    float *y = p->out + b * p->x_batch_stride + d * p->x_dim_stride;
+    ChunkTokens ct;
+    vf h[SCAN_MAX_STATE / SCAN_LANES], Av[SCAN_MAX_STATE / SCAN_LANES];
+
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t c = k * p->dim + d, g = c / per_group;
+        const float *drow = p->delta + b * p->delta_batch_stride + c * p->delta_dim_stride;
+        const float *Bg = p->Bm + b * p->bc_batch_stride + g * p->bc_group_stride;
+        const float *Cg = p->Cm + b * p->bc_batch_stride + g * p->bc_group_stride;
+        const int64_t ts = p->bc_token_stride;
+        const float skip = p->Dskip ? p->Dskip[c] : 0.0f;
+        const float bias = p->delta_bias ? p->delta_bias[c] : 0.0f;
+        float *ck = p->checkpoints ? p->checkpoints + ((b * KD + c) * n_chunks) * NP : NULL;
+        load_A(p, c, NV, Av);
+        for (int j = 0; j < NV; j++) h[j] = Av[j] - Av[j];
+
+        for (int64_t ci = 0; ci < n_chunks; ci++) {
+            const int64_t t0 = ci * SCAN_CHUNK;
+            const int64_t tn = L - t0 < SCAN_CHUNK ? L - t0 : SCAN_CHUNK;
+            if (ck)
+                for (int j = 0; j < NV; j++) vstore(ck + ci * NP + j * SCAN_LANES, h[j]);
+            load_chunk(p, k, urow, drow, bias, t0, tn, &ct);
+            for (int64_t i = 0; i < tn; i++) {
+                const int64_t tok = ct.tok[i];
+                const float dt = ct.dt[i], dtu = ct.dtu[i];
+                const float *Bt = Bg + tok * ts, *Ct = Cg + tok * ts;
+                vf acc = Av[0] - Av[0];
+                for (int j = 0; j < NV; j++) {
+                    h[j] = vexp(dt * Av[j]) * h[j] + dtu * vload(Bt + j * SCAN_LANES);
+                    acc += vload(Ct + j * SCAN_LANES) * h[j];
+                }
+                const float yt = hsum(acc) + skip * urow[tok];
+                y[tok] = k == 0 ? yt : y[tok] + yt;
+            }
+        }
+    }
+    if (p->z) {
+        const float *zrow = p->z + b * p->x_batch_stride + d * p->x_dim_stride;
+        float *pre = p->y_pregate ? p->y_pregate + b * p->x_batch_stride + d * p->x_dim_stride : NULL;
+        for (int64_t l = 0; l < L; l++) {
+            if (pre) pre[l] = y[l];
+            y[l] = y[l] * zrow[l] * sigmoidf(zrow[l]);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- backward */
+
+typedef struct {
+    float *dy;       /* (L) gradient of the summed y of the current channel */
+    float *a;        /* (T, NP) decays of the current chunk */
+    float *h;        /* (T, NP) states of the current chunk */
+    float *dB, *dC;  /* this thread's (B, G, L, NP) accumulators, or the outputs */
+} BwdScratch;
+
+ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b, int64_t d, BwdScratch *s,
+                            const int NV) {
+    const int64_t L = p->length, K = p->directions, KD = K * p->dim, N = p->dstate;
+    const int64_t NP = (int64_t)NV * SCAN_LANES;
+    const int64_t per_group = KD / p->groups, n_chunks = (L + SCAN_CHUNK - 1) / SCAN_CHUNK;
+    const int64_t xo = b * p->x_batch_stride + d * p->x_dim_stride;
+    const float *urow = p->u + xo, *dout = gr->dout + xo;
+    float *durow = gr->du + xo, *dy = s->dy;
+    ChunkTokens ct;
+    enum { MV = SCAN_MAX_STATE / SCAN_LANES };
+    vf Av[MV], h0[MV], carry[MV], dA_chunk[MV];
+    double dA_acc[SCAN_MAX_STATE];
+
+    /* out = y * SiLU(z): dy = dout * SiLU(z), dz = dout * y * SiLU'(z). */
+    if (p->z) {
+        const float *zrow = p->z + xo, *pre = p->y_pregate + xo;
+        float *dz = gr->dz + xo;
+        for (int64_t l = 0; l < L; l++) {
+            const float zl = zrow[l], sg = sigmoidf(zl);
+            dy[l] = dout[l] * zl * sg;
+            dz[l] = dout[l] * pre[l] * sg * (1.0f + zl * (1.0f - sg));
+        }
+    } else {
+        memcpy(dy, dout, sizeof(float) * L);
+    }
+    memset(durow, 0, sizeof(float) * L);
+
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t c = k * p->dim + d, g = c / per_group;
+        const float *drow = p->delta + b * p->delta_batch_stride + c * p->delta_dim_stride;
+        float *ddrow = gr->ddelta + b * p->delta_batch_stride + c * p->delta_dim_stride;
+        const int64_t bco = b * p->bc_batch_stride + g * p->bc_group_stride, ts = p->bc_token_stride;
+        const float *Bg = p->Bm + bco, *Cg = p->Cm + bco;
+        float *dBg = s->dB + bco, *dCg = s->dC + bco;
+        const float skip = p->Dskip ? p->Dskip[c] : 0.0f;
+        const float bias = p->delta_bias ? p->delta_bias[c] : 0.0f;
+        const float *ck = p->checkpoints + ((b * KD + c) * n_chunks) * NP;
+        double dD_acc = 0.0, dbias_acc = 0.0;
+        load_A(p, c, NV, Av);
+        for (int j = 0; j < NV; j++) carry[j] = Av[j] - Av[j];
+        for (int64_t n = 0; n < NP; n++) dA_acc[n] = 0.0;
+
+        for (int64_t ci = n_chunks - 1; ci >= 0; ci--) {
+            const int64_t t0 = ci * SCAN_CHUNK;
+            const int64_t tn = L - t0 < SCAN_CHUNK ? L - t0 : SCAN_CHUNK;
+            load_chunk(p, k, urow, drow, bias, t0, tn, &ct);
+            /* Recompute the chunk's decays and states from its checkpoint. */
+            for (int j = 0; j < NV; j++) h0[j] = vload(ck + ci * NP + j * SCAN_LANES);
+            for (int64_t i = 0; i < tn; i++) {
+                const float dt = ct.dt[i], dtu = ct.dtu[i];
+                const float *Bt = Bg + ct.tok[i] * ts;
+                float *ai = s->a + i * NP, *hi = s->h + i * NP;
+                for (int j = 0; j < NV; j++) {
+                    const vf hp = i ? vload(hi - NP + j * SCAN_LANES) : h0[j];
+                    const vf a = vexp(dt * Av[j]);
+                    vstore(ai + j * SCAN_LANES, a);
+                    vstore(hi + j * SCAN_LANES, a * hp + dtu * vload(Bt + j * SCAN_LANES));
+                }
+            }
+            /* Adjoint: g_t = dy_t C_t + a_{t+1} g_{t+1}; carry holds a_{t+1} g_{t+1}. */
+            float dD_chunk = 0.0f, dbias_chunk = 0.0f;
+            for (int j = 0; j < NV; j++) dA_chunk[j] = Av[j] - Av[j];
+            for (int64_t i = tn - 1; i >= 0; i--) {
+                const int64_t tok = ct.tok[i];
+                const float dt = ct.dt[i], dtu = ct.dtu[i], dyt = dy[tok], ut = urow[tok];
+                const float *Bt = Bg + tok * ts, *Ct = Cg + tok * ts;
+                float *dBt = dBg + tok * ts, *dCt = dCg + tok * ts;
+                const float *ai = s->a + i * NP, *hi = s->h + i * NP;
+                vf sum_a = Av[0] - Av[0], sum_b = sum_a;
+                for (int j = 0; j < NV; j++) {
+                    const int o = j * SCAN_LANES;
+                    const vf a = vload(ai + o), hp = i ? vload(hi - NP + o) : h0[j];
+                    const vf gn = dyt * vload(Ct + o) + carry[j];
+                    const vf ga = gn * hp * a; /* dL/dh_t * h_{t-1} * a_t */
+                    sum_a += ga * Av[j];
+                    sum_b += gn * vload(Bt + o);
+                    dA_chunk[j] += ga * dt;
+                    vstore(dBt + o, vload(dBt + o) + gn * dtu);
+                    vstore(dCt + o, vload(dCt + o) + dyt * vload(hi + o));
+                    carry[j] = a * gn;
+                }
+                const float sb = hsum(sum_b);
+                const float dx = (hsum(sum_a) + ut * sb) * ct.dsig[i];
+                ddrow[tok] = dx;
+                dbias_chunk += dx;
+                durow[tok] += dt * sb + dyt * skip;
+                dD_chunk += dyt * ut;
+            }
+            /* Chunk partials into double: the sums over L stay accurate for long L. */
+            for (int j = 0; j < NV; j++)
+                for (int l = 0; l < SCAN_LANES; l++) dA_acc[j * SCAN_LANES + l] += dA_chunk[j][l];
+            dD_acc += dD_chunk;
+            dbias_acc += dbias_chunk;
+        }
+        for (int64_t n = 0; n < N; n++) gr->dA_part[(b * KD + c) * N + n] = (float)dA_acc[n];
+        gr->dD_part[b * KD + c] = (float)dD_acc;
+        gr->dbias_part[b * KD + c] = (float)dbias_acc;
+    }
+}
+
+/* Item functions for 1, 2 and 4 vectors of state (N <= 8, 16, 32) with the state
+ * loop unrolled, and one for any padded N up to SCAN_MAX_STATE. */
+#define INSTANTIATE(NV)                                                                             \
+    SCAN_CLONES static void fwd_item_##NV(const ScanParams *p, int64_t b, int64_t d, int nv) {     \
+        (void)nv;                                                                                 \
+        fwd_item(p, b, d, NV);                                                                    \
+    }                                                                                             \
+    SCAN_CLONES static void bwd_item_##NV(const ScanParams *p, const ScanGrads *g, int64_t b,      \
+                                          int64_t d, BwdScratch *s, int nv) {                     \
+        (void)nv;                                                                                 \
+        bwd_item(p, g, b, d, s, NV);                                                              \
+    }
+INSTANTIATE(1)
+INSTANTIATE(2)
+INSTANTIATE(4)
+
+SCAN_CLONES static void fwd_item_any(const ScanParams *p, int64_t b, int64_t d, int nv) { fwd_item(p, b, d, nv); }
+SCAN_CLONES static void bwd_item_any(const ScanParams *p, const ScanGrads *g, int64_t b, int64_t d, BwdScratch *s,
+                                     int nv) {
+    bwd_item(p, g, b, d, s, nv);
+}
+
+typedef void (*FwdItemFn)(const ScanParams *, int64_t, int64_t, int);
+typedef void (*BwdItemFn)(const ScanParams *, const ScanGrads *, int64_t, int64_t, BwdScratch *, int);
+
+static int vectors_per_state(const ScanParams *p) { return (int)(p->bc_token_stride / SCAN_LANES); }
+
+static void pick_items(int nv, FwdItemFn *f, BwdItemFn *bw) {
+    switch (nv) {
+        case 1: *f = fwd_item_1; *bw = bwd_item_1; break;
+        case 2: *f = fwd_item_2; *bw = bwd_item_2; break;
+        case 4: *f = fwd_item_4; *bw = bwd_item_4; break;
+        default: *f = fwd_item_any; *bw = bwd_item_any; break;
+    }
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+int selective_scan_abi_version(void) { return SCAN_ABI_VERSION; }
+int selective_scan_chunk(void) { return SCAN_CHUNK; }
+
+int selective_scan_fwd(const ScanParams *p) {
+    const int status = check_params(p);
+    if (status != SCAN_OK) return status;
+    FwdItemFn f;
+    BwdItemFn unused;
+    const int nv = vectors_per_state(p);
+    pick_items(nv, &f, &unused);
+    const int64_t items = p->batch * p->dim;
+    const int nthreads = thread_count(p);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t it = 0; it < items; it++) f(p, it / p->dim, it % p->dim, nv);
+    return SCAN_OK;
+}
+
+int selective_scan_bwd(const ScanParams *p, const ScanGrads *g) {
+    int status = check_params(p);
+    if (status != SCAN_OK) return status;
+    if (!p->checkpoints || !g->dout || !g->du || !g->ddelta || !g->dB || !g->dC || !g->dA_part || !g->dD_part ||
+        !g->dbias_part)
+        return SCAN_BAD_ARGUMENT;
+    if (p->z && (!p->y_pregate || !g->dz)) return SCAN_BAD_ARGUMENT;
+    FwdItemFn unused;
+    BwdItemFn f;
+    const int nv = vectors_per_state(p);
+    pick_items(nv, &unused, &f);
+    const int64_t NP = p->bc_token_stride, L = p->length, items = p->batch * p->dim;
+    int nthreads = thread_count(p);
+    if (nthreads > items) nthreads = items > 0 ? (int)items : 1;
+
+    /* dB / dC: written in place with one thread; else one zeroed copy per thread. */
+    const int64_t bc_size = p->batch * p->bc_batch_stride;
+    const int private_bc = nthreads > 1;
+    float *bc_buf = NULL;
+    if (private_bc) {
+        bc_buf = calloc((size_t)(2 * nthreads * bc_size) + 1, sizeof(float));
+        if (!bc_buf) return SCAN_OUT_OF_MEMORY;
+    } else {
+        memset(g->dB, 0, sizeof(float) * bc_size);
+        memset(g->dC, 0, sizeof(float) * bc_size);
+    }
+
+#pragma omp parallel num_threads(nthreads) reduction(| : status)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        BwdScratch s;
+        s.dy = malloc(sizeof(float) * (L + 1));
+        s.a = malloc(sizeof(float) * SCAN_CHUNK * NP);
+        s.h = malloc(sizeof(float) * SCAN_CHUNK * NP);
+        s.dB = private_bc ? bc_buf + (2 * tid) * bc_size : g->dB;
+        s.dC = private_bc ? bc_buf + (2 * tid + 1) * bc_size : g->dC;
+        const int ok = s.dy && s.a && s.h;
+        if (!ok) status |= SCAN_OUT_OF_MEMORY;
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++)
+            if (ok) f(p, g, it / p->dim, it % p->dim, &s, nv);
+        free(s.dy);
+        free(s.a);
+        free(s.h);
+    }
+
+    if (private_bc) {
+        const int nt = nthreads;
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t e = 0; e < bc_size; e++) {
+            float sb = 0.0f, sc = 0.0f;
+            for (int t = 0; t < nt; t++) {
+                sb += bc_buf[(2 * t) * bc_size + e];
+                sc += bc_buf[(2 * t + 1) * bc_size + e];
+            }
+            g->dB[e] = sb;
+            g->dC[e] = sc;
+        }
+        free(bc_buf);
+    }
+    return status;
+}

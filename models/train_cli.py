@@ -1,0 +1,66 @@
+"""``mambalitesr train``: distil a student from a teacher (or train from HR alone); resumable; torchrun-ready."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model (distillation with --teacher); scale out with torchrun --nproc_per_node N",
+        description="Without --teacher this trains on HR alone (also how a teacher is trained from scratch).",
+    )
+    p.add_argument("--model", default="mambalitesr_x4", help="registry name of the network to train")
+    p.add_argument("--train", nargs="+", required=True, metavar="DIR", help="folders of HR training images")
+    p.add_argument("--val", metavar="DIR", help="folder of HR images for periodic validation (e.g. Set5)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="run folder: checkpoint, log.csv, log.png, model.safetensors")
+    p.add_argument("--teacher", help="registry name of the frozen teacher (e.g. dvmsr_x4)")
+    p.add_argument("--teacher-weights", metavar="PATH", help="teacher weights (.pth state_dict or .safetensors)")
+    p.add_argument("--alpha", type=float, default=0.8, help="a in a*L1(S,T) + (1-a)*L1(S,HR) (default 0.8)")
+    p.add_argument("--feature-weight", type=float, default=0.0, help="weight of per-group feature distillation (0 = off)")
+    p.add_argument("--no-teacher-cache", action="store_true", help="run the teacher on every crop instead of once per image")
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--batch", type=int, default=16, help="crops per step and process")
+    p.add_argument("--patch", type=int, default=48, help="LR crop side")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr-min", type=float, default=1e-5)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--schedule", choices=["cosine", "multistep"], default="cosine")
+    p.add_argument("--milestones", type=int, nargs="*", default=[])
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="data-loader worker processes")
+    p.add_argument("--scan", choices=["native", "chunked", "ref"], default="native", help="selective-scan backend")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = default)")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--init", metavar="PATH", help="start from these weights")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--stop-after", type=int, metavar="STEP", help="stop (with a checkpoint) after this step")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mambalitesr.errors import UserError
+    from mambalitesr.models.train_config import TrainConfig
+    from mambalitesr.models.trainer import train
+
+    try:
+        cfg = TrainConfig(
+            model=args.model, train_dirs=args.train, val_dir=args.val, out_dir=args.out, teacher=args.teacher,
+            teacher_weights=args.teacher_weights, alpha=args.alpha, feature_weight=args.feature_weight,
+            cache_teacher=not args.no_teacher_cache, steps=args.steps, batch=args.batch, patch=args.patch,
+            lr=args.lr, lr_min=args.lr_min, warmup=args.warmup, schedule=args.schedule,
+            milestones=tuple(args.milestones), grad_clip=args.grad_clip, ema_decay=args.ema, seed=args.seed,
+            workers=args.workers, scan_backend=args.scan, threads=args.threads, val_every=args.val_every,
+            checkpoint_minutes=args.checkpoint_minutes, log_every=args.log_every, init_weights=args.init,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    result = train(cfg, resume=args.resume, stop_after=args.stop_after)
+    val = result["val"]
+    print(f"trained to step {result['step']} in {result['elapsed_s']:.0f} s"
+          + (f"; validation PSNR-Y {val['psnr_y']:.2f} dB, SSIM-Y {val['ssim_y']:.4f}" if val else ""))
+    return 0

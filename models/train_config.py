@@ -1,0 +1,63 @@
+"""Training hyper-parameters (a typed dataclass; the CLI fills it, checkpoints store it).
+
+Glossary (code name -> paper symbol):
+    alpha          a     weight of L1(student, teacher); (1 - a) weighs L1(student, HR)
+    feature_weight beta  weight of the per-group feature distillation (0 = off)
+    patch          LR crop side (HR crop = scale * patch)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    model: str = "mambalitesr_x4"
+    train_dirs: list[str] = field(default_factory=list)
+    val_dir: str | None = None
+    out_dir: str = "runs/student"
+    teacher: str | None = None  # registry name; None trains from HR alone
+    teacher_weights: str | None = None
+    alpha: float = 0.8
+    feature_weight: float = 0.0
+    cache_teacher: bool = True  # teacher SR of each whole training image, computed once
+    steps: int = 10_000
+    batch: int = 16
+    patch: int = 48
+    lr: float = 2e-3
+    lr_min: float = 1e-5
+    warmup: int = 200
+    schedule: str = "cosine"  # or "multistep"
+    milestones: tuple[int, ...] = ()
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    workers: int = 1
+    scan_backend: str = "native"
+    threads: int = 0  # torch intra-op threads; 0 = leave the default
+    val_every: int = 500
+    checkpoint_minutes: float = 5.0
+    log_every: int = 10
+    init_weights: str | None = None  # start from these weights (fine-tuning)
+
+    def __post_init__(self):
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.schedule not in ("cosine", "multistep"):
+            raise ValueError(f"schedule must be cosine or multistep, got {self.schedule}")
+        self.milestones = tuple(self.milestones)
+        self.train_dirs = list(self.train_dirs)
+
+    @property
+    def distill(self) -> bool:
+        return self.teacher is not None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        return cls(**json.loads(text))

@@ -1,0 +1,92 @@
+"""Training pairs: HR folders decoded once, LR made once per image, random aligned crops.
+
+Glossary: s scale, p LR patch side (HR patch s p); batch shapes (B, 3, p, p) LR and
+(B, 3, s p, s p) HR (and teacher SR when distilling), float32 in [0, 1].
+
+Each image is decoded and its LR computed once (the MATLAB-compatible bicubic of
+evaluation), then crops are cut from memory. Flips and 90-degree rotations commute
+with that symmetric bicubic, so augmenting the aligned crops equals downscaling the
+augmented crop. Batch k of process r is drawn from its own generator seeded by
+(seed, k, r): a resumed run, or any number of loader workers, sees the same batches.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mambalitesr.errors import UserError
+
+
+@dataclass
+class ImagePair:
+    name: str
+    hr: np.ndarray  # (sH, sW, 3) uint8, modcropped
+    lr: np.ndarray  # (H, W, 3) uint8
+    teacher: np.ndarray | None = None  # (sH, sW, 3) float16 in [0, 1]
+
+
+def load_pairs(folders: list[str], scale: int, min_lr_side: int, progress: bool = True) -> list[ImagePair]:
+    """Decode every image of ``folders`` (HR) and make its LR; images smaller than the patch are skipped."""
+    from tqdm import tqdm
+
+    from mambalitesr.imageio import list_images, read_image
+    from mambalitesr.models.bicubic import downsample, modcrop
+
+    if not folders:
+        raise UserError("no training folders given (--train DIR ...)")
+    files = [path for folder in folders for path in list_images(folder)]
+    pairs, skipped = [], 0
+    for path in tqdm(files, desc="decoding training images", unit="img", file=sys.stderr, disable=not progress):
+        hr = modcrop(read_image(path), scale)
+        if min(hr.shape[:2]) < scale * min_lr_side:
+            skipped += 1
+            continue
+        pairs.append(ImagePair(f"{path.parent.name}/{path.name}", hr, downsample(hr, scale)))
+    if not pairs:
+        raise UserError(f"no training image is at least {scale * min_lr_side} px on each side")
+    if skipped and progress:
+        print(f"skipped {skipped} images smaller than the {scale * min_lr_side}px HR patch", file=sys.stderr)
+    return pairs
+
+
+def _augment(arr: np.ndarray, flip: bool, rot: int) -> np.ndarray:
+    if flip:
+        arr = arr[:, ::-1]
+    return np.rot90(arr, rot) if rot else arr
+
+
+class PatchBatches(torch.utils.data.Dataset):
+    """Index k -> batch k: (lr, hr, teacher-or-empty) tensors, reproducible from (seed, k, rank)."""
+
+    def __init__(self, pairs: list[ImagePair], scale: int, patch: int, batch: int, seed: int, rank: int = 0):
+        self.pairs, self.scale, self.patch, self.batch = pairs, scale, patch, batch
+        self.seed, self.rank = seed, rank
+        # Sample images in proportion to their area so every pixel is equally likely.
+        areas = np.array([p.lr.shape[0] * p.lr.shape[1] for p in pairs], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int):
+        rng = np.random.default_rng([self.seed, step, self.rank])
+        s, p = self.scale, self.patch
+        lrs, hrs, teachers = [], [], []
+        for index in rng.choice(len(self.pairs), size=self.batch, p=self.weights):
+            pair = self.pairs[index]
+            y = int(rng.integers(0, pair.lr.shape[0] - p + 1))
+            x = int(rng.integers(0, pair.lr.shape[1] - p + 1))
+            flip, rot = bool(rng.integers(2)), int(rng.integers(4))
+            lrs.append(_augment(pair.lr[y:y + p, x:x + p], flip, rot))
+            hrs.append(_augment(pair.hr[s * y:s * (y + p), s * x:s * (x + p)], flip, rot))
+            if pair.teacher is not None:
+                teachers.append(_augment(pair.teacher[s * y:s * (y + p), s * x:s * (x + p)], flip, rot))
+        to_tensor = lambda arrs: torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).astype(np.float32))  # noqa: E731
+        lr = to_tensor(lrs) / 255.0  # (B, 3, p, p)
+        hr = to_tensor(hrs) / 255.0  # (B, 3, s p, s p)
+        teacher = to_tensor(teachers) if teachers else torch.empty(0)
+        return lr, hr, teacher

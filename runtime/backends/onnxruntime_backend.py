@@ -1,0 +1,173 @@
+"""ONNX Runtime backend: an exported ``.onnx`` model on the execution providers asked for.
+
+Glossary (code name -> meaning / paper symbol):
+    onnx         path of the exported model: input (B, 3, h, w) -> output (B, 3, s*h, s*w)
+    providers    execution providers in priority order, short or full names: cpu = CPUExecutionProvider,
+                 cuda = CUDAExecutionProvider, tensorrt = TensorrtExecutionProvider. Each one asked for must
+                 be installed *and* actually enabled by the session, else MissingDependency (ONNX Runtime
+                 itself would silently fall back to the CPU)
+    custom ops   nodes in the ``mambalitesr`` domain (the fused SelectiveScan) run through
+                 onnxruntime-extensions; its library is registered only when the model has such nodes
+    s (scale)    from the model metadata ``scale``, else the static output shape, else a probe run
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.runtime.backends.base import NUMPY_DTYPES, Backend, infer_scale
+
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+CUSTOM_DOMAIN = "mambalitesr"
+# Modules that define the Python kernels of the custom ops (``@onnx_op``); importing one registers them.
+CUSTOM_OP_MODULES = ("mambalitesr.export.ort_custom_ops",)
+ORT_TYPES = {"tensor(float)": "fp32", "tensor(float16)": "fp16"}
+PROBE_HW = (32, 32)
+
+
+class _CustomOpMissing(Exception):
+    """The session failed on a node of the custom domain."""
+
+
+def provider_name(short: str) -> str:
+    return PROVIDER_NAMES.get(short.strip().lower(), short.strip())
+
+
+def custom_domains(onnx_path: Path) -> set[str] | None:
+    """Non-standard domains the model imports or uses in its top graph; None when onnx is not installed."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    domains = {op.domain for op in model.opset_import} | {n.domain for n in model.graph.node}
+    return {d for d in domains if d not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, onnx: str | None = None, providers: list[str] | str | None = None, threads: int | None = None):
+        super().__init__()
+        if not onnx:
+            raise UserError("onnxruntime backend needs a model: --onnx FILE (make one with `mambalitesr export onnx`)")
+        self.onnx_path = Path(onnx)
+        if isinstance(providers, str):
+            providers = [p for p in providers.split(",") if p.strip()]
+        self.providers = [provider_name(p) for p in (providers or ["cpu"])]
+        self.threads = threads
+
+    def load(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise MissingDependency(
+                f"onnxruntime backend needs the onnxruntime package ({exc}); pip install onnxruntime "
+                "(on a Jetson: the onnxruntime-gpu wheel for your JetPack)"
+            ) from None
+        if not self.onnx_path.is_file():
+            raise UserError(f"{self.onnx_path}: no such ONNX file")
+        available = ort.get_available_providers()
+        for p in self.providers:
+            if p not in available:
+                raise MissingDependency(
+                    f"onnxruntime provider {p} is not available in this onnxruntime {ort.__version__} "
+                    f"(available: {', '.join(available)}); install an onnxruntime build with it or choose "
+                    "another with --providers"
+                )
+        so = ort.SessionOptions()
+        if self.threads:
+            so.intra_op_num_threads = int(self.threads)
+        domains = custom_domains(self.onnx_path)
+        self.custom = domains is not None and CUSTOM_DOMAIN in domains
+        if self.custom:
+            self._register_custom_ops(so)
+        try:
+            self.session = self._session(ort, so)
+        except _CustomOpMissing:
+            if domains is not None:  # registered already, or onnx saw none: the kernels really are missing
+                raise MissingDependency(
+                    f"{self.onnx_path}: a '{CUSTOM_DOMAIN}' custom op has no kernel in onnxruntime-extensions "
+                    f"(looked in {', '.join(CUSTOM_OP_MODULES)})"
+                ) from None
+            self.custom = True  # no onnx package to look inside the model: ORT told us
+            self._register_custom_ops(so)
+            self.session = self._session(ort, so)
+        enabled = self.session.get_providers()
+        for p in self.providers:
+            if p not in enabled:
+                raise MissingDependency(
+                    f"onnxruntime did not enable {p} (session runs on {', '.join(enabled)}): its runtime libraries "
+                    "(CUDA, cuDNN, TensorRT) are missing or do not match this onnxruntime build"
+                )
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UserError(f"{self.onnx_path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
+        self._in, self._out = inputs[0].name, outputs[0].name
+        if inputs[0].type not in ORT_TYPES:
+            raise UserError(f"{self.onnx_path}: input type {inputs[0].type}; expected float or float16")
+        self.precision = ORT_TYPES[inputs[0].type]
+        self.input_dtype = NUMPY_DTYPES[self.precision]
+        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in inputs[0].shape)
+        if len(self.input_shape) != 4 or self.input_shape[1] not in (3, None):
+            raise UserError(f"{self.onnx_path}: input shape {inputs[0].shape}; expected (B, 3, h, w)")
+        self.loaded = True
+        self.scale = self._find_scale(outputs[0].shape)
+
+    def _session(self, ort, so):
+        try:
+            return ort.InferenceSession(str(self.onnx_path), sess_options=so, providers=self.providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if CUSTOM_DOMAIN in text:
+                raise _CustomOpMissing(text) from None
+            raise UserError(f"{self.onnx_path}: onnxruntime cannot load it: {text}") from None
+
+    def _register_custom_ops(self, so) -> None:
+        try:
+            from onnxruntime_extensions import get_library_path
+        except ImportError:
+            raise MissingDependency(
+                f"{self.onnx_path} has '{CUSTOM_DOMAIN}' custom nodes, which need onnxruntime-extensions: "
+                "pip install onnxruntime-extensions"
+            ) from None
+        for name in CUSTOM_OP_MODULES:
+            try:
+                importlib.import_module(name)  # defines the @onnx_op kernels before the library is registered
+            except ImportError as exc:
+                raise MissingDependency(
+                    f"{self.onnx_path} has '{CUSTOM_DOMAIN}' custom nodes but their kernels ({name}) "
+                    f"cannot be imported: {exc}"
+                ) from None
+        so.register_custom_ops_library(get_library_path())
+
+    def _find_scale(self, out_shape) -> int:
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "scale" in meta:
+            return int(meta["scale"])
+        in_hw, out_hw = self.input_shape[2:], tuple(out_shape[2:])
+        if all(isinstance(d, int) for d in in_hw + out_hw):
+            return infer_scale(in_hw, out_hw, str(self.onnx_path))
+        probe_hw = self.fixed_hw or PROBE_HW
+        batch = self.fixed_batch or 1
+        out = self._run(np.full((batch, 3) + probe_hw, 0.5, dtype=self.input_dtype))
+        return infer_scale(probe_hw, out.shape[2:], str(self.onnx_path))
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run([self._out], {self._in: batch})[0]  # (B, 3, s*h, s*w)
+        return out.astype(np.float32, copy=False)
+
+    def describe(self) -> str:
+        custom = ", custom ops via onnxruntime-extensions" if self.custom else ""
+        return (
+            f"onnxruntime {self.onnx_path.name} on {', '.join(self.session.get_providers())} "
+            f"({self.precision}{custom}), x{self.scale}, {self.shapes_text()}"
+        )

@@ -1,0 +1,193 @@
+"""One frame through a backend: pack to planar float, pad or split into tiles, infer, merge, unpack.
+
+Glossary (code name -> meaning / symbol):
+    H, W         the frame size after the optional ``input_size`` resize (LR)
+    PH, PW       the padded size: at least one tile; the pad is an edge replica, cropped after inference
+    th, tw       tile size: the backend's fixed input shape, else ``tile`` (capped by a profile max)
+    o (overlap)  LR overlap between neighbouring tiles (feathered merge, see runtime/tiles.py)
+    N            tiles per frame (1 when the frame goes through in one call)
+    s            the backend's scale; SR output (3, s*H, s*W) -> uint8 BGR (s*H, s*W, 3)
+    FramePlan    how frames of one size go through: padding and the tile grid (computed once per size)
+    Work         frames in flight: their model input (F*N, 3, th, tw) and, after inference, SR (F*N, 3, s*th, s*tw)
+
+The pipeline calls ``prepare`` / ``run`` / ``finish`` from three different threads; ``process`` does
+all three for one frame. All pixel conversion and tiling goes through the C frame path.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mambalitesr.errors import UserError
+from mambalitesr.runtime import framepath as fp
+from mambalitesr.runtime.tiles import TileGrid
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    height: int
+    width: int
+    pad_h: int
+    pad_w: int
+    tile_h: int
+    tile_w: int
+    scale: int
+    grid: TileGrid | None  # None: the padded frame is one call
+
+    @property
+    def tiles(self) -> int:
+        return self.grid.count if self.grid is not None else 1
+
+    @property
+    def padded(self) -> bool:
+        return (self.pad_h, self.pad_w) != (self.height, self.width)
+
+
+def plan_frame(height: int, width: int, scale: int, fixed_hw=None, max_hw=None, tile: int | None = None,
+               overlap: int = 16) -> FramePlan:
+    """Padding and tiling for an (H, W) frame on a backend with the given fixed shape / max shape."""
+    if fixed_hw:
+        th, tw = fixed_hw
+        pad_h, pad_w = max(height, th), max(width, tw)
+    else:
+        th, tw = (tile, tile) if tile else (height, width)
+        if max_hw:
+            th, tw = min(th, max_hw[0]), min(tw, max_hw[1])
+        th, tw = min(th, height), min(tw, width)  # a dynamic backend takes a small frame as it is
+        pad_h, pad_w = height, width
+    if (pad_h, pad_w) == (th, tw):
+        return FramePlan(height, width, pad_h, pad_w, th, tw, scale, None)
+    o = min(overlap, th - 1, tw - 1)
+    if o < 0:
+        raise UserError(f"tile overlap must be >= 0, got {overlap}")
+    grid = TileGrid.plan(pad_h, pad_w, th, tw, o, scale)
+    return FramePlan(height, width, pad_h, pad_w, th, tw, scale, grid)
+
+
+@dataclass
+class Work:
+    frames: list  # sources.Frame, all of one size
+    plan: FramePlan
+    batch: np.ndarray  # (F*N, 3, th, tw) model input
+    sr: np.ndarray | None = None  # (F*N, 3, s*th, s*tw) float32 after inference
+    compute_s: float = 0.0  # backend time for the whole Work
+    times: dict = field(default_factory=dict)  # stage -> seconds spent on this Work
+
+
+def _resize(frame, size: tuple[int, int] | None):
+    """(H, W, 3) uint8 -> (h, w, 3) at ``size`` = (w, h); area filter when shrinking."""
+    if size is None or (frame.image.shape[1], frame.image.shape[0]) == tuple(size):
+        return frame.image
+    import cv2
+
+    shrink = size[0] < frame.image.shape[1]
+    return cv2.resize(frame.image, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _edge_pad(buf: np.ndarray, h: int, w: int) -> None:
+    """Fill buf (3, PH, PW) outside [:h, :w] with the nearest edge pixel (in place)."""
+    if buf.shape[1] > h:
+        buf[:, h:, :w] = buf[:, h - 1 : h, :w]
+    if buf.shape[2] > w:
+        buf[:, :, w:] = buf[:, :, w - 1 : w]
+
+
+class FrameProcessor:
+    """Frames of any size through one backend; plans are cached per frame size."""
+
+    def __init__(self, backend, tile: int | None = None, overlap: int = 16, input_size: tuple[int, int] | None = None):
+        if tile is not None and tile < 8 and tile != 0:
+            raise UserError(f"tile size {tile} is too small (at least 8, or 0 for whole frames)")
+        if overlap < 0:
+            raise UserError(f"tile overlap must be >= 0, got {overlap}")
+        self.backend = backend
+        self.tile = tile or None
+        self.overlap = overlap
+        self.input_size = input_size
+        self._plans: dict[tuple[int, int], FramePlan] = {}
+
+    def plan(self, height: int, width: int) -> FramePlan:
+        key = (height, width)
+        if key not in self._plans:
+            b = self.backend
+            self._plans[key] = plan_frame(height, width, b.scale, b.fixed_hw, b.max_hw, self.tile, self.overlap)
+        return self._plans[key]
+
+    def frame_hw(self, frame) -> tuple[int, int]:
+        if self.input_size is not None:
+            return self.input_size[1], self.input_size[0]
+        return frame.hw
+
+    # -- stage 1: pack ------------------------------------------------------------------
+    def prepare(self, frames: list) -> Work:
+        h, w = self.frame_hw(frames[0])
+        plan = self.plan(h, w)
+        n = plan.tiles
+        batch = np.empty((len(frames) * n, 3, plan.tile_h, plan.tile_w), dtype=self.backend.input_dtype)
+        for k, frame in enumerate(frames):
+            image = _resize(frame, self.input_size)
+            if image.shape[:2] != (h, w):
+                raise ValueError(f"frames of one Work must share a size: {image.shape[:2]} != {(h, w)}")
+            if plan.grid is None:
+                fp.pack(image, frame.fmt, out=batch[k][:, :h, :w])
+                _edge_pad(batch[k], h, w)
+            else:
+                planar = np.empty((3, plan.pad_h, plan.pad_w), dtype=batch.dtype)
+                fp.pack(image, frame.fmt, out=planar[:, :h, :w])
+                _edge_pad(planar, h, w)
+                fp.split_tiles(planar, plan.grid, out=batch[k * n : (k + 1) * n])
+        return Work(list(frames), plan, batch)
+
+    # -- stage 2: infer (synchronous form; the pipeline overlaps submissions itself) -----
+    def chunks(self, work: Work) -> list[slice]:
+        """Slices of work.batch that each fit one backend call."""
+        limit = self.backend.batch_limit or len(work.batch)
+        return [slice(i, min(i + limit, len(work.batch))) for i in range(0, len(work.batch), limit)]
+
+    def chunk_input(self, work: Work, part: slice) -> np.ndarray:
+        """The input of one call; a fixed-batch backend gets the last chunk padded with repeats."""
+        x = work.batch[part]
+        fixed = self.backend.fixed_batch
+        if fixed and len(x) < fixed:
+            x = np.concatenate([x, np.repeat(x[-1:], fixed - len(x), axis=0)])
+        return x
+
+    def store(self, work: Work, part: slice, out: np.ndarray, compute_s: float) -> None:
+        if work.sr is None:
+            p, s = work.plan, work.plan.scale
+            work.sr = np.empty((len(work.batch), 3, s * p.tile_h, s * p.tile_w), dtype=np.float32)
+        work.sr[part] = out[: part.stop - part.start]
+        work.compute_s += compute_s
+
+    def run(self, work: Work) -> Work:
+        for part in self.chunks(work):
+            pending = self.backend.submit(self.chunk_input(work, part))
+            out = pending.wait()
+            self.store(work, part, out, pending.compute_s)
+        return work
+
+    # -- stage 3: merge and unpack ------------------------------------------------------
+    def finish(self, work: Work, order: str = "bgr") -> list[np.ndarray]:
+        """SR of each frame of ``work`` as uint8 (s*H, s*W, 3) in ``order``."""
+        p, s, n = work.plan, work.plan.scale, work.plan.tiles
+        outputs = []
+        for k in range(len(work.frames)):
+            if p.grid is None:
+                sr = work.sr[k]  # (3, s*PH, s*PW)
+            else:
+                sr = fp.merge_tiles(work.sr[k * n : (k + 1) * n], p.grid)
+            outputs.append(fp.unpack(sr[:, : s * p.height, : s * p.width], order=order))
+        return outputs
+
+    def process(self, frame, order: str = "bgr") -> np.ndarray:
+        """One frame through all three stages (for callers without a pipeline)."""
+        return self.finish(self.run(self.prepare([frame])), order)[0]
+
+
+def timed(fn, *args):
+    """(result, seconds) of fn(*args)."""
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start

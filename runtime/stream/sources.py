@@ -1,0 +1,402 @@
+"""Frame sources: cameras (CSI, V4L2), video files, image folders and a synthetic test pattern.
+
+Glossary (code name -> meaning):
+    spec        the ``--source`` text: ``csi:N[:WxH[@FPS]]``, ``v4l2:/dev/videoN[:WxH[@FPS]]``, ``file:PATH``,
+                ``images:DIR``, ``synthetic[:WxH][@FPS][:drop_at=N][:gap=SECONDS]``
+    Frame       one picture: ``image`` uint8 (H, W, 3) in ``fmt`` ("bgr" or "rgb"), its ``index`` in the
+                source's own numbering, ``t_capture`` (time.perf_counter when it was taken)
+    live        a source that produces frames whether or not we take them (a camera, a paced pattern):
+                the pipeline keeps only the newest and drops stale ones; a finite source (file, folder,
+                unpaced pattern) waits for the pipeline and loses nothing
+    SourceLost  raised by ``read`` when a live source stops delivering (unplugged, driver reset): the
+                pipeline closes it and calls ``open`` again with back-off until it is back
+    SourceUnavailable  ``open`` failed: the device is missing or busy (a UserError when it happens first)
+
+``read`` returns None at the end of a finite source. Sources are used from one thread (capture).
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mambalitesr.errors import MissingDependency, UserError
+
+SOURCE_FORMS = (
+    "csi:N[:WxH[@FPS]]",
+    "v4l2:/dev/videoN[:WxH[@FPS]]",
+    "file:PATH",
+    "images:DIR",
+    "synthetic[:WxH][@FPS][:drop_at=N][:gap=S]",
+)
+_SIZE = re.compile(r"^(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d+)?))?$")
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # (H, W, 3) uint8 in ``fmt`` order
+    index: int
+    t_capture: float
+    fmt: str = "bgr"
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.image.shape[0], self.image.shape[1]
+
+
+class SourceLost(Exception):
+    """A live source stopped delivering frames; reopening may bring it back."""
+
+
+class SourceUnavailable(UserError):
+    """A source could not be opened (missing, busy, offline)."""
+
+
+class Source:
+    live = False
+    fps: float | None = None
+
+    def open(self) -> None:
+        """Acquire the device or file; raise SourceUnavailable (or MissingDependency) when it cannot."""
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device or file; safe to call twice."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+# -- synthetic ----------------------------------------------------------------------------
+class SyntheticSource(Source):
+    """A deterministic moving test pattern: colour gradient, fine grid, moving shapes, the frame number.
+
+    ``fps`` None: finite-style, as fast as the pipeline takes frames, none lost (``frames`` caps it).
+    ``fps`` given: live, frame i is due at t0 + i / fps whether or not anyone reads it.
+    ``drop_at`` simulates a camera unplugged when frame ``drop_at`` is due: ``read`` raises SourceLost
+    and ``open`` fails for ``gap_s`` seconds, then the pattern resumes (live: at the frame now due).
+    """
+
+    def __init__(self, width: int = 320, height: int = 180, fps: float | None = None, frames: int | None = None,
+                 drop_at: int | None = None, gap_s: float = 0.5):
+        if width < 16 or height < 16:
+            raise UserError(f"synthetic source: {width}x{height} is too small (at least 16x16)")
+        if fps is not None and fps <= 0:
+            raise UserError(f"synthetic source: fps must be positive, got {fps}")
+        self.width, self.height, self.fps, self.frames = int(width), int(height), fps, frames
+        self.live = fps is not None
+        self.drop_at, self.gap_s = drop_at, float(gap_s)
+        self._next = 0
+        self._t0: float | None = None
+        self._offline_until = 0.0
+        self._opened = False
+        self._background = self._make_background()
+
+    def _make_background(self) -> np.ndarray:
+        h, w = self.height, self.width
+        x = np.linspace(0, 255, w, dtype=np.float32)[None, :]
+        y = np.linspace(0, 255, h, dtype=np.float32)[:, None]
+        bg = np.empty((h, w, 3), dtype=np.uint8)
+        bg[..., 0] = (255 - 0.5 * x - 0.3 * y).clip(0, 255).astype(np.uint8)  # B
+        bg[..., 1] = (0.6 * y + 40).clip(0, 255).astype(np.uint8)  # G
+        bg[..., 2] = (0.8 * x + 20).clip(0, 255).astype(np.uint8)  # R
+        bg[::8, :, :] //= 2  # a fine grid: detail for the SR model to resolve
+        bg[:, ::8, :] //= 2
+        return bg
+
+    def pattern(self, index: int) -> np.ndarray:
+        """Frame ``index`` of the pattern, BGR uint8 (H, W, 3); a pure function of the index."""
+        import cv2
+
+        h, w = self.height, self.width
+        img = self._background.copy()
+        r = max(4, min(h, w) // 8)
+        cx = int((index * 3) % (w + 2 * r)) - r
+        cy = int(h / 2 + (h / 4) * np.sin(index / 15.0))
+        cv2.circle(img, (cx, cy), r, (40, 40, 230), -1, cv2.LINE_AA)
+        side = max(6, min(h, w) // 6)
+        period = 2 * max(1, h - side)
+        bounce = index * 2 % period
+        top = bounce if bounce < period // 2 else period - bounce
+        left = (w - side) * 2 // 3
+        cv2.rectangle(img, (left, top), (left + side, top + side), (230, 200, 30), -1)
+        scale = max(0.3, h / 360)
+        cv2.putText(img, f"frame {index}", (4, max(12, int(24 * scale))), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        return img
+
+    def open(self) -> None:
+        now = time.perf_counter()
+        if now < self._offline_until:
+            raise SourceUnavailable(f"synthetic camera offline (simulated disconnect, {self._offline_until - now:.2f} s left)")
+        if self._t0 is None:
+            self._t0 = now
+        self._opened = True
+
+    def read(self) -> Frame | None:
+        if not self._opened:
+            raise SourceLost("synthetic source read while closed")
+        if self.frames is not None and self._next >= self.frames:
+            return None
+        if self.live:
+            due = self._t0 + self._next / self.fps
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            else:  # behind schedule (we were away): a camera would have moved on to the frame due now
+                self._next = max(self._next, int((time.perf_counter() - self._t0) * self.fps))
+        if self.drop_at is not None and self._next >= self.drop_at:
+            self.drop_at = None  # one simulated disconnect
+            self._offline_until = time.perf_counter() + self.gap_s
+            self._opened = False
+            raise SourceLost(f"synthetic camera disconnected at frame {self._next} (simulated)")
+        index = self._next
+        self._next += 1
+        return Frame(self.pattern(index), index, time.perf_counter(), "bgr")
+
+    def close(self) -> None:
+        self._opened = False
+
+    def describe(self) -> str:
+        pace = f"live at {self.fps:g} fps" if self.live else "unpaced (as fast as taken)"
+        drop = f", disconnect at frame {self.drop_at} for {self.gap_s:g} s" if self.drop_at is not None else ""
+        return f"synthetic {self.width}x{self.height}, {pace}{drop}"
+
+
+# -- OpenCV capture -----------------------------------------------------------------------
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise MissingDependency(f"video sources need OpenCV ({exc}): pip install opencv-python-headless") from None
+    return cv2
+
+
+class _CaptureSource(Source):
+    """Common part of the cv2.VideoCapture sources."""
+
+    def __init__(self):
+        self.cap = None
+        self._index = 0
+
+    def _open_capture(self):
+        raise NotImplementedError
+
+    def open(self) -> None:
+        self.close()
+        self.cap = self._open_capture()
+
+    def read(self) -> Frame | None:
+        if self.cap is None:
+            raise SourceLost("capture is closed")
+        ok, img = self.cap.read()
+        t = time.perf_counter()
+        if not ok or img is None:
+            if self.live:
+                raise SourceLost("the camera delivered no frame")
+            return None
+        if img.ndim == 2:  # some V4L2 grey sensors
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        frame = Frame(np.ascontiguousarray(img[:, :, :3]), self._index, t, "bgr")
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class VideoFileSource(_CaptureSource):
+    live = False
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: no such video file")
+        self.frame_count = None
+
+    def _open_capture(self):
+        cv2 = _cv2()
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            raise UserError(f"{self.path}: OpenCV cannot open it as a video (unknown container or codec?)")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and fps > 0 else None
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if count > 0 else None
+        self._index = 0
+        return cap
+
+    def describe(self) -> str:
+        fps = f", {self.fps:g} fps" if self.fps else ""
+        n = f", {self.frame_count} frames" if self.frame_count else ""
+        return f"video file {self.path}{fps}{n}"
+
+
+class V4L2Source(_CaptureSource):
+    live = True
+
+    def __init__(self, device: str, width: int | None = None, height: int | None = None, fps: float | None = None):
+        super().__init__()
+        self.device, self.width, self.height, self.fps = device, width, height, fps
+
+    def _open_capture(self):
+        cv2 = _cv2()
+        if not Path(self.device).exists():
+            raise SourceUnavailable(f"{self.device}: no such device (is the camera plugged in? `v4l2-ctl --list-devices`)")
+        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        if not cap.isOpened():
+            raise SourceUnavailable(
+                f"{self.device}: cannot open with V4L2 (busy in another program, or no permission: "
+                "add the user to the 'video' group)"
+            )
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver queue short: we want the newest frame
+        if self.width and self.height:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        if self.fps:
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+        return cap
+
+    def describe(self) -> str:
+        size = f" {self.width}x{self.height}" if self.width else ""
+        return f"V4L2 camera {self.device}{size}" + (f" @ {self.fps:g} fps" if self.fps else "")
+
+
+def has_gstreamer(cv2) -> bool:
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return line.split(":", 1)[1].strip().upper().startswith("YES")
+    return False
+
+
+class CsiSource(_CaptureSource):
+    """A Jetson CSI camera through nvarguscamerasrc: NVMM NV12 -> nvvidconv BGRx -> videoconvert BGR -> appsink."""
+
+    live = True
+
+    def __init__(self, sensor_id: int = 0, width: int = 1280, height: int = 720, fps: float = 30.0):
+        super().__init__()
+        self.sensor_id, self.width, self.height, self.fps = int(sensor_id), width or 1280, height or 720, fps or 30.0
+
+    def pipeline(self) -> str:
+        # appsink drop=true max-buffers=1: GStreamer itself discards stale buffers, so no latency builds up.
+        return (
+            f"nvarguscamerasrc sensor-id={self.sensor_id} ! "
+            f"video/x-raw(memory:NVMM),width={self.width},height={self.height},"
+            f"framerate={int(round(self.fps))}/1,format=NV12 ! "
+            "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
+            "appsink drop=true max-buffers=1 sync=false"
+        )
+
+    def _open_capture(self):
+        cv2 = _cv2()
+        if not has_gstreamer(cv2):
+            raise MissingDependency(
+                f"csi:{self.sensor_id} needs OpenCV built with GStreamer, and this OpenCV {cv2.__version__} has none "
+                "(the PyPI opencv wheels never do): use JetPack's system OpenCV (sudo apt install python3-opencv; "
+                "pip uninstall opencv-python-headless)"
+            )
+        cap = cv2.VideoCapture(self.pipeline(), cv2.CAP_GSTREAMER)
+        if not cap.isOpened():
+            raise SourceUnavailable(
+                f"csi:{self.sensor_id}: the GStreamer pipeline did not start (camera connected? nvargus-daemon "
+                f"running? `sudo systemctl restart nvargus-daemon`): {self.pipeline()}"
+            )
+        return cap
+
+    def describe(self) -> str:
+        return f"CSI camera {self.sensor_id} {self.width}x{self.height} @ {self.fps:g} fps (nvarguscamerasrc)"
+
+
+# -- image folder -------------------------------------------------------------------------
+class ImageFolderSource(Source):
+    live = False
+
+    def __init__(self, folder: str):
+        from mambalitesr.imageio import list_images
+
+        self.folder = Path(folder)
+        self.files = list_images(self.folder)
+        self._next = 0
+
+    def open(self) -> None:
+        self._next = 0
+
+    def read(self) -> Frame | None:
+        from mambalitesr.imageio import read_image
+
+        if self._next >= len(self.files):
+            return None
+        rgb = read_image(self.files[self._next])  # (H, W, 3) RGB uint8, validated
+        frame = Frame(rgb, self._next, time.perf_counter(), "rgb")
+        self._next += 1
+        return frame
+
+    def describe(self) -> str:
+        return f"image folder {self.folder} ({len(self.files)} images)"
+
+
+# -- parsing ------------------------------------------------------------------------------
+def _size_fps(text: str, what: str) -> tuple[int | None, int | None, float | None]:
+    m = _SIZE.match(text)
+    if not m:
+        raise UserError(f"{what}: {text!r} is not WxH, WxH@FPS or @FPS")
+    w, h, fps = m.groups()
+    return (int(w) if w else None), (int(h) if h else None), (float(fps) if fps else None)
+
+
+def parse_source(spec: str) -> Source:
+    """Build the source a ``--source`` spec names (see SOURCE_FORMS); UserError for anything else."""
+    kind, _, rest = spec.partition(":")
+    if kind == "file":
+        if not rest:
+            raise UserError("file source: give a path, file:PATH")
+        return VideoFileSource(rest)
+    if kind == "images":
+        if not rest:
+            raise UserError("images source: give a folder, images:DIR")
+        return ImageFolderSource(rest)
+    if kind == "synthetic":
+        opts: dict = {}
+        for part in [p for p in rest.split(":") if p]:
+            if "=" in part:
+                key, _, value = part.partition("=")
+                try:
+                    if key == "drop_at":
+                        opts["drop_at"] = int(value)
+                    elif key == "gap":
+                        opts["gap_s"] = float(value)
+                    elif key == "frames":
+                        opts["frames"] = int(value)
+                    else:
+                        raise UserError(f"synthetic source: unknown option {key!r} (drop_at, gap, frames)")
+                except ValueError:
+                    raise UserError(f"synthetic source: {part!r} needs a number") from None
+            else:
+                w, h, fps = _size_fps(part, "synthetic source")
+                if w:
+                    opts["width"], opts["height"] = w, h
+                if fps:
+                    opts["fps"] = fps
+        return SyntheticSource(**opts)
+    if kind == "csi":
+        sensor, _, size = rest.partition(":")
+        if not sensor.isdigit():
+            raise UserError(f"csi source: sensor id must be a number, csi:0, got {spec!r}")
+        w, h, fps = _size_fps(size, "csi source") if size else (None, None, None)
+        return CsiSource(int(sensor), w, h, fps)
+    if kind == "v4l2":
+        device, _, size = rest.partition(":")
+        if not device:
+            raise UserError("v4l2 source: give the device, v4l2:/dev/video0")
+        w, h, fps = _size_fps(size, "v4l2 source") if size else (None, None, None)
+        return V4L2Source(device, w, h, fps)
+    raise UserError(f"unknown source {spec!r}; use one of: {', '.join(SOURCE_FORMS)}")

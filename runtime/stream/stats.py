@@ -1,0 +1,144 @@
+"""Per-stage timings of a streaming run and the summary printed at its end.
+
+Glossary (code name -> meaning):
+    stage          capture, preprocess, infer, postprocess, sink: one thread each
+    stage time     seconds a stage spent on one frame (its own work, not the queue wait)
+    end-to-end     from the moment a frame was captured to the moment the sink finished writing it
+    compute_s      seconds the backend itself spent on a frame's inference (``Pending.compute_s``)
+    backend fps    frames / sum(compute_s): what the backend alone sustains on the same frames
+    pipeline fps   frames out / (last frame out - first frame captured)
+    drop           a live frame discarded because a newer one arrived before it was taken (stale)
+    gap            an interval with no camera: lost -> reconnected, with the back-off attempts it took
+    J/frame        energy over the run (PowerMonitor) / frames out
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STAGES = ("capture", "preprocess", "infer", "postprocess", "sink")
+
+
+@dataclass
+class Gap:
+    """The camera went away after ``after_index`` and came back (or not) ``seconds`` later."""
+
+    after_index: int
+    lost_at: float
+    back_at: float | None = None
+    attempts: int = 0
+    reason: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return (self.back_at if self.back_at is not None else time.perf_counter()) - self.lost_at
+
+    def text(self) -> str:
+        state = f"reconnected after {self.attempts} attempt(s)" if self.back_at is not None else "never came back"
+        return f"after frame {self.after_index}: {self.seconds:.2f} s without frames ({self.reason}); {state}"
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q) * 1000.0) if values else float("nan")
+
+
+@dataclass
+class RunStats:
+    """Everything one run measured; stages append to their own lists only (no lock needed)."""
+
+    stage_s: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    end_to_end_s: list[float] = field(default_factory=list)
+    compute_s: list[float] = field(default_factory=list)  # per frame
+    captured: int = 0
+    dropped: int = 0
+    frames_out: int = 0
+    gaps: list[Gap] = field(default_factory=list)
+    first_capture: float | None = None
+    last_out: float | None = None
+    stop_reason: str = ""
+    power: dict | None = None  # filled at the end: {"source", "average_w", "energy_j", "samples"} or {"error"}
+    backend: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_drop(self, n: int = 1) -> None:
+        with self._lock:
+            self.dropped += n
+
+    def mark_out(self, t_capture: float, now: float) -> None:
+        self.end_to_end_s.append(now - t_capture)
+        self.frames_out += 1
+        self.last_out = now
+
+    @property
+    def wall_s(self) -> float:
+        if self.first_capture is None or self.last_out is None:
+            return 0.0
+        return self.last_out - self.first_capture
+
+    @property
+    def pipeline_fps(self) -> float:
+        # n frames out over the interval from the first capture to the last output: n-1 frame periods
+        # plus one latency; counting n over it slightly understates a long run's rate, never overstates.
+        return self.frames_out / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def backend_fps(self) -> float:
+        total = sum(self.compute_s)
+        return len(self.compute_s) / total if total > 0 else float("nan")
+
+    def to_dict(self) -> dict:
+        lat = {
+            name: {"p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99), "n": len(v)}
+            for name, v in list(self.stage_s.items()) + [("end_to_end", self.end_to_end_s)]
+        }
+        energy = (self.power or {}).get("energy_j")
+        return {
+            "backend": self.backend,
+            "frames_out": self.frames_out,
+            "captured": self.captured,
+            "dropped": self.dropped,
+            "gaps": [{"after_index": g.after_index, "seconds": g.seconds, "attempts": g.attempts,
+                      "reconnected": g.back_at is not None, "reason": g.reason} for g in self.gaps],
+            "wall_s": self.wall_s,
+            "pipeline_fps": self.pipeline_fps,
+            "backend_fps": self.backend_fps,
+            "pipeline_vs_backend": self.pipeline_fps / self.backend_fps if self.compute_s else float("nan"),
+            "latency": lat,
+            "power": self.power,
+            "joules_per_frame": energy / self.frames_out if energy is not None and self.frames_out else None,
+            "stop_reason": self.stop_reason,
+        }
+
+    def summary(self) -> str:
+        d = self.to_dict()
+        lines = [
+            f"summary: {self.frames_out} frames out of {self.captured} captured, {self.dropped} dropped (stale), "
+            f"{len(self.gaps)} camera gap(s)" + (f"; stopped: {self.stop_reason}" if self.stop_reason else ""),
+        ]
+        if self.backend:
+            lines.append(f"  backend: {self.backend}")
+        ratio = d["pipeline_vs_backend"]
+        lines.append(
+            f"  throughput: pipeline {self.pipeline_fps:.2f} fps over {self.wall_s:.2f} s; backend alone "
+            f"(infer only) {self.backend_fps:.2f} fps; pipeline/backend = {ratio * 100:.1f}%"
+        )
+        lines.append(f"  latency (ms)   {'p50':>9} {'p99':>9}")
+        for name, v in d["latency"].items():
+            lines.append(f"    {name:<12} {v['p50_ms']:9.2f} {v['p99_ms']:9.2f}")
+        p = self.power or {}
+        if p.get("average_w") is not None:
+            jpf = d["joules_per_frame"]
+            lines.append(
+                f"  power: {p['average_w']:.2f} W average, {p['energy_j']:.2f} J total, "
+                f"{jpf:.4f} J/frame ({p.get('source', '?')}, {p.get('samples', 0)} samples)"
+                if jpf is not None else f"  power: {p['average_w']:.2f} W average ({p.get('source', '?')})"
+            )
+        else:
+            reason = p.get("error")
+            lines.append("  power: unavailable" if not reason else f"  power: unavailable ({reason})")
+        for i, g in enumerate(self.gaps, 1):
+            lines.append(f"  gap {i}: {g.text()}")
+        return "\n".join(lines)

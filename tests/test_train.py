@@ -1,0 +1,110 @@
+"""Training on the tiny variant: it learns, it resumes exactly, it runs under torchrun (gloo)."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mambalitesr.imageio import write_image
+from mambalitesr.models import create_model
+from mambalitesr.models.distill import output_loss
+from mambalitesr.models.train_config import TrainConfig
+from mambalitesr.models.trainer import lr_factor, train
+
+
+@pytest.fixture(scope="module")
+def image_dirs(tmp_path_factory):
+    """Small smooth-plus-texture images, so there is something to learn."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for folder, count in (("train", 6), ("val", 2)):
+        (root / folder).mkdir()
+        for i in range(count):
+            yy, xx = np.mgrid[0:96, 0:112] / 16.0
+            base = np.stack([np.sin(xx + i), np.cos(yy * 1.3 - i), np.sin(xx * 0.7 + yy)], -1)
+            img = (base * 90 + 128 + rng.normal(0, 1, base.shape)).clip(0, 255).astype(np.uint8)
+            write_image(root / folder / f"img{i}.png", img)
+    return root
+
+
+def tiny_config(image_dirs, out, **overrides):
+    cfg = dict(model="test_x4", train_dirs=[str(image_dirs / "train")], val_dir=str(image_dirs / "val"), out_dir=str(out),
+               steps=30, batch=4, patch=12, lr=3e-3, warmup=3, workers=0, scan_backend="chunked", val_every=15,
+               log_every=1, seed=7)
+    cfg.update(overrides)
+    return TrainConfig(**cfg)
+
+
+def read_losses(run_dir):
+    with open(run_dir / "log.csv") as fh:
+        return [float(r["loss"]) for r in csv.DictReader(fh)]
+
+
+def test_training_lowers_the_loss(image_dirs, tmp_path):
+    result = train(tiny_config(image_dirs, tmp_path), progress=False)
+    losses = read_losses(tmp_path)
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5])
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "log.png").is_file()
+    assert result["val"]["psnr_y"] > 10
+    create_model("test_x4", tmp_path / "model.safetensors")  # the saved student loads with its config
+
+
+def test_resume_reproduces_the_uninterrupted_run(image_dirs, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(tiny_config(image_dirs, straight, steps=20), progress=False)
+    train(tiny_config(image_dirs, resumed, steps=20), stop_after=9, progress=False)
+    assert len(read_losses(resumed)) == 9
+    train(tiny_config(image_dirs, resumed, steps=20), resume=True, progress=False)
+    np.testing.assert_allclose(read_losses(resumed), read_losses(straight), rtol=1e-6)
+    a = create_model("test_x4", straight / "model.safetensors").state_dict()
+    b = create_model("test_x4", resumed / "model.safetensors").state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7)
+
+
+def test_distillation_from_a_teacher(image_dirs, tmp_path):
+    """A frozen teacher (here the tiny 4-direction variant, freshly saved) is cached once and used."""
+    from mambalitesr.models.weights_io import save_weights
+
+    teacher_path = tmp_path / "teacher.safetensors"
+    save_weights(create_model("test_xs4_x4", pretrained=False), teacher_path, "test_xs4_x4")
+    cfg = tiny_config(image_dirs, tmp_path / "run", steps=6, teacher="test_xs4_x4", teacher_weights=str(teacher_path))
+    train(cfg, progress=False)
+    assert list((tmp_path / "run" / "cache").glob("teacher-test_xs4_x4-*.npz"))
+    cfg_feat = tiny_config(image_dirs, tmp_path / "feat", steps=4, teacher="test_xs4_x4",
+                           teacher_weights=str(teacher_path), feature_weight=0.5)
+    train(cfg_feat, progress=False)
+    assert len(read_losses(tmp_path / "feat")) == 4
+
+
+def test_output_distillation_loss():
+    s, hr, t = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    assert output_loss(s, hr, t, 0.8).item() == pytest.approx(0.8 * 0.5 + 0.2 * 1.0)
+    assert output_loss(s, hr, None, 0.8).item() == pytest.approx(1.0)
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(steps=100, warmup=10, lr=1e-3, lr_min=1e-5)
+    assert lr_factor(cfg, 0) == pytest.approx(0.1)
+    assert lr_factor(cfg, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 100) == pytest.approx(0.01)
+    multi = TrainConfig(steps=100, warmup=0, schedule="multistep", milestones=(50, 80))
+    assert [lr_factor(multi, s) for s in (0, 50, 80)] == [1.0, 0.5, 0.25]
+
+
+def test_torchrun_two_processes_on_gloo(image_dirs, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29513",
+           "-m", "mambalitesr", "train", "--model", "test_x4", "--train", str(image_dirs / "train"),
+           "-o", str(tmp_path / "ddp"), "--steps", "4", "--batch", "2", "--patch", "12", "--scan", "chunked",
+           "--workers", "0", "--log-every", "1", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "ddp" / "checkpoint.pt").is_file()
+    assert len(read_losses(tmp_path / "ddp")) == 4
