@@ -4,7 +4,7 @@
 selective scan and the frame path) as plain shared libraries loaded with ctypes,
 so no torch headers are needed at build time.
 """
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 SUBPACKAGES = ["models", "runtime", "export", "benchmarks"]
 
@@ -28,14 +28,30 @@ EXTENSIONS = [
     native("mambalitesr.runtime._framepath", ["runtime/csrc/framepath.c"]),
 ]
 
+EXTRAS = {
+    "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.2", "onnxruntime-extensions>=0.12"],
+    "study": ["optuna>=3.5", "matplotlib>=3.7"],
+    "web": ["aiohttp>=3.9"],
+    "jetson": ["jetson-stats>=4.2", "pycuda"],
+    "test": ["pytest>=7", "hypothesis>=6"],
+}
+EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "jetson" for req in reqs})
+
 setup(
     name="mambalitesr",
     version="0.1.0",
     description="Tiny Vision-Mamba super-resolution: training, distillation, ONNX/TensorRT export and a Jetson runtime",
     python_requires=">=3.10",
-    packages=["mambalitesr"] + [f"mambalitesr.{p}" for p in SUBPACKAGES],
+    packages=["mambalitesr"]
+    + [f"mambalitesr.{p}" for p in SUBPACKAGES]
+    + [f"mambalitesr.{p}.{sub}" for p in SUBPACKAGES for sub in find_packages(p)],
     package_dir={"mambalitesr": "mambalitesr", **{f"mambalitesr.{p}": p for p in SUBPACKAGES}},
-    package_data={"mambalitesr.models": ["weights/*.safetensors", "weights/*.md"]},
+    package_data={
+        "mambalitesr.models": ["weights/*.safetensors", "weights/*.md", "csrc/*.h"],
+        "mambalitesr.runtime": ["csrc/*.h"],
+        "mambalitesr.export": ["plugins/*/*"],
+        "mambalitesr.benchmarks": ["*.sh", "results/*"],
+    },
     ext_modules=EXTENSIONS,
     install_requires=[
         "torch==2.13.0",  # pinned: an unpinned torch pulls a multi-GB CUDA build
@@ -45,12 +61,6 @@ setup(
         "pillow>=9",
         "tqdm>=4.60",
     ],
-    extras_require={
-        "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.2", "onnxruntime-extensions>=0.12"],
-        "study": ["optuna>=3.5", "matplotlib>=3.7"],
-        "web": ["aiohttp>=3.9"],
-        "jetson": ["jetson-stats>=4.2", "pycuda"],
-        "test": ["pytest>=7", "hypothesis>=6"],
-    },
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["mambalitesr=mambalitesr.cli:main"]},
 )

@@ -20,6 +20,8 @@ COMMANDS = {
     "eval": "mambalitesr.models.eval_cli",
     "models": "mambalitesr.models.models_cli",
     "train": "mambalitesr.models.train_cli",
+    "upscale": "mambalitesr.runtime.upscale_cli",
+    "camera": "mambalitesr.runtime.camera_cli",
 }
 
 

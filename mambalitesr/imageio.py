@@ -92,6 +92,9 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None):
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should look like any other new file
     try:
         yield Path(tmp)
         os.replace(tmp, target)

@@ -29,7 +29,7 @@ import numpy as np
 from mambalitesr.errors import MissingDependency
 
 _LIB_STEM = "_scan_cpu"
-_ABI_VERSION = 1  # SCAN_ABI_VERSION in selective_scan_cpu.h
+_ABI_VERSION = 2  # SCAN_ABI_VERSION in selective_scan_cpu.h
 _STATUS = {1: "bad argument (shape, size or missing pointer)", 2: "out of memory"}
 
 _F = ctypes.POINTER(ctypes.c_float)
@@ -89,6 +89,7 @@ def load_library() -> ctypes.CDLL:
     if lib.selective_scan_abi_version() != _ABI_VERSION:
         raise MissingDependency(f"native scan library {path} is stale (ABI mismatch): run `pip install -e .`")
     lib.selective_scan_chunk.restype = ctypes.c_int
+    lib.selective_scan_lanes.restype = ctypes.c_int
     lib.selective_scan_fwd.argtypes = [ctypes.POINTER(_ScanParams)]
     lib.selective_scan_fwd.restype = ctypes.c_int
     lib.selective_scan_bwd.argtypes = [ctypes.POINTER(_ScanParams), ctypes.POINTER(_ScanGrads)]
@@ -107,6 +108,12 @@ def _n_chunks(length: int) -> int:
     return -(-length // chunk)
 
 
+def _padded_state(dstate: int) -> int:
+    """NP: N rounded up to the kernel's vector width (the padding lanes of B_t, C_t are zero)."""
+    lanes = load_library().selective_scan_lanes()
+    return -(-dstate // lanes) * lanes
+
+
 def _make_params(
     shape: tuple[int, int, int, int, int, int],
     ptrs: dict[str, int | None],
@@ -116,14 +123,15 @@ def _make_params(
     delta_softplus: bool,
     nthreads: int,
 ) -> _ScanParams:
-    """shape = (B, D, N, L, G, K); every array contiguous, B / C token-major (B, G, L, N)."""
+    """shape = (B, D, N, L, G, K); every array contiguous, B / C token-major and padded (B, G, L, NP)."""
     batch, dim, dstate, length, groups, k = shape
+    padded = _padded_state(dstate)
     p = _ScanParams(
         batch=batch, dim=dim, dstate=dstate, length=length, directions=directions,
         height=height or 0, width=width or 0, groups=groups, delta_softplus=int(bool(delta_softplus)),
         nthreads=nthreads, x_batch_stride=dim * length, x_dim_stride=length,
         delta_batch_stride=k * dim * length, delta_dim_stride=length,
-        bc_batch_stride=groups * length * dstate, bc_group_stride=length * dstate, bc_token_stride=dstate,
+        bc_batch_stride=groups * length * padded, bc_group_stride=length * padded, bc_token_stride=padded,
     )
     for name, ptr in ptrs.items():
         setattr(p, name, ptr or None)
@@ -184,9 +192,11 @@ def selective_scan_numpy(
     def f32(a):
         return None if a is None else np.ascontiguousarray(a, dtype=np.float32)
 
-    def token_major(t):  # (B, N, L) or (B, G, N, L) -> (B, G, L, N)
+    def token_major(t):  # (B, N, L) or (B, G, N, L) -> (B, G, L, NP), zero padding
         t = t[:, None] if t.ndim == 3 else t
-        return np.ascontiguousarray(np.swapaxes(t, -1, -2), dtype=np.float32)
+        out = np.zeros(t.shape[:2] + (t.shape[3], _padded_state(t.shape[2])), dtype=np.float32)
+        out[..., : t.shape[2]] = np.swapaxes(t, -1, -2)
+        return out
 
     arrays = {
         "u": f32(u), "delta": f32(delta), "A": f32(A), "Bm": token_major(B), "Cm": token_major(C),
@@ -213,9 +223,11 @@ def _torch_function():
     def f32(t):
         return None if t is None else t.detach().to(torch.float32).contiguous()
 
-    def token_major(t):  # (B, N, L) or (B, G, N, L) -> (B, G, L, N)
+    def token_major(t):  # (B, N, L) or (B, G, N, L) -> (B, G, L, NP), zero padding
         t = t.unsqueeze(1) if t.dim() == 3 else t
-        return t.detach().to(torch.float32).transpose(-1, -2).contiguous()
+        out = t.new_zeros(t.shape[:2] + (t.shape[3], _padded_state(t.shape[2])), dtype=torch.float32)
+        out[..., : t.shape[2]] = t.detach().transpose(-1, -2)
+        return out
 
     def ptr(t):
         return None if t is None else t.data_ptr()
@@ -232,7 +244,7 @@ def _torch_function():
             save = any(ctx.needs_input_grad[:8])
             y_pregate = torch.empty_like(out) if (save and z is not None) else None
             kd = directions * dim
-            checkpoints = torch.empty(batch, kd, _n_chunks(length), dstate, dtype=torch.float32) if save else None
+            checkpoints = torch.empty(batch, kd, _n_chunks(length), _padded_state(dstate), dtype=torch.float32) if save else None
             shape = (batch, dim, dstate, length, groups, directions)
             ptrs = {k: ptr(v) for k, v in x.items()}
             ptrs.update(out=ptr(out), y_pregate=ptr(y_pregate), checkpoints=ptr(checkpoints))
@@ -273,8 +285,8 @@ def _torch_function():
                     if t is not None:
                         t.zero_()
 
-            def back(t):  # (B, G, L, N) -> the caller's (B, N, L) or (B, G, N, L)
-                t = t.transpose(-1, -2)
+            def back(t):  # (B, G, L, NP) -> the caller's (B, N, L) or (B, G, N, L)
+                t = t[..., :dstate].transpose(-1, -2)
                 return t.squeeze(1) if bc_dim == 3 else t
 
             result = [du, ddelta, dA_part.sum(0), back(dB), back(dC),

@@ -4,6 +4,7 @@ Glossary (code name -> paper symbol):
     alpha          a     weight of L1(student, teacher); (1 - a) weighs L1(student, HR)
     feature_weight beta  weight of the per-group feature distillation (0 = off)
     patch          LR crop side (HR crop = scale * patch)
+    holdout_every  every k-th loaded training image is held out and validated in memory (0 = none)
 """
 from __future__ import annotations
 
@@ -42,12 +43,20 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     log_every: int = 10
     init_weights: str | None = None  # start from these weights (fine-tuning)
+    model_config_json: str | None = None  # an SRConfig (JSON) overriding the registry entry's config (studies)
+    cache_dir: str | None = None  # teacher-output cache folder; None = <out_dir>/cache
+    min_lr_side: int | None = None  # skip images with an LR side below this; None = patch (match another run's cache)
+    holdout_every: int = 0
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.schedule not in ("cosine", "multistep"):
             raise ValueError(f"schedule must be cosine or multistep, got {self.schedule}")
+        if self.min_lr_side is not None and self.min_lr_side < self.patch:
+            raise ValueError(f"min_lr_side ({self.min_lr_side}) must be at least the patch ({self.patch})")
+        if self.holdout_every == 1 or self.holdout_every < 0:
+            raise ValueError(f"holdout_every must be 0 (none) or at least 2, got {self.holdout_every}")
         self.milestones = tuple(self.milestones)
         self.train_dirs = list(self.train_dirs)
 

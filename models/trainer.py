@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -21,7 +22,7 @@ from mambalitesr.errors import UserError
 from mambalitesr.models.checkpoint import load_checkpoint, save_checkpoint
 from mambalitesr.models.distill import FeatureProjector, output_loss
 from mambalitesr.models.train_config import TrainConfig
-from mambalitesr.models.train_data import PatchBatches, load_pairs
+from mambalitesr.models.train_data import ImagePair, PatchBatches, load_pairs
 from mambalitesr.models.train_log import TrainLog
 
 
@@ -56,8 +57,31 @@ def validate(model, folder: str, scale: int) -> dict:
     return result
 
 
+def validate_pairs(model, pairs: list[ImagePair], scale: int) -> dict:
+    """The protocol of :func:`validate` (whole images, PSNR-Y / SSIM-Y, shave = s) on in-memory pairs."""
+    from mambalitesr.models.evaluate import super_resolve, torch_upscaler
+    from mambalitesr.models.metrics import psnr_y, ssim_y
+
+    upscaler = torch_upscaler(model)
+    rows = []
+    for pair in pairs:
+        sr = super_resolve(upscaler, pair.lr, scale, pair.name)
+        rows.append({"name": pair.name, "psnr_y": psnr_y(sr, pair.hr, scale), "ssim_y": ssim_y(sr, pair.hr, scale)})
+    model.train()
+    return {"model": "ema", "dataset": "holdout", "scale": scale, "psnr_y": float(np.mean([r["psnr_y"] for r in rows])),
+            "ssim_y": float(np.mean([r["ssim_y"] for r in rows])), "images": rows}
+
+
+def split_holdout(pairs: list[ImagePair], every: int) -> tuple[list[ImagePair], list[ImagePair]]:
+    """(training pairs, held-out pairs): image i is held out when i % every == every - 1 (every = 0: none)."""
+    if not every:
+        return pairs, []
+    return [p for i, p in enumerate(pairs) if i % every != every - 1], pairs[every - 1::every]
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, progress: bool = True, pairs: list[ImagePair] | None = None):
+        """``pairs``: the loaded training images (all of them, before any hold-out), to skip decoding them again."""
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         from mambalitesr.models.registry import create_model, get_entry
@@ -70,7 +94,14 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.run_dir = Path(cfg.out_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.student = create_model(cfg.model, pretrained=False, scan_backend=cfg.scan_backend).train()
+        if cfg.model_config_json:
+            from mambalitesr.models.config import SRConfig
+            from mambalitesr.models.network import MambaSR
+
+            self.student = MambaSR(SRConfig.from_json(cfg.model_config_json)).set_scan_backend(cfg.scan_backend).train()
+        else:
+            self.student = create_model(cfg.model, pretrained=False, scan_backend=cfg.scan_backend).train()
+        self.given_pairs, self.train_pairs, self.holdout = pairs, None, []
         if cfg.init_weights:
             load_weights(self.student, cfg.init_weights)
         self.scale = self.student.config.scale
@@ -117,7 +148,8 @@ class Trainer:
 
     def restore(self, state: dict) -> None:
         stored = TrainConfig.from_json(state["train_config"])
-        for key in ("model", "teacher", "alpha", "steps", "batch", "patch", "seed", "lr", "schedule"):
+        for key in ("model", "model_config_json", "teacher", "alpha", "steps", "batch", "patch", "seed", "lr", "schedule",
+                    "holdout_every"):
             if getattr(stored, key) != getattr(self.cfg, key):
                 raise UserError(
                     f"--resume: the checkpoint was made with {key}={getattr(stored, key)!r}, "
@@ -134,25 +166,37 @@ class Trainer:
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
 
     # -- data ------------------------------------------------------------------------------------
-    def _loader(self):
+    def _prepare_pairs(self) -> None:
         from mambalitesr.models.weights_io import sha256_file
 
         cfg = self.cfg
-        pairs = load_pairs(cfg.train_dirs, self.scale, cfg.patch, progress=self.progress and self.rank == 0)
-        if self.teacher is not None and cfg.cache_teacher and self.projector is None:
+        pairs = self.given_pairs
+        if pairs is None:
+            pairs = load_pairs(cfg.train_dirs, self.scale, cfg.min_lr_side or cfg.patch,
+                               progress=self.progress and self.rank == 0)
+        elif self.teacher is None:  # given pairs may carry teacher outputs this run must not use
+            pairs = [ImagePair(p.name, p.hr, p.lr) for p in pairs]
+        needs_teacher = any(p.teacher is None for p in pairs)
+        if self.teacher is not None and cfg.cache_teacher and self.projector is None and needs_teacher:
             from mambalitesr.models.registry import get_entry
             from mambalitesr.models.teacher_cache import attach_teacher_outputs
 
             weights = cfg.teacher_weights or get_entry(cfg.teacher).weights_path
             digest = sha256_file(weights) if weights else "random"
-            cache_dir = self.run_dir / "cache"
+            cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.run_dir / "cache"
             if self.rank == 0:
                 attach_teacher_outputs(pairs, self.teacher, cfg.teacher, digest, cache_dir)
             if self.world > 1:
                 dist.barrier()
             if self.rank != 0:
                 attach_teacher_outputs(pairs, self.teacher, cfg.teacher, digest, cache_dir)
-        dataset = PatchBatches(pairs, self.scale, cfg.patch, cfg.batch, cfg.seed, self.rank)
+        self.train_pairs, self.holdout = split_holdout(pairs, cfg.holdout_every)
+
+    def _loader(self):
+        cfg = self.cfg
+        if self.train_pairs is None:
+            self._prepare_pairs()
+        dataset = PatchBatches(self.train_pairs, self.scale, cfg.patch, cfg.batch, cfg.seed, self.rank)
         return torch.utils.data.DataLoader(
             dataset, batch_size=None, sampler=range(self.step, cfg.steps), num_workers=cfg.workers,
             prefetch_factor=4 if cfg.workers else None,
@@ -209,8 +253,9 @@ class Trainer:
                     row = {"step": self.step, "loss": f"{window_loss / window_n:.6f}",
                            "train_psnr": f"{window_psnr / window_n:.3f}",
                            "lr": f"{self.scheduler.get_last_lr()[0]:.3e}", "elapsed_s": f"{self.elapsed:.1f}"}
-                    if cfg.val_dir and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
-                        val = validate(self.ema.module, cfg.val_dir, self.scale)
+                    if (cfg.val_dir or self.holdout) and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                        val = (validate(self.ema.module, cfg.val_dir, self.scale) if cfg.val_dir
+                               else validate_pairs(self.ema.module, self.holdout, self.scale))
                         row.update(val_psnr=f"{val['psnr_y']:.3f}", val_ssim=f"{val['ssim_y']:.4f}")
                     log.append(**row)
                     bar.set_postfix(loss=row["loss"], psnr=row["train_psnr"],

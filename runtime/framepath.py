@@ -12,6 +12,14 @@ Every call goes to the C library (runtime/csrc/framepath.c, loaded with ctypes) 
 `out` when given, e.g. a batch slot ``batch[k]`` or pinned memory, so no frame-sized temporary is
 made. Without the built library a MissingDependency is raised; there is no numpy fallback (the
 numpy twins in framepath_ref exist for the tests).
+
+`pip install -e .` builds the library. During development, compile and link in two steps, so that
+-ffast-math never reaches the link (a one-step `gcc -ffast-math -shared` links GCC's crtfastmath,
+which turns on flush-to-zero for the whole Python process as soon as the library loads):
+
+    gcc -O3 -std=c11 -fopenmp -ffast-math -fno-finite-math-only -march=x86-64-v2 -fPIC \
+        -c runtime/csrc/framepath.c -o /tmp/framepath.o
+    gcc -shared -fopenmp /tmp/framepath.o -o runtime/_framepath$(python3-config --extension-suffix)
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ Glossary: H, W frame size; C = 3 planes R, G, B; th, tw LR tile size; o overlap;
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -59,6 +60,13 @@ def test_missing_library_is_a_missing_dependency(monkeypatch):
     monkeypatch.setattr(fp.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependency, match=r"frame-path library not built: run `pip install -e \.`"):
         fp.pack(np.zeros((2, 2, 3), np.uint8))
+
+
+def test_library_does_not_switch_the_process_to_flush_to_zero():
+    """A library linked with -ffast-math carries crtfastmath's set_fast_math, which sets FTZ/DAZ
+    for the whole process (torch and numpy included) when it loads."""
+    origin = fp.importlib.util.find_spec("mambalitesr.runtime._framepath").origin
+    assert b"set_fast_math" not in Path(origin).read_bytes(), f"{origin} was linked with -ffast-math"
 
 
 def test_c_rejects_inconsistent_params_without_crashing(lib):
@@ -128,6 +136,13 @@ def test_pack_writes_into_a_batch_slot_from_a_strided_crop():
     assert np.shares_memory(got, batch)
     np.testing.assert_array_equal(batch[2], ref.pack_packed_ref(crop, "bgr", np.float16))
     assert (batch[[0, 1, 3]] == -7).all()  # neighbours untouched
+
+
+def test_pack_reads_flipped_frames_through_negative_strides():
+    frame = rng(10).integers(0, 256, (9, 14, 3), dtype=np.uint8)[::-1]
+    np.testing.assert_array_equal(fp.pack(frame, "rgb"), ref.pack_packed_ref(frame, "rgb"))
+    planar = rng(11).random((3, 9, 14), dtype=np.float32)[:, ::-1]
+    np.testing.assert_array_equal(fp.unpack(planar), ref.unpack_ref(planar))
 
 
 def test_pack_rejects_bad_frames():

@@ -31,7 +31,7 @@
 
 #include <stdint.h>
 
-#define SCAN_ABI_VERSION 1
+#define SCAN_ABI_VERSION 2
 #define SCAN_CHUNK 64
 #define SCAN_MAX_STATE 256
 #define SCAN_LANES 8 /* floats per state vector; NP is a multiple of it */
@@ -67,6 +67,7 @@ typedef struct {
 
 int selective_scan_abi_version(void);
 int selective_scan_chunk(void);
+int selective_scan_lanes(void);
 
 /* out (and y_pregate / checkpoints if given) from the inputs. */
 int selective_scan_fwd(const ScanParams *p);

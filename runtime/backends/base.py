@@ -5,6 +5,7 @@ Glossary (code name -> meaning / paper symbol):
     s (scale)      upscaling factor: ``infer`` maps (B, 3, h, w) -> (B, 3, s*h, s*w)
     input_shape    (B, 3, h, w) the backend accepts; ``None`` marks a dynamic dimension
     max_hw         the largest (h, w) one call takes (a TensorRT profile's max); larger frames are tiled
+    min_hw         the smallest (h, w) one call takes (a profile's min); smaller frames are padded
     fixed_hw       the only (h, w) the backend takes, or ``None`` when spatial dims are dynamic
     precision      "fp32" or "fp16": the arithmetic the backend runs in
     input_dtype    numpy dtype ``infer`` feeds the model (float32 or float16; may differ from precision)
@@ -55,6 +56,7 @@ class Backend(ABC):
         self.input_shape: tuple = (None, 3, None, None)  # (B, 3, h, w); None = dynamic
         self.max_hw: tuple[int, int] | None = None
         self.max_batch: int | None = None  # the largest B one call takes; None = any
+        self.min_hw: tuple[int, int] | None = None  # the smallest (h, w) one call takes (a profile's min)
         self.max_in_flight = 1
         self.loaded = False
 

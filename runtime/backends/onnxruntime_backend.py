@@ -47,7 +47,10 @@ def custom_domains(onnx_path: Path) -> set[str] | None:
         import onnx
     except ImportError:
         return None
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # DecodeError, ValueError, ... for a file that is not an ONNX model
+        raise UserError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
     domains = {op.domain for op in model.opset_import} | {n.domain for n in model.graph.node}
     return {d for d in domains if d not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")}
 

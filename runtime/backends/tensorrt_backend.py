@@ -83,15 +83,9 @@ class TensorRTBackend(Backend):
 
     # -- loading --------------------------------------------------------------------
     def _import(self):
-        try:
-            import tensorrt as trt
-        except ImportError as exc:
-            raise MissingDependency(
-                f"tensorrt backend needs the TensorRT 10 Python bindings (import tensorrt: {exc}); they ship with "
-                "JetPack 6 (sudo apt install python3-libnvinfer, or use an l4t-tensorrt container)"
-            ) from None
-        if int(trt.__version__.split(".")[0]) < 10:
-            raise MissingDependency(f"tensorrt backend needs TensorRT 10 or newer, found {trt.__version__}")
+        from mambalitesr.export.trt_runtime import import_tensorrt
+
+        trt = import_tensorrt()  # MissingDependency (with the JetPack hint) when absent or older than 10
         try:
             import pycuda.driver as cuda
         except ImportError as exc:
@@ -124,10 +118,11 @@ class TensorRTBackend(Backend):
         self.loaded = True
 
     def _load_engine(self, trt, cuda) -> None:
-        from mambalitesr.export.engine import load_engine
+        from mambalitesr.export.engine import load_engine, read_sidecar
 
         # load_engine checks the sidecar (TensorRT version, GPU, plugin), loads the plugin library and deserializes.
-        self.engine = load_engine(self.engine_path, plugin=self.plugin_path)
+        self.engine = load_engine(self.engine_path, self.plugin_path, device=self.device_index)
+        self.sidecar = read_sidecar(self.engine_path)
         engine = self.engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -144,15 +139,16 @@ class TensorRTBackend(Backend):
             raise UserError(f"{self.engine_path}: input shape {shape}; expected (B, 3, h, w)")
         self.input_shape = tuple(d if d > 0 else None for d in shape)
         if any(d is None for d in self.input_shape):
-            _, opt, max_shape = engine.get_tensor_profile_shape(self._in, 0)
+            min_shape, opt, max_shape = engine.get_tensor_profile_shape(self._in, 0)
             self.max_shape = tuple(max_shape)
             self.opt_hw = tuple(opt)[2:]
+            self.min_hw = tuple(min_shape)[2:]
         else:
             self.max_shape = shape
             self.opt_hw = shape[2:]
         self.max_hw = tuple(self.max_shape[2:])
         self.max_batch = self.max_shape[0]
-        self.precision = self._precision(engine)
+        self.precision = self._precision()
         self.context = engine.create_execution_context()
         if self.context is None:
             raise UserError(f"{self.engine_path}: could not create an execution context (out of GPU memory?)")
@@ -162,11 +158,11 @@ class TensorRTBackend(Backend):
         self.slots = [_Slot(cuda, in_elems, self.input_dtype, out_elems, self.output_dtype) for _ in range(N_SLOTS)]
         self.copy_stream, self.compute_stream, self.d2h_stream = cuda.Stream(), cuda.Stream(), cuda.Stream()
 
-    def _precision(self, engine) -> str:
-        """fp16 when the engine computes in half (its sidecar says so) or its input is half."""
-        sidecar = getattr(engine, "sidecar", None) or {}
-        if isinstance(sidecar, dict) and sidecar.get("precision") in ("fp16", "fp32"):
-            return sidecar["precision"]
+    def _precision(self) -> str:
+        """What the engine was built for (its sidecar), else what its input dtype says."""
+        precision = self.sidecar.get("precision") if isinstance(self.sidecar, dict) else None
+        if precision:
+            return str(precision)
         return "fp16" if self.input_dtype == np.float16 else "fp32"
 
     def _scale_from_shapes(self) -> int:

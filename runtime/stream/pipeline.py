@@ -77,6 +77,10 @@ class Pipeline:
         self._abort = threading.Event()
         self._sink_done = False
         self._first = None
+        self._warmup_index = -1
+        # Live sources: preprocess takes a frame only when infer has taken the previous work, so frames
+        # wait in the capture queue (where newer ones replace them) and not after it.
+        self._infer_tokens = threading.Semaphore(depth) if source.live else None
 
     # -- control --------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -133,7 +137,7 @@ class Pipeline:
     # -- stages -----------------------------------------------------------------------------
     def _capture(self) -> None:
         captured = 0
-        last_index = -1
+        last_index = self._warmup_index
         try:
             if self._first is not None:
                 frame, self._first = self._first, None
@@ -198,6 +202,10 @@ class Pipeline:
     def _preprocess(self) -> None:
         stats, carry = self.stats, None
         while True:
+            if self._infer_tokens is not None:
+                while not self._infer_tokens.acquire(timeout=POLL_S):
+                    if self._abort.is_set():
+                        return
             first = carry if carry is not None else self._get(self.q_capture)
             carry = None
             if first is END:
@@ -247,6 +255,8 @@ class Pipeline:
             work = self._get(self.q_pre)
             if work is END:
                 break
+            if self._infer_tokens is not None:
+                self._infer_tokens.release()
             parts = processor.chunks(work)
             remaining[id(work)] = len(parts)
             started[id(work)] = time.perf_counter()
@@ -332,13 +342,18 @@ class Pipeline:
             self.backend.warm_up(self.warmup, (plan.tile_h, plan.tile_w), batch=b)
         if not self.source.live:
             self._first = first  # a file frame is not stale: keep it; a live one is, after the warm-up
+        self._warmup_index = first.index
         self.plan = plan
 
     def run(self) -> RunStats:
         """Run to the end of the input, ``max_frames``, a stop or an abort; returns the stats (also on error)."""
         self.stats.backend = self.backend.describe()
-        self._open_and_warm_up()
-        self.sink.open(self.source.fps)
+        try:
+            self._open_and_warm_up()
+            self.sink.open(self.source.fps)
+        except BaseException:
+            self.source.close()
+            raise
         if self.power is not None:
             self.power.start()
         threads = [
@@ -366,6 +381,6 @@ class Pipeline:
 
     def _power_summary(self) -> dict:
         try:
-            return self.power.stop()
+            return self.power.stop(self.stats.frames_out)
         except Exception as exc:
             return {"error": f"power monitor failed: {exc}"}

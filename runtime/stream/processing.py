@@ -46,17 +46,18 @@ class FramePlan:
 
 
 def plan_frame(height: int, width: int, scale: int, fixed_hw=None, max_hw=None, tile: int | None = None,
-               overlap: int = 16) -> FramePlan:
-    """Padding and tiling for an (H, W) frame on a backend with the given fixed shape / max shape."""
+               overlap: int = 16, min_hw=None) -> FramePlan:
+    """Padding and tiling for an (H, W) frame on a backend with the given fixed / max / min shape."""
     if fixed_hw:
         th, tw = fixed_hw
-        pad_h, pad_w = max(height, th), max(width, tw)
     else:
         th, tw = (tile, tile) if tile else (height, width)
         if max_hw:
             th, tw = min(th, max_hw[0]), min(tw, max_hw[1])
-        th, tw = min(th, height), min(tw, width)  # a dynamic backend takes a small frame as it is
-        pad_h, pad_w = height, width
+        th, tw = min(th, height), min(tw, width)  # a dynamic backend takes a small frame as it is...
+        if min_hw:
+            th, tw = max(th, min_hw[0]), max(tw, min_hw[1])  # ...unless below its profile's minimum: pad
+    pad_h, pad_w = max(height, th), max(width, tw)
     if (pad_h, pad_w) == (th, tw):
         return FramePlan(height, width, pad_h, pad_w, th, tw, scale, None)
     o = min(overlap, th - 1, tw - 1)
@@ -112,7 +113,7 @@ class FrameProcessor:
         key = (height, width)
         if key not in self._plans:
             b = self.backend
-            self._plans[key] = plan_frame(height, width, b.scale, b.fixed_hw, b.max_hw, self.tile, self.overlap)
+            self._plans[key] = plan_frame(height, width, b.scale, b.fixed_hw, b.max_hw, self.tile, self.overlap, b.min_hw)
         return self._plans[key]
 
     def frame_hw(self, frame) -> tuple[int, int]:
@@ -155,11 +156,16 @@ class FrameProcessor:
         return x
 
     def store(self, work: Work, part: slice, out: np.ndarray, compute_s: float) -> None:
+        """Put one call's output (B, 3, s*th, s*tw) float32 into work.sr (no copy when it is the whole batch)."""
+        n = part.stop - part.start
+        work.compute_s += compute_s
+        if work.sr is None and n == len(work.batch) and out.dtype == np.float32:
+            work.sr = out[:n]
+            return
         if work.sr is None:
             p, s = work.plan, work.plan.scale
             work.sr = np.empty((len(work.batch), 3, s * p.tile_h, s * p.tile_w), dtype=np.float32)
-        work.sr[part] = out[: part.stop - part.start]
-        work.compute_s += compute_s
+        work.sr[part] = out[:n]
 
     def run(self, work: Work) -> Work:
         for part in self.chunks(work):

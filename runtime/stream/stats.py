@@ -6,7 +6,8 @@ Glossary (code name -> meaning):
     end-to-end     from the moment a frame was captured to the moment the sink finished writing it
     compute_s      seconds the backend itself spent on a frame's inference (``Pending.compute_s``)
     backend fps    frames / sum(compute_s): what the backend alone sustains on the same frames
-    pipeline fps   frames out / (last frame out - first frame captured)
+    pipeline fps   the steady output rate: (frames out - 1) / (last frame out - first frame out); the pipeline's
+                   fill time (the first frame's latency) is in the end-to-end latency, not in this rate
     drop           a live frame discarded because a newer one arrived before it was taken (stale)
     gap            an interval with no camera: lost -> reconnected, with the back-off attempts it took
     J/frame        energy over the run (PowerMonitor) / frames out
@@ -57,9 +58,10 @@ class RunStats:
     frames_out: int = 0
     gaps: list[Gap] = field(default_factory=list)
     first_capture: float | None = None
+    first_out: float | None = None
     last_out: float | None = None
     stop_reason: str = ""
-    power: dict | None = None  # filled at the end: {"source", "average_w", "energy_j", "samples"} or {"error"}
+    power: dict | None = None  # filled at the end by PowerLink.stop: figures, or {"error": why}
     backend: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -70,6 +72,8 @@ class RunStats:
     def mark_out(self, t_capture: float, now: float) -> None:
         self.end_to_end_s.append(now - t_capture)
         self.frames_out += 1
+        if self.first_out is None:
+            self.first_out = now
         self.last_out = now
 
     @property
@@ -80,9 +84,9 @@ class RunStats:
 
     @property
     def pipeline_fps(self) -> float:
-        # n frames out over the interval from the first capture to the last output: n-1 frame periods
-        # plus one latency; counting n over it slightly understates a long run's rate, never overstates.
-        return self.frames_out / self.wall_s if self.wall_s > 0 else float("nan")
+        if self.frames_out < 2 or self.last_out <= self.first_out:
+            return float("nan")
+        return (self.frames_out - 1) / (self.last_out - self.first_out)
 
     @property
     def backend_fps(self) -> float:
@@ -94,7 +98,6 @@ class RunStats:
             name: {"p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99), "n": len(v)}
             for name, v in list(self.stage_s.items()) + [("end_to_end", self.end_to_end_s)]
         }
-        energy = (self.power or {}).get("energy_j")
         return {
             "backend": self.backend,
             "frames_out": self.frames_out,
@@ -108,7 +111,7 @@ class RunStats:
             "pipeline_vs_backend": self.pipeline_fps / self.backend_fps if self.compute_s else float("nan"),
             "latency": lat,
             "power": self.power,
-            "joules_per_frame": energy / self.frames_out if energy is not None and self.frames_out else None,
+            "joules_per_frame": (self.power or {}).get("j_per_frame"),
             "stop_reason": self.stop_reason,
         }
 
@@ -122,7 +125,7 @@ class RunStats:
             lines.append(f"  backend: {self.backend}")
         ratio = d["pipeline_vs_backend"]
         lines.append(
-            f"  throughput: pipeline {self.pipeline_fps:.2f} fps over {self.wall_s:.2f} s; backend alone "
+            f"  throughput: pipeline {self.pipeline_fps:.2f} fps (run {self.wall_s:.2f} s); backend alone "
             f"(infer only) {self.backend_fps:.2f} fps; pipeline/backend = {ratio * 100:.1f}%"
         )
         lines.append(f"  latency (ms)   {'p50':>9} {'p99':>9}")
@@ -130,15 +133,10 @@ class RunStats:
             lines.append(f"    {name:<12} {v['p50_ms']:9.2f} {v['p99_ms']:9.2f}")
         p = self.power or {}
         if p.get("average_w") is not None:
-            jpf = d["joules_per_frame"]
-            lines.append(
-                f"  power: {p['average_w']:.2f} W average, {p['energy_j']:.2f} J total, "
-                f"{jpf:.4f} J/frame ({p.get('source', '?')}, {p.get('samples', 0)} samples)"
-                if jpf is not None else f"  power: {p['average_w']:.2f} W average ({p.get('source', '?')})"
-            )
+            lines.append(f"  {p['text']}")
         else:
             reason = p.get("error")
-            lines.append("  power: unavailable" if not reason else f"  power: unavailable ({reason})")
+            lines.append("  power: unavailable" + (f" ({reason})" if reason else ""))
         for i, g in enumerate(self.gaps, 1):
             lines.append(f"  gap {i}: {g.text()}")
         return "\n".join(lines)

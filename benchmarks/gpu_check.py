@@ -1,0 +1,390 @@
+"""GPU check of the CUDA selective scan and, where TensorRT is importable, of its plugin inside an engine.
+
+Glossary (code name -> paper symbol / meaning):
+    B batch, D channels (d_inner), K directions (1 or 4), N d_state, H x W grid, L = H * W tokens,
+    T chunk length of the kernel's chunked scan (0 = its default, 256)
+    u -> x_t, delta -> Delta_t, A, Bm -> B_t, Cm -> C_t, Dskip -> D, z -> gate
+    oracle   mambalitesr.models.selective_scan: backend "ref" (sequential) for small L, "chunked" for large L
+    rel err  max |kernel - oracle| / max(1, max |oracle|)
+
+Steps (each prints one line per case; any mismatch makes the exit status 1):
+  1. build the kernel as a torch extension (torch_binding.cpp + the plain kernel sources)
+  2. compare with the oracle over K in {1, 4}, N in {1, 5, 16, 33, 64}, L up to 16384, with/without z,
+     fp32 and fp16, one and several chunks; check run-to-run determinism and that bad params are refused
+  3. time the kernel and the chunked PyTorch scan with CUDA events
+  4. with --plugin-lib (TensorRT importable): a one-node SelectiveScan ONNX -> engine (fp32 and fp16) ->
+     compared with the oracle; then, when `mambalitesr export onnx --scan plugin` exists, the whole network
+  5. one summary line starting "gpu_check:"
+
+``--cpu-emulation`` runs steps 2 and 5 on the CPU emulation of the kernel bodies instead (a dry run of this
+script's own logic on a machine without a GPU; it checks nothing a GPU would add).
+Exit status: 0 passed, 1 a mismatch or failure, 2 the environment lacks something the check needs.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "export" / "plugins" / "selective_scan"
+TOL = {"ref": {"float32": 1e-4, "float16": 4e-3}, "chunked": {"float32": 1e-3, "float16": 5e-3}}
+
+
+class EnvironmentMissing(Exception):
+    """Something the check needs is absent (exit 2)."""
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- implementations under test ------------------------------------------------------------------------------
+
+class CudaExtension:
+    """The kernel through torch.utils.cpp_extension (torch_binding.cpp wraps the params-struct launch)."""
+
+    device = "cuda"
+
+    def __init__(self, build_dir: Path):
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, load
+
+        if CUDA_HOME is None or shutil.which("nvcc", path=str(Path(CUDA_HOME) / "bin")) is None:
+            raise EnvironmentMissing("nvcc not found (set CUDA_HOME to the CUDA toolkit)")
+        nvcc_major = _nvcc_major(Path(CUDA_HOME) / "bin" / "nvcc")
+        torch_major = int(str(torch.version.cuda).split(".")[0])
+        if nvcc_major != torch_major:
+            raise EnvironmentMissing(f"nvcc is CUDA {nvcc_major} but torch was built with CUDA {torch.version.cuda}; "
+                                     "torch extensions need the same major version (install a matching torch)")
+        major, minor = torch.cuda.get_device_capability()
+        os.environ["TORCH_CUDA_ARCH_LIST"] = f"{major}.{minor}"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        self.ext = load(
+            name="mambalitesr_scan_check",
+            sources=[str(SRC / "torch_binding.cpp"), str(SRC / "selective_scan_kernel.cu"),
+                     str(SRC / "selective_scan_host_api.cpp")],
+            extra_include_paths=[str(SRC)], extra_cflags=["-O2"], extra_cuda_cflags=["-O3"],
+            build_directory=str(build_dir), verbose=False,
+        )
+        log(f"built the torch extension for sm_{major}{minor} in {time.perf_counter() - t0:.0f} s")
+
+    def __call__(self, x, K, H, W, softplus, chunk):
+        return self.ext.selective_scan_fwd(x["u"], x["delta"], x["A"], x["Bm"], x["Cm"], x.get("Dskip"), x.get("z"),
+                                           x.get("delta_bias"), softplus, K, H, W, chunk)
+
+
+class CpuEmulation:
+    """selective_scan_emulation.cpp through ctypes (the layout mirror lives in tests/test_cuda_sources.py)."""
+
+    device = "cpu"
+
+    def __init__(self, build_dir: Path):
+        sys.path.insert(0, str(REPO / "tests"))
+        from test_cuda_sources import Params  # noqa: E402 - the one ctypes mirror of SelectiveScanParams
+
+        self.Params = Params
+        nvcc = shutil.which("nvcc")
+        if nvcc is None:
+            raise EnvironmentMissing("nvcc not found (the emulation is compiled with nvcc -x c++)")
+        build_dir.mkdir(parents=True, exist_ok=True)
+        lib = build_dir / "libscan_emulation.so"
+        subprocess.run([nvcc, "-x", "c++", "-O2", "-std=c++17", "-shared", "-Xcompiler", "-fPIC",
+                        str(SRC / "selective_scan_emulation.cpp"), str(SRC / "selective_scan_host_api.cpp"),
+                        "-o", str(lib)], check=True)
+        self.lib = ctypes.CDLL(str(lib))
+        self.lib.mambalitesr_selective_scan_workspace_size.restype = ctypes.c_size_t
+        self.lib.mambalitesr_selective_scan_validate.restype = ctypes.c_char_p
+
+    def __call__(self, x, K, H, W, softplus, chunk):
+        import torch
+
+        u = x["u"]
+        B, D, _ = u.shape
+        p = self.Params(batch=B, channels=D, height=H, width=W, directions=K, d_state=x["A"].shape[1],
+                        delta_softplus=int(softplus), chunk_len=chunk, act_dtype=int(u.dtype == torch.float16))
+        keep = []
+        for name in ("u", "delta", "A", "Bm", "Cm", "Dskip", "z", "delta_bias"):
+            if x.get(name) is not None:
+                t = x[name].contiguous()
+                keep.append(t)
+                setattr(p, name, t.data_ptr())
+        y = torch.empty_like(u)
+        p.y = y.data_ptr()
+        self.lib.mambalitesr_selective_scan_set_dense_strides(ctypes.byref(p))
+        size = self.lib.mambalitesr_selective_scan_workspace_size(ctypes.byref(p))
+        ws = torch.empty(size + 1, dtype=torch.uint8)
+        p.workspace, p.workspace_bytes = ws.data_ptr(), size
+        bad = self.lib.mambalitesr_selective_scan_validate(ctypes.byref(p))
+        if bad is not None:
+            raise RuntimeError(bad.decode())
+        self.lib.mambalitesr_selective_scan_emulate(ctypes.byref(p))
+        return y
+
+
+def _nvcc_major(nvcc: Path) -> int:
+    out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True, check=True).stdout
+    release = out.split("release ")[1].split(",")[0]
+    return int(release.split(".")[0])
+
+
+# --- cases ---------------------------------------------------------------------------------------------------
+
+def make_inputs(B, D, K, N, H, W, dtype, device, z=True, seed=0):
+    """Inputs of the shape contract; activations in dtype, parameters fp32."""
+    import torch
+
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    L = H * W
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(device=device, dtype=dtype)
+
+    x = dict(u=rand(B, D, L), delta=rand(B, K * D, L, scale=0.5),
+             A=(-torch.rand(K * D, N, generator=g) * 2 - 0.1).to(device), Bm=rand(B, K, N, L), Cm=rand(B, K, N, L),
+             Dskip=torch.randn(K * D, generator=g).to(device), z=rand(B, D, L) if z else None,
+             delta_bias=(torch.randn(K * D, generator=g) * 0.3).to(device))
+    return x
+
+
+def oracle(x, K, H, W, softplus, backend):
+    from mambalitesr.models import selective_scan
+
+    f = {k: (None if v is None else v.float()) for k, v in x.items()}
+    return selective_scan(f["u"], f["delta"], f["A"], f["Bm"], f["Cm"], f["Dskip"], f["z"], f["delta_bias"], softplus,
+                          directions=K, height=H, width=W, backend=backend)
+
+
+def rel_err(y, ref) -> float:
+    return ((y.float() - ref).abs().max() / ref.abs().max().clamp(min=1.0)).item()
+
+
+def case_grid(quick: bool):
+    """(B, D, K, N, H, W, dtype name, z, chunk, oracle backend)."""
+    small = [(1, 1), (5, 7), (16, 24)] if not quick else [(5, 7)]
+    for (H, W), K, N, dt, z, chunk in _product(small, (1, 4), (1, 5, 16, 33, 64), ("float32", "float16"),
+                                               (True, False), (0, 37)):
+        if z or N == 16:  # the gate's absence once per shape is enough
+            yield (2, 4, K, N, H, W, dt, z, chunk, "ref")
+    if not quick:
+        for (H, W), K, dt in _product([(64, 64), (128, 128)], (1, 4), ("float32", "float16")):
+            yield (1, 32, K, 16, H, W, dt, True, 0, "chunked")
+
+
+def _product(*iterables):
+    import itertools
+
+    return itertools.product(*iterables)
+
+
+def check_kernel(impl, quick: bool) -> tuple[list[str], dict]:
+    import torch
+
+    failures, worst, count = [], {}, 0
+    for B, D, K, N, H, W, dt, z, chunk, backend in case_grid(quick):
+        x = make_inputs(B, D, K, N, H, W, getattr(torch, dt), impl.device, z=z, seed=count)
+        y = impl(x, K, H, W, True, chunk)
+        err = rel_err(y, oracle(x, K, H, W, True, backend))
+        ok = err <= TOL[backend][dt] and bool(torch.isfinite(y).all())
+        worst[dt] = max(worst.get(dt, 0.0), err)
+        count += 1
+        tag = f"B={B} D={D} K={K} N={N} L={H}x{W} {dt} z={'y' if z else 'n'} T={chunk or 'default'} vs {backend}"
+        log(f"{'ok  ' if ok else 'FAIL'} {tag}: rel err {err:.2e} (tol {TOL[backend][dt]:.0e})")
+        if not ok:
+            failures.append(tag)
+    # Determinism: the direction sum is in fixed order, so two runs agree bit for bit.
+    x = make_inputs(1, 32, 4, 16, 64, 64, torch.float32, impl.device, seed=1)
+    same = torch.equal(impl(x, 4, 64, 64, True, 0), impl(x, 4, 64, 64, True, 0))
+    log(f"{'ok  ' if same else 'FAIL'} K=4 output identical across two runs")
+    if not same:
+        failures.append("determinism")
+    try:
+        bad = make_inputs(1, 2, 1, 65, 4, 4, torch.float32, impl.device)
+        impl(bad, 1, 4, 4, True, 0)
+        failures.append("d_state=65 was not refused")
+        log("FAIL d_state=65 was not refused")
+    except RuntimeError as exc:
+        log(f"ok   d_state=65 refused: {str(exc).splitlines()[0]}")
+    return failures, {"cases": count, **{f"max_rel_err_{k}": v for k, v in worst.items()}}
+
+
+def time_kernel(impl) -> str:
+    import torch
+
+    B, D, K, N, H, W = 1, 96, 4, 16, 128, 128
+    parts = []
+    for dt in ("float32", "float16"):
+        x = make_inputs(B, D, K, N, H, W, getattr(torch, dt), "cuda", seed=2)
+        kernel_ms = _time(lambda: impl(x, K, H, W, True, 0))
+        parts.append(f"{dt} {kernel_ms:.3f} ms")
+    x = make_inputs(B, D, K, N, H, W, torch.float32, "cuda", seed=2)
+    chunked_ms = _time(lambda: oracle(x, K, H, W, True, "chunked"), reps=5)
+    line = (f"B={B} D={D} K={K} N={N} L={H}x{W}: kernel {', '.join(parts)}; chunked PyTorch fp32 {chunked_ms:.2f} ms")
+    log(f"time {line}")
+    return line
+
+
+def _time(fn, reps: int = 20) -> float:
+    import torch
+
+    for _ in range(3):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+# --- TensorRT --------------------------------------------------------------------------------------------------
+
+def one_node_onnx(path: Path, x: dict, K: int, N: int, softplus: bool) -> None:
+    """A graph with one mambalitesr::SelectiveScan node, inputs shaped (B, D, H, W) etc., parameters as initializers."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def info(name, t):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(t.shape))
+
+    acts = {k: x[k] for k in ("u", "delta", "Bm", "Cm", "z")}
+    inits = [numpy_helper.from_array(x[k].float().cpu().numpy(), k) for k in ("A", "Dskip", "delta_bias")]
+    node = helper.make_node("SelectiveScan", ["u", "delta", "A", "Bm", "Cm", "Dskip", "z", "delta_bias"], ["y"],
+                            domain="mambalitesr", directions=K, d_state=N, delta_softplus=int(softplus))
+    graph = helper.make_graph([node], "selective_scan", [info(k, v) for k, v in acts.items()],
+                              [info("y", x["u"])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("mambalitesr", 1)])
+    onnx.save(model, str(path))
+
+
+def check_tensorrt(plugin_lib: Path, work: Path) -> tuple[list[str], str]:
+    import torch
+
+    from mambalitesr.export.engine import build_engine, load_engine
+    from mambalitesr.export.trt_runtime import infer_torch
+
+    failures = []
+    B, D, N, H, W = 1, 8, 16, 24, 20
+    for K in (1, 4):
+        x = make_inputs(B, D, K, N, H, W, torch.float32, "cuda", seed=K)
+        grid = {k: (v.reshape(*v.shape[:-1], H, W) if k in ("u", "delta", "Bm", "Cm", "z") else v) for k, v in x.items()}
+        onnx_path = work / f"scan_k{K}.onnx"
+        one_node_onnx(onnx_path, grid, K, N, True)
+        ref = oracle(x, K, H, W, True, "ref").reshape(B, D, H, W)
+        for fp16 in (False, True):
+            engine_path = work / f"scan_k{K}_{'fp16' if fp16 else 'fp32'}.engine"
+            build_engine(onnx_path, engine_path, fp16=fp16, plugin_lib=plugin_lib)
+            engine = load_engine(engine_path, plugin_lib)
+            y = infer_torch(engine, {k: grid[k] for k in ("u", "delta", "Bm", "Cm", "z")})["y"]
+            err = rel_err(y, ref)
+            tol = 5e-3 if fp16 else 1e-4
+            ok = err <= tol
+            tag = f"TensorRT engine, one SelectiveScan node, K={K}, {'fp16' if fp16 else 'fp32'}"
+            log(f"{'ok  ' if ok else 'FAIL'} {tag}: rel err {err:.2e} (tol {tol:.0e})")
+            if not ok:
+                failures.append(tag)
+    return failures, check_full_model(plugin_lib, work, failures)
+
+
+def check_full_model(plugin_lib: Path, work: Path, failures: list) -> str:
+    """The whole network through `mambalitesr export onnx --scan plugin`, when that command exists."""
+    import numpy as np
+    import torch
+
+    from mambalitesr.export.engine import build_engine, load_engine
+    from mambalitesr.export.trt_runtime import infer_torch
+
+    cli = [sys.executable, "-m", "mambalitesr"]
+    probe = subprocess.run([*cli, "export", "onnx", "--help"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        msg = "full network: SKIPPED, `mambalitesr export onnx` is not available in this checkout"
+        log(msg)
+        return msg
+    extra = os.environ.get("MAMBALITESR_EXPORT_ARGS", "").split()
+    shape = os.environ.get("MAMBALITESR_CHECK_SHAPE", "1x3x64x64")
+    plugin_onnx, ref_onnx = work / "model_plugin.onnx", work / "model_chunked.onnx"
+    for scan, path in (("plugin", plugin_onnx), ("chunked", ref_onnx)):
+        cmd = [*cli, "export", "onnx", "--scan", scan, "-o", str(path), *extra]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            failures.append(f"export --scan {scan}")
+            msg = f"full network: FAIL, `{' '.join(cmd)}` exited {proc.returncode}: {proc.stderr.strip()[-400:]}"
+            log(msg)
+            return msg
+    engine_path = work / "model.engine"
+    build_engine(plugin_onnx, engine_path, fp16=False, plugin_lib=plugin_lib, opt_shape=shape)
+    engine = load_engine(engine_path, plugin_lib)
+    name = engine.get_tensor_name(0)
+    lr = torch.rand(tuple(int(d) for d in shape.split("x")), generator=torch.Generator().manual_seed(0))
+    sr = next(iter(infer_torch(engine, {name: lr}).values())).float().cpu().numpy()
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(ref_onnx), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {sess.get_inputs()[0].name: lr.numpy()})[0]
+    err = float(np.abs(sr - ref).max() / max(1.0, float(np.abs(ref).max())))
+    ok = sr.shape == ref.shape and err <= 1e-3
+    msg = f"full network {shape}: TensorRT+plugin vs onnxruntime (chunked scan) rel err {err:.2e}"
+    log(f"{'ok  ' if ok else 'FAIL'} {msg}")
+    if not ok:
+        failures.append("full network")
+    return msg
+
+
+# --- main ----------------------------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--plugin-lib", type=Path, default=None, help="libmambalitesr_plugins.so for the TensorRT checks")
+    ap.add_argument("--build-dir", type=Path, default=None, help="where to build (default: a temporary folder)")
+    ap.add_argument("--quick", action="store_true", help="fewer shapes")
+    ap.add_argument("--cpu-emulation", action="store_true", help="dry run on the CPU emulation (no GPU)")
+    args = ap.parse_args(argv)
+    work = args.build_dir or Path(tempfile.mkdtemp(prefix="mambalitesr_gpu_check_"))
+    try:
+        import torch
+    except ImportError:
+        log("gpu_check: ENVIRONMENT, torch is not installed")
+        return 2
+    try:
+        if args.cpu_emulation:
+            impl = CpuEmulation(work / "emulation")
+        else:
+            if not torch.cuda.is_available():
+                raise EnvironmentMissing("torch sees no CUDA GPU (torch.cuda.is_available() is False)")
+            log(f"GPU {torch.cuda.get_device_name()} (sm_{''.join(map(str, torch.cuda.get_device_capability()))}), "
+                f"torch {torch.__version__} CUDA {torch.version.cuda}")
+            impl = CudaExtension(work / "torch_ext")
+    except EnvironmentMissing as exc:
+        log(f"gpu_check: ENVIRONMENT, {exc}")
+        return 2
+
+    failures, stats = check_kernel(impl, args.quick)
+    timing = "timing skipped (CPU emulation)" if args.cpu_emulation else time_kernel(impl)
+    trt_note = "TensorRT: not checked (no --plugin-lib)"
+    if args.plugin_lib is not None and not args.cpu_emulation:
+        try:
+            trt_failures, full = check_tensorrt(args.plugin_lib, work)
+            failures += trt_failures
+            trt_note = f"TensorRT: {'FAIL' if trt_failures else 'ok'} ({full})"
+        except Exception as exc:  # a TensorRT failure is a check failure, with its message
+            failures.append(f"TensorRT: {exc}")
+            trt_note = f"TensorRT: FAIL ({type(exc).__name__}: {exc})"
+            log(trt_note)
+    errs = ", ".join(f"{k[len('max_rel_err_'):]} {v:.1e}" for k, v in stats.items() if k.startswith("max_rel_err_"))
+    status = "FAIL" if failures else "PASS"
+    log(f"gpu_check: {status} kernel {stats['cases']} cases (max rel err {errs}); {timing}; {trt_note}"
+        + (f"; failures: {failures}" if failures else ""))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

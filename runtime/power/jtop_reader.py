@@ -1,0 +1,78 @@
+"""jtop (jetson-stats) as a power source, where its service runs.
+
+Glossary: jetson.power == {"rail": {NAME: {"power": mW, "avg": mW, "volt": mV, "curr": mA, ...}},
+"tot": {"power": mW, "avg": mW, ...}}; "tot" is the VDD_IN (POM_5V_IN, VIN) rail.
+jtop talks to the jtop.service daemon over a socket, so it needs neither root nor a subprocess.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterator
+
+from mambalitesr.errors import MissingDependency
+from mambalitesr.runtime.power.sample import PowerSample
+
+HOW_TO_GET = "pip install jetson-stats, then sudo systemctl start jtop (Jetson only)"
+
+
+def sample_from_power(power: dict[str, Any], t_monotonic: float) -> PowerSample:
+    """jetson.power -> PowerSample; rails without a reading are left out."""
+    rails = {}
+    for name, rail in (power.get("rail") or {}).items():
+        if isinstance(rail, dict) and rail.get("power") is not None:
+            rails[name] = (float(rail["power"]), float(rail.get("avg", rail["power"])))
+    tot = power.get("tot") or {}
+    total = float(tot["power"]) if tot.get("power") is not None else None
+    return PowerSample(t_monotonic, total, rails, "jtop")
+
+
+class JtopSource:
+    """Samples jetson.power each time jtop reports new data (every interval_ms at most)."""
+
+    name = "jtop"
+
+    def __init__(self, interval_ms: int = 100) -> None:
+        try:
+            from jtop import jtop  # jetson-stats
+        except ImportError:
+            raise MissingDependency(f"jtop not available: jetson-stats is not installed: {HOW_TO_GET}") from None
+        self._jetson = jtop(interval=max(interval_ms, 100) / 1000)
+        try:
+            self._jetson.start()
+        except Exception as exc:  # JtopException: "The jtop.service is not active", or a socket error
+            raise MissingDependency(
+                f"jtop service not active ({exc}): sudo systemctl start jtop, pip install jetson-stats"
+            ) from None
+        self.exit_reason: str | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def samples(self, stop: threading.Event) -> Iterator[PowerSample]:
+        count = 0
+        try:
+            while not stop.is_set():
+                if not self._jetson.ok():  # blocks until the next update; False once jtop stops
+                    break
+                if stop.is_set():
+                    break
+                yield sample_from_power(self._jetson.power, time.monotonic())
+                count += 1
+        except Exception as exc:  # the service went away mid-run
+            if not stop.is_set():
+                self.exit_reason = f"jtop stopped after {count} samples: {exc}"
+        else:
+            if not stop.is_set():
+                self.exit_reason = f"jtop stopped after {count} samples (service no longer answering)"
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._jetson.close()
+        except Exception:  # already closed by the service going away: nothing left to release
+            pass

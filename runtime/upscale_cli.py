@@ -1,0 +1,213 @@
+"""``mambalitesr upscale``: super-resolve image and video files, tiled so any size fits in memory.
+
+Glossary (code name -> meaning):
+    IN...        image files, video files, or folders (their images); -o OUT a file for one input, else a folder
+    --tile t     LR tile side (0 = whole images); --tile-overlap o, feathered (runtime/tiles.py)
+    job          one input -> one output, written atomically; a failed job is reported and the rest go on,
+                 and the exit status is non-zero when any failed
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from mambalitesr.errors import UserError
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+
+
+def register(subparsers) -> None:
+    from mambalitesr.runtime.backends.options import add_backend_arguments
+
+    p = subparsers.add_parser(
+        "upscale",
+        help="super-resolve images and videos (tiled, any size)",
+        description="Super-resolve image and video files. Large inputs are split into overlapping tiles and merged "
+        "with feathering, so memory stays bounded by the tile size. Outputs are written atomically.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image or video files, or folders of images")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output file (one input) or folder (several inputs, or an existing folder)")
+    add_backend_arguments(p, ("torch", "onnxruntime"), default="torch")
+    p.add_argument("--tile", type=int, default=256, help="LR tile side in pixels, 0 for whole images (default 256)")
+    p.add_argument("--tile-overlap", type=int, default=16, help="LR overlap between tiles (default 16)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _kind(path: Path) -> str:
+    from mambalitesr.imageio import IMAGE_SUFFIXES
+
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise UserError(f"{path}: unknown file type {suffix!r} (images: {', '.join(IMAGE_SUFFIXES)}; "
+                    f"videos: {', '.join(VIDEO_SUFFIXES)})")
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], bool]:
+    """Files named plus the images of folders named; and whether a folder was among them."""
+    from mambalitesr.imageio import list_images
+
+    files, had_folder = [], False
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files.extend(list_images(path))
+            had_folder = True
+        else:
+            files.append(path)  # existence is checked per job, so one missing file does not stop the rest
+    return files, had_folder
+
+
+def plan_outputs(files: list[Path], output: Path, had_folder: bool) -> list[tuple[Path, Path]]:
+    """(input, output) pairs; UserError when outputs would collide or overwrite an input."""
+    from mambalitesr.runtime.stream.sinks import VIDEO_FOURCC
+
+    single = len(files) == 1 and not had_folder and not output.is_dir() and output.suffix != ""
+    pairs = []
+    for src in files:
+        if single:
+            dst = output
+        else:
+            if output.exists() and not output.is_dir():
+                raise UserError(f"{output}: exists and is not a folder (several inputs need an output folder)")
+            dst = output / src.name
+        if src.suffix.lower() in VIDEO_SUFFIXES and dst.suffix.lower() not in VIDEO_FOURCC:
+            if single:
+                raise UserError(f"{dst}: cannot write {dst.suffix!r} video; use one of {', '.join(VIDEO_FOURCC)}")
+            dst = dst.with_suffix(".mp4")  # e.g. .webm in a folder job: OpenCV writes no VP8/9 without extra codecs
+        pairs.append((src, dst))
+    if single:
+        in_kind, out_kind = (_kind(files[0]) if files[0].suffix else None), None
+        try:
+            out_kind = _kind(output)
+        except UserError:
+            raise UserError(f"{output}: unknown output type {output.suffix!r}") from None
+        if in_kind and in_kind != out_kind:
+            raise UserError(f"{files[0]} is an {in_kind} but {output} names a {out_kind}")
+    seen: dict[Path, Path] = {}
+    for src, dst in pairs:
+        key = dst.resolve()
+        if key in seen:
+            raise UserError(f"{src} and {seen[key]} would both be written to {dst}")
+        if key == src.resolve():
+            raise UserError(f"{src}: the output would overwrite the input; choose another -o")
+        seen[key] = src
+    return pairs
+
+
+def upscale_one_image(processor, src: Path, dst: Path, progress) -> str:
+    from mambalitesr.imageio import read_image, write_image
+    from mambalitesr.runtime.stream.banded import upscale_image
+    from mambalitesr.runtime.stream.sources import Frame
+
+    rgb = read_image(src)
+    out = upscale_image(processor, Frame(rgb, 0, time.perf_counter(), "rgb"), order="rgb", progress=progress)
+    write_image(dst, out)
+    return f"{rgb.shape[1]}x{rgb.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
+
+
+def upscale_one_video(processor, src: Path, dst: Path, progress) -> str:
+    import cv2
+
+    from mambalitesr.imageio import atomic_path
+    from mambalitesr.runtime.stream.banded import upscale_image
+    from mambalitesr.runtime.stream.sinks import VIDEO_FOURCC
+    from mambalitesr.runtime.stream.sources import VideoFileSource
+
+    if not src.is_file():
+        raise UserError(f"{src}: no such file")
+    source = VideoFileSource(str(src))
+    source.open()
+    try:
+        fps = source.fps or 30.0
+        frames, size = 0, None
+        with atomic_path(dst) as tmp:
+            writer = None
+            try:
+                while True:
+                    frame = source.read()
+                    if frame is None:
+                        break
+                    out = upscale_image(processor, frame, order="bgr", progress=progress)
+                    if writer is None:
+                        size = out.shape[1], out.shape[0]
+                        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC[dst.suffix.lower()]),
+                                                 fps, size)
+                        if not writer.isOpened():
+                            raise UserError(f"{dst}: OpenCV cannot write this video format here")
+                    elif (out.shape[1], out.shape[0]) != size:
+                        raise UserError(f"{src}: frame {frames} changes size; a video keeps one size")
+                    writer.write(out)
+                    frames += 1
+            finally:
+                if writer is not None:
+                    writer.release()
+            if frames == 0:
+                raise UserError(f"{src}: no frames could be decoded")
+    finally:
+        source.close()
+    return f"{frames} frames at {fps:g} fps, {size[0]}x{size[1]} (audio not copied)"
+
+
+def _tile_count(processor, src: Path) -> int | None:
+    """Tiles the job will run, for the progress bar; None when the header cannot tell (the job then says why)."""
+    try:
+        if _kind(src) == "image":
+            from mambalitesr.imageio import declared_size
+
+            w, h = declared_size(src)
+            return processor.plan(h, w).tiles
+        import cv2
+
+        cap = cv2.VideoCapture(str(src))
+        try:
+            n, w, h = (int(cap.get(p)) for p in (cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FRAME_WIDTH,
+                                                  cv2.CAP_PROP_FRAME_HEIGHT))
+        finally:
+            cap.release()
+        return n * processor.plan(h, w).tiles if n > 0 and w > 0 and h > 0 else None
+    except (UserError, OSError, ValueError):
+        return None
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from mambalitesr.runtime.backends import create_backend
+    from mambalitesr.runtime.backends.options import backend_options
+    from mambalitesr.runtime.stream.processing import FrameProcessor
+
+    if args.tile < 0 or (0 < args.tile < 8):
+        raise UserError(f"--tile must be 0 (whole images) or at least 8, got {args.tile}")
+    if args.tile_overlap < 0 or (args.tile and args.tile_overlap >= args.tile):
+        raise UserError(f"--tile-overlap must be in [0, tile), got {args.tile_overlap}")
+    options = backend_options(args)
+    files, had_folder = expand_inputs(args.inputs)
+    pairs = plan_outputs(files, Path(args.output), had_folder)
+    backend = create_backend(args.backend, **options)
+    processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap)
+    print(f"upscale: {backend.describe()}", file=sys.stderr)
+    failures = 0
+    for src, dst in pairs:
+        bar = tqdm(desc=src.name, unit="tile", total=_tile_count(processor, src), disable=args.no_progress or None,
+                   leave=False, file=sys.stderr)
+        try:
+            kind = _kind(src)
+            do = upscale_one_image if kind == "image" else upscale_one_video
+            what = do(processor, src, dst, bar.update)
+            bar.close()
+            print(f"{src} -> {dst}: {what}", file=sys.stderr)
+        except UserError as exc:
+            bar.close()
+            failures += 1
+            print(f"mambalitesr upscale: {src}: error: {exc}", file=sys.stderr)
+    backend.close()
+    if failures:
+        print(f"mambalitesr upscale: {failures} of {len(pairs)} input(s) failed", file=sys.stderr)
+        return 1
+    return 0
