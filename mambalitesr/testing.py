@@ -18,7 +18,7 @@ def _to_numpy(x) -> np.ndarray:
 
 
 def _dtype_name(x) -> str:
-    return str(getattr(x, "dtype", np.asarray(x).dtype)).replace("torch.", "")
+    return str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).replace("torch.", "")
 
 
 def assert_close(actual, expected, *, dtype=None, rtol: float | None = None, atol: float | None = None, what: str = "") -> None:

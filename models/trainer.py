@@ -148,7 +148,8 @@ class Trainer:
 
     def restore(self, state: dict) -> None:
         stored = TrainConfig.from_json(state["train_config"])
-        for key in ("model", "model_config_json", "teacher", "alpha", "steps", "batch", "patch", "seed", "lr", "schedule",
+        # The total step count may change on resume (lengthen or shorten a run; the schedule follows it).
+        for key in ("model", "model_config_json", "teacher", "alpha", "batch", "patch", "seed", "lr", "schedule",
                     "holdout_every"):
             if getattr(stored, key) != getattr(self.cfg, key):
                 raise UserError(

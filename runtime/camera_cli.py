@@ -112,7 +112,7 @@ def run(args) -> int:
     finally:
         signals.restore()
         backend.close()
-        if pipeline.stats.captured:
+        if pipeline.started:
             print(pipeline.stats.summary(), flush=True)
             if args.json:
                 _write_json(args.json, pipeline.stats.to_dict())

@@ -184,12 +184,15 @@ def test_outputs_equal_the_backend_on_each_frame_in_order():
 
 
 def test_live_source_drops_stale_frames_with_a_slow_backend():
-    pipeline, stats = _run(parse_source("synthetic:64x48@60"), delay_s=0.08, max_frames=8)
+    sink = Recorder()
+    pipeline, stats = _run(parse_source("synthetic:64x48@60"), sink, delay_s=0.08, max_frames=8)
     assert stats.frames_out == 8
-    assert stats.dropped > 10  # 60 fps in, ~12 fps out
-    # latency stays bounded (no queue of stale frames): about two inferences, not growing with the run
-    assert np.percentile(stats.end_to_end_s, 99) < 0.5
-    assert stats.end_to_end_s[-1] < 0.5
+    assert stats.dropped > 10  # 60 fps in, at most ~12 fps out
+    assert max(np.diff(sink.indices)) > 1  # the sink sees the newest frames, not the next ones
+    # Latency stays bounded by the work, not by the run's length: a frame waits at most for the
+    # inference in progress, then runs its own (plus the cheap stages).
+    bound = 2 * max(stats.stage_s["infer"]) + 4 * max(stats.stage_s["postprocess"]) + 0.2
+    assert max(stats.end_to_end_s) < bound, (stats.end_to_end_s, bound)
 
 
 def test_file_source_loses_none(tmp_path):
@@ -363,9 +366,9 @@ def _stop_after_start(proc, sig):
     while time.time() < deadline:
         line = proc.stderr.readline()
         seen.append(line)
-        if "camera: sink" in line or not line:
+        if "streaming: first frame out" in line or not line:
             break
-    time.sleep(1.0)
+    time.sleep(0.5)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     return out, "".join(seen) + err
@@ -378,6 +381,7 @@ def test_signal_drains_prints_the_summary_and_exits(standin_onnx, sig, code):
     out, err = _stop_after_start(proc, sig)
     assert proc.returncode == code, err
     assert "summary:" in out and "power: unavailable" in out and "latency (ms)" in out
+    assert f"stopped: {signal.Signals(sig).name}" in out
     assert "Traceback" not in err
 
 

@@ -99,22 +99,17 @@ def run_trial(cfg: SRConfig, alpha: float, budget: Budget, data: Data, pairs=Non
     return result
 
 
-def load_training_pairs(budget: Budget, data: Data, progress: bool = True):
-    """Decode the training images and attach the teacher's outputs once (from the cache when it matches)."""
+def load_training_pairs(budget: Budget, data: Data, progress: bool = True) -> list:
+    """Every training image (before the hold-out split) with the teacher's outputs, decoded once for a study.
+
+    The teacher outputs come from ``data.cache_dir`` when a cache of the same image list exists there,
+    else the teacher runs once and the cache is written there.
+    """
     from mambalitesr.models.trainer import Trainer
 
+    tiny = SRConfig(embed_dim=8, groups=1, mixers=1, d_state=4, scale=4)  # the student is not used here
     with tempfile.TemporaryDirectory(prefix="mambalitesr-study-") as tmp:
-        trainer = Trainer(train_config(SRConfig(embed_dim=8, groups=1, mixers=1, d_state=4, scale=4), 0.8, budget,
-                                       data, tmp), progress=progress)
+        cfg = train_config(tiny, 0.8, dataclasses.replace(budget, holdout_every=0), data, tmp)
+        trainer = Trainer(cfg, progress=progress)
         trainer._prepare_pairs()
-        return trainer.train_pairs + trainer.holdout if False else _all_pairs(trainer)
-
-
-def _all_pairs(trainer) -> list:
-    """The full image list in load order (training and held-out pairs interleaved back)."""
-    every = trainer.cfg.holdout_every
-    if not every:
-        return list(trainer.train_pairs)
-    train, held = iter(trainer.train_pairs), iter(trainer.holdout)
-    total = len(trainer.train_pairs) + len(trainer.holdout)
-    return [next(held) if i % every == every - 1 else next(train) for i in range(total)]
+        return trainer.train_pairs

@@ -71,6 +71,7 @@ class Pipeline:
         self.q_infer: queue.Queue = queue.Queue(maxsize=depth)
         self.q_post: queue.Queue = queue.Queue(maxsize=depth)
         self.stats = RunStats()
+        self.started = False  # run() was entered: there is a summary to print, even of zero frames
         self.failed = False  # the run ended for a reason that is not success (camera gone, sink error)
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -304,6 +305,8 @@ class Pipeline:
                 continue
             stats.stage_s["sink"].append(now - start)
             stats.mark_out(out.frame.t_capture, now)
+            if stats.frames_out == 1:
+                self.log(f"streaming: first frame out {(now - out.frame.t_capture) * 1000:.0f} ms after capture")
             if self.max_frames is not None and stats.frames_out >= self.max_frames:
                 self._sink_done = True
                 self.request_stop(f"{self.max_frames} frames done")
@@ -348,6 +351,7 @@ class Pipeline:
     def run(self) -> RunStats:
         """Run to the end of the input, ``max_frames``, a stop or an abort; returns the stats (also on error)."""
         self.stats.backend = self.backend.describe()
+        self.started = True
         try:
             self._open_and_warm_up()
             self.sink.open(self.source.fps)

@@ -1,0 +1,232 @@
+"""The native C selective scan against its PyTorch twins: forward and every gradient, fp32 rtol 1e-5.
+
+`ref` (the sequential oracle) is the comparison up to L ~ 1000, where its autograd stays
+fast; beyond that `chunked` (itself checked against `ref` in test_scan.py) stands in.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mambalitesr.errors import MissingDependency
+from mambalitesr.models import scan_native
+from mambalitesr.models.scan import selective_scan
+from mambalitesr.testing import assert_close
+
+try:
+    scan_native.load_library()
+    _NOT_BUILT = None
+except MissingDependency as exc:
+    _NOT_BUILT = str(exc)
+needs_native = pytest.mark.skipif(_NOT_BUILT is not None, reason=f"{_NOT_BUILT}")
+
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def make_inputs(batch, dim, n, length, *, directions=1, groups=0, with_z=True, with_d=True, softplus=True,
+                delta_max=1.0, seed=0, height=None, width=None):
+    """Random inputs; groups=0 means ungrouped (B, N, L) B and C. delta is in [-delta_max, delta_max]
+    with softplus, else in (0, delta_max], so Delta reaches delta_max either way."""
+    g = torch.Generator().manual_seed(seed)
+    kd = directions * dim
+    if directions == 4:
+        bc_shape = (batch, 4, n, length)
+    else:
+        bc_shape = (batch, groups, n, length) if groups else (batch, n, length)
+    delta = torch.rand(batch, kd, length, generator=g)
+    delta = (delta * 2 - 1) * delta_max if softplus else delta * delta_max + 1e-3
+    tensors = dict(
+        u=torch.randn(batch, dim, length, generator=g),
+        delta=delta,
+        A=-torch.rand(kd, n, generator=g) * 2 - 0.05,
+        B=torch.randn(bc_shape, generator=g),
+        C=torch.randn(bc_shape, generator=g),
+        D=torch.randn(kd, generator=g) if with_d else None,
+        z=torch.randn(batch, dim, length, generator=g) if with_z else None,
+        delta_bias=torch.randn(kd, generator=g) * 0.5 if with_d else None,
+    )
+    return tensors, dict(delta_softplus=softplus, directions=directions, height=height, width=width)
+
+
+def run(backend, tensors, options, grads=True):
+    """y and the gradients of sum(y * w) for a fixed random w, on fresh leaves."""
+    leaves = {k: (v.clone().requires_grad_(grads) if v is not None else None) for k, v in tensors.items()}
+    y = selective_scan(*(leaves[k] for k in NAMES), backend=backend, **options)
+    if not grads:
+        return y.detach(), {}
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    (y * w).sum().backward()
+    return y.detach(), {k: v.grad for k, v in leaves.items() if v is not None}
+
+
+def check_against(backend, tensors, options, grads=True):
+    y_ref, g_ref = run(backend, tensors, options, grads)
+    y_nat, g_nat = run("native", tensors, options, grads)
+    assert_close(y_nat, y_ref, what="y")
+    assert set(g_nat) == set(g_ref)
+    for name in g_ref:
+        assert_close(g_nat[name], g_ref[name], what=f"d{name}")
+
+
+CASES = {
+    # name: (batch, D, N, L, keyword options)
+    "L1": (2, 3, 4, 1, {}),
+    "L2_N1": (1, 2, 1, 2, {}),
+    "L63_noz": (2, 5, 16, 63, dict(with_z=False)),
+    "L64": (1, 4, 16, 64, {}),
+    "L65_grouped2": (2, 4, 16, 65, dict(groups=2)),
+    "L130_grouped4_noD": (1, 8, 5, 130, dict(groups=4, with_d=False)),
+    "N17_generic": (1, 3, 17, 70, {}),
+    "N33_generic": (1, 2, 33, 40, dict(with_z=False)),
+    "no_softplus_delta20": (1, 4, 16, 200, dict(softplus=False, delta_max=20.0)),
+    "softplus_delta20": (2, 4, 16, 300, dict(delta_max=20.0)),
+    "D256": (1, 256, 16, 40, dict(groups=4)),
+    "L1000": (1, 8, 16, 1000, dict(delta_max=5.0)),
+    "K4_5x7": (2, 3, 16, 35, dict(directions=4, height=5, width=7)),
+    "K4_1x9_noz": (1, 2, 8, 9, dict(directions=4, height=1, width=9, with_z=False)),
+    "K4_9x1": (1, 2, 4, 9, dict(directions=4, height=9, width=1)),
+    "K4_13x11_delta20": (1, 4, 16, 143, dict(directions=4, height=13, width=11, delta_max=20.0)),
+    "K4_24x24_N1": (1, 2, 1, 576, dict(directions=4, height=24, width=24, with_d=False)),
+}
+
+
+@needs_native
+@pytest.mark.parametrize("name", list(CASES))
+def test_native_matches_ref(name):
+    batch, dim, n, length, kw = CASES[name]
+    tensors, options = make_inputs(batch, dim, n, length, **kw)
+    check_against("ref", tensors, options)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "batch,dim,n,length,kw",
+    [
+        (1, 2, 16, 16384, dict(delta_max=20.0)),
+        (1, 1, 16, 16384, dict(directions=4, height=128, width=128, with_z=False)),
+        (1, 4, 16, 4097, dict(groups=2)),
+    ],
+    ids=["L16384", "L16384_K4", "L4097_grouped"],
+)
+def test_native_matches_chunked_long(batch, dim, n, length, kw):
+    tensors, options = make_inputs(batch, dim, n, length, seed=3, **kw)
+    check_against("chunked", tensors, options)
+
+
+@needs_native
+def test_native_matches_ref_forward_long():
+    tensors, options = make_inputs(1, 2, 16, 4096, seed=4, delta_max=20.0)
+    check_against("ref", tensors, options, grads=False)
+
+
+@needs_native
+@settings(max_examples=20, deadline=None)
+@given(
+    batch=st.integers(1, 2), dim=st.integers(1, 6), n=st.integers(1, 20), height=st.integers(1, 9),
+    width=st.integers(1, 9), directions=st.sampled_from([1, 4]), with_z=st.booleans(), with_d=st.booleans(),
+    softplus=st.booleans(), grouped=st.booleans(), seed=st.integers(0, 2**16),
+)
+def test_native_matches_ref_random_shapes(batch, dim, n, height, width, directions, with_z, with_d, softplus,
+                                          grouped, seed):
+    groups = 2 if (grouped and directions == 1 and dim % 2 == 0) else 0
+    tensors, options = make_inputs(batch, dim, n, height * width, directions=directions, groups=groups,
+                                   with_z=with_z, with_d=with_d, softplus=softplus, delta_max=3.0, seed=seed,
+                                   height=height, width=width)
+    check_against("ref", tensors, options)
+
+
+@needs_native
+def test_non_contiguous_inputs_and_fp64():
+    tensors, options = make_inputs(2, 4, 8, 50, groups=2)
+    # The same values through transposed storage and in float64: the kernel makes them fp32 contiguous.
+    odd = {k: (v.double().transpose(0, -1).contiguous().transpose(0, -1) if v is not None and v.dim() > 1
+               else (v.double() if v is not None else None)) for k, v in tensors.items()}
+    assert not odd["u"].is_contiguous()
+    y_ref, g_ref = run("ref", tensors, options)
+    y_nat, g_nat = run("native", odd, options)
+    assert y_nat.dtype == torch.float64
+    assert_close(y_nat, y_ref, dtype="float32", what="y")
+    for name in g_ref:
+        assert g_nat[name].dtype == torch.float64
+        assert_close(g_nat[name], g_ref[name], dtype="float32", what=f"d{name}")
+
+
+@needs_native
+def test_bfloat16_inputs_give_bfloat16_output():
+    tensors, options = make_inputs(1, 4, 16, 100)
+    y_ref, _ = run("ref", tensors, options, grads=False)
+    y_nat, g_nat = run("native", {k: (v.bfloat16() if v is not None else None) for k, v in tensors.items()}, options)
+    assert y_nat.dtype == torch.bfloat16 and g_nat["u"].dtype == torch.bfloat16
+    assert_close(y_nat, y_ref, what="y")  # bf16 tolerance: the inputs were rounded to bf16
+
+
+@needs_native
+def test_gradients_only_for_inputs_that_need_them():
+    tensors, options = make_inputs(1, 3, 4, 20)
+    u = tensors["u"].clone().requires_grad_()
+    args = [u] + [tensors[k] for k in NAMES[1:]]
+    selective_scan(*args, backend="native", **options).sum().backward()
+    assert u.grad is not None and torch.isfinite(u.grad).all()
+    with torch.no_grad():
+        y = selective_scan(*args, backend="native", **options)
+    assert not y.requires_grad
+
+
+@needs_native
+def test_deterministic_for_a_thread_count():
+    tensors, options = make_inputs(2, 8, 16, 300, directions=4, height=15, width=20)
+    first = run("native", tensors, options)
+    second = run("native", tensors, options)
+    assert torch.equal(first[0], second[0])
+    for name in first[1]:
+        assert torch.equal(first[1][name], second[1][name]), name
+
+
+@needs_native
+@pytest.mark.parametrize("kw", [dict(groups=2), dict(directions=4, height=6, width=5)], ids=["K1_grouped", "K4"])
+def test_numpy_forward_matches_torch(kw):
+    tensors, options = make_inputs(2, 4, 16, 30, **kw)
+    y_ref, _ = run("ref", tensors, options, grads=False)
+    arrays = {k: (v.numpy() if v is not None else None) for k, v in tensors.items()}
+    y_np = scan_native.selective_scan_numpy(*(arrays[k] for k in NAMES), **options)
+    assert isinstance(y_np, np.ndarray) and y_np.dtype == np.float32
+    assert_close(y_np, y_ref.numpy(), what="y")
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(A=np.zeros((3, 16), np.float32)), "A must be"),
+        (dict(B=np.zeros((2, 3, 16, 30), np.float32)), "B must be"),
+        (dict(z=np.zeros((2, 4, 29), np.float32)), "z must be"),
+        (dict(u=np.zeros((4, 30), np.float32)), "u must be"),
+    ],
+)
+def test_numpy_rejects_bad_shapes(change, message):
+    tensors, options = make_inputs(2, 4, 16, 30)
+    arrays = {k: (v.numpy() if v is not None else None) for k, v in tensors.items()}
+    arrays.update(change)
+    with pytest.raises(ValueError, match=message):
+        scan_native.selective_scan_numpy(*(arrays[k] for k in NAMES), **options)
+
+
+@needs_native
+def test_numpy_directions4_needs_grid():
+    tensors, options = make_inputs(1, 2, 4, 12, directions=4, height=3, width=4)
+    arrays = {k: (v.numpy() if v is not None else None) for k, v in tensors.items()}
+    with pytest.raises(ValueError, match="height \\* width"):
+        scan_native.selective_scan_numpy(*(arrays[k] for k in NAMES), **{**options, "width": 5})
+
+
+def test_missing_library_raises_missing_dependency(monkeypatch):
+    monkeypatch.setattr(scan_native, "_lib", None)
+    monkeypatch.setattr(scan_native, "library_path", lambda: None)
+    with pytest.raises(MissingDependency, match="pip install -e"):
+        scan_native.load_library()
+    tensors, options = make_inputs(1, 2, 4, 8)
+    with pytest.raises(MissingDependency, match="native scan library not built"):
+        selective_scan(*(tensors[k] for k in NAMES), backend="native", **options)
