@@ -20,6 +20,7 @@ COMMANDS = {
     "eval": "mambalitesr.models.eval_cli",
     "models": "mambalitesr.models.models_cli",
     "train": "mambalitesr.models.train_cli",
+    "search": "mambalitesr.models.study.search_cli",
     "upscale": "mambalitesr.runtime.upscale_cli",
     "camera": "mambalitesr.runtime.camera_cli",
 }

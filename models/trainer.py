@@ -8,9 +8,12 @@ validates, logs and saves.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +38,39 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     floor = cfg.lr_min / cfg.lr
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler or `kill`) stops training like Ctrl-C: checkpoint first, then exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def ema_update(decay: float):
+    """EMA with a warm-up: decay_n = min(decay, (1 + n) / (10 + n)) after n updates.
+
+    A fixed decay would keep (decay)^n of the random initial weights in the average
+    (over half of it after 600 steps at 0.999); the warm-up forgets them quickly.
+    """
+
+    @torch.no_grad()
+    def update(ema_params, params, num_averaged):
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+    return update
 
 
 def _dist_info() -> tuple[int, int]:
@@ -82,7 +118,7 @@ def split_holdout(pairs: list[ImagePair], every: int) -> tuple[list[ImagePair], 
 class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True, pairs: list[ImagePair] | None = None):
         """``pairs``: the loaded training images (all of them, before any hold-out), to skip decoding them again."""
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        from torch.optim.swa_utils import AveragedModel
 
         from mambalitesr.models.registry import create_model, get_entry
         from mambalitesr.models.weights_io import load_weights
@@ -122,7 +158,7 @@ class Trainer:
         params = list(self.student.parameters()) + (list(self.projector.parameters()) if self.projector else [])
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(cfg, s))
-        self.ema = AveragedModel(self.student, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        self.ema = AveragedModel(self.student, multi_avg_fn=ema_update(cfg.ema_decay), use_buffers=True)
         self.model = self.student
         if self.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(self.student)
@@ -220,6 +256,10 @@ class Trainer:
         return sr, loss
 
     def fit(self, stop_after: int | None = None) -> dict:
+        with _sigterm_as_interrupt():
+            return self._fit(stop_after)
+
+    def _fit(self, stop_after: int | None) -> dict:
         from tqdm import tqdm
 
         cfg = self.cfg

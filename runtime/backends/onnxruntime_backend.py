@@ -28,7 +28,7 @@ PROVIDER_NAMES = {
 }
 CUSTOM_DOMAIN = "mambalitesr"
 # Modules that define the Python kernels of the custom ops (``@onnx_op``); importing one registers them.
-CUSTOM_OP_MODULES = ("mambalitesr.export.ort_custom_ops",)
+CUSTOM_OP_MODULES = ("mambalitesr.export.ort_custom_op",)
 ORT_TYPES = {"tensor(float)": "fp32", "tensor(float16)": "fp16"}
 PROBE_HW = (32, 32)
 
@@ -165,7 +165,14 @@ class OnnxRuntimeBackend(Backend):
         return infer_scale(probe_hw, out.shape[2:], str(self.onnx_path))
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run([self._out], {self._in: batch})[0]  # (B, 3, s*h, s*w)
+        try:
+            out = self.session.run([self._out], {self._in: batch})[0]  # (B, 3, s*h, s*w)
+        except Exception as exc:  # ORT's Fail / InvalidArgument: the model cannot take this input
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"{self.onnx_path.name}: onnxruntime failed on input {tuple(batch.shape)}: {text} "
+                "(was the model exported for other input sizes?)"
+            ) from None
         return out.astype(np.float32, copy=False)
 
     def describe(self) -> str:

@@ -1,0 +1,397 @@
+"""ONNX export of a MambaLiteSR network, verified in ONNX Runtime before the file appears.
+
+Glossary (code name -> meaning / paper symbol):
+    lr, sr        the graph's input (B, 3, h, w) RGB in [0, 1] and output (B, 3, s h, s w), not clamped
+    s (scale)     upscaling factor;  h x w the input grid (L = h w tokens per mixer)
+    scan form     "portable": the two-level chunked scan as standard ONNX operators (no Loop, Scan,
+                  Einsum or CumSum; static chunk shapes, so fixed input sizes only);
+                  "plugin": one ``mambalitesr::SelectiveScan`` node per mixer (see onnx_plugin_scan),
+                  for the TensorRT plugin or the onnxruntime-extensions kernel (ort_custom_op)
+    opset         ONNX default-domain opset (17 or newer; LayerNormalization needs 17)
+
+``export_onnx`` builds the model, exports it with the dynamo exporter, checks the graph (onnx.checker,
+strict shape inference, the scan-form invariants), runs it in ONNX Runtime against PyTorch on a real
+image or a deterministic test pattern, and only then renames the file into place. A max absolute
+error over ``TOLERANCE`` (fp32) fails the export and leaves no file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mambalitesr import __version__
+from mambalitesr.errors import MissingDependency, UserError
+
+SCAN_FORMS = ("portable", "plugin")
+DEFAULT_HW = (180, 320)  # 720p output at x4: the Jetson camera path's frame
+TOLERANCE = 1e-4  # max |ORT - PyTorch| for fp32
+MIN_OPSET, MAX_OPSET = 17, 23
+EXPORTER_OPSET = 18  # what torch's dynamo exporter writes natively
+FORBIDDEN_PORTABLE_OPS = ("Loop", "Scan", "Einsum", "CumSum")  # TensorRT: slow, or wrong with several CumSums
+INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+METADATA_KEYS = ("model", "config", "weights", "weights_sha256", "scale", "scan", "dynamic", "mambalitesr_version")
+
+
+class VerificationError(UserError):
+    """The exported graph does not compute what the PyTorch model computes."""
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    scan: str
+    opset: int
+    input_shape: tuple  # (B, 3, h, w) of the check; symbolic dims in the file when dynamic
+    export_seconds: float
+    verify_seconds: float
+    max_abs_error: float
+    checks: list[tuple[tuple, float]] = field(default_factory=list)  # (input shape, max abs error) per run
+    node_counts: dict[str, int] = field(default_factory=dict)  # "domain::op" or "op" -> count
+
+    @property
+    def nodes(self) -> int:
+        return sum(self.node_counts.values())
+
+
+# ---------------------------------------------------------------- graph walking and checks
+
+
+def iter_nodes(model):
+    """Every node of the model: main graph, subgraphs (If/Loop/Scan bodies) and local functions."""
+    import onnx
+
+    def walk(nodes):
+        for node in nodes:
+            yield node
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from walk(attr.g.node)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for g in attr.graphs:
+                        yield from walk(g.node)
+
+    yield from walk(model.graph.node)
+    for fn in model.functions:
+        yield from walk(fn.node)
+
+
+def node_counts(model) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in iter_nodes(model):
+        key = f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def check_scan_form(model, scan: str, n_mixers: int, directions: int, d_state: int) -> None:
+    """Raise VerificationError when the graph breaks its scan form's invariants."""
+    from mambalitesr.export.onnx_plugin_scan import INPUT_RANKS, PLUGIN_DOMAIN, PLUGIN_OP_TYPE
+
+    nodes = list(iter_nodes(model))
+    custom = [n for n in nodes if n.domain not in ("", "ai.onnx")]
+    if scan == "portable":
+        bad = sorted({n.op_type for n in nodes if n.op_type in FORBIDDEN_PORTABLE_OPS})
+        if bad or custom:
+            raise VerificationError(f"portable graph holds {', '.join(bad + [n.domain + '::' + n.op_type for n in custom])}"
+                                    f"; it must use standard operators without {', '.join(FORBIDDEN_PORTABLE_OPS)}")
+        return
+    scans = [n for n in custom if (n.domain, n.op_type) == (PLUGIN_DOMAIN, PLUGIN_OP_TYPE)]
+    if len(scans) != len(custom) or len(scans) != n_mixers:
+        raise VerificationError(f"plugin graph has {len(scans)} {PLUGIN_DOMAIN}::{PLUGIN_OP_TYPE} nodes (and "
+                                f"{len(custom) - len(scans)} other custom nodes); expected one per mixer, {n_mixers}")
+    ranks = _value_ranks(model)
+    want_attrs = {"directions": directions, "d_state": d_state, "delta_softplus": 1}
+    for n in scans:
+        attrs = {a.name: a.i for a in n.attribute}
+        if attrs != want_attrs:
+            raise VerificationError(f"SelectiveScan node {n.name} has attributes {attrs}; expected {want_attrs}")
+        got = tuple(ranks.get(name) for name in n.input)
+        if len(n.input) != len(INPUT_RANKS) or got != INPUT_RANKS:
+            raise VerificationError(f"SelectiveScan node {n.name} has input ranks {got}; expected {INPUT_RANKS}")
+
+
+def _value_ranks(model) -> dict[str, int]:
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    ranks = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        if vi.type.tensor_type.HasField("shape"):
+            ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
+    for init in inferred.graph.initializer:
+        ranks[init.name] = len(init.dims)
+    return ranks
+
+
+def opset_of(model) -> int:
+    return next(op.version for op in model.opset_import if op.domain in ("", "ai.onnx"))
+
+
+def downgrade_18_to_17(model) -> None:
+    """Rewrite an opset-18 graph as opset 17 in place, where every node means the same in both.
+
+    onnx's version converter has no Pad 18 -> 17 adapter; a Pad without the ``axes`` input (18's only
+    addition) and a Split without ``num_outputs`` are their opset-13 forms already. Any other operator
+    that changed in opset 18 is refused rather than guessed.
+    """
+    import onnx
+
+    for node in iter_nodes(model):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if onnx.defs.get_schema(node.op_type, 17).since_version == onnx.defs.get_schema(node.op_type, 18).since_version:
+            continue
+        if node.op_type == "Pad" and (len(node.input) < 4 or not node.input[3]):
+            continue
+        if node.op_type == "Split" and not any(a.name == "num_outputs" for a in node.attribute):
+            continue
+        raise UserError(f"the exported graph uses {node.op_type} in its opset-18 form, which opset 17 cannot "
+                        "express; export with --opset 18")
+    for op in model.opset_import:
+        if op.domain in ("", "ai.onnx"):
+            op.version = 17
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def test_pattern(height: int, width: int) -> np.ndarray:
+    """A deterministic RGB uint8 (h, w, 3) image with smooth ramps, fine stripes, rings and hard edges."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    ny, nx = yy / max(height - 1, 1), xx / max(width - 1, 1)
+    r = np.hypot(ny - 0.5, nx - 0.5)
+    red = nx
+    green = 0.5 + 0.5 * np.sin(2 * np.pi * (6 * r + 0.25 * np.sin(9 * ny)))
+    blue = np.where(((yy // 4 + xx // 4) % 2 == 0) ^ (nx > 0.5), 0.85, 0.15) * (1 - 0.5 * ny)
+    rgb = np.stack([red, green, blue], axis=-1)
+    return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def to_input(rgb: np.ndarray, batch: int = 1) -> np.ndarray:
+    """RGB uint8 (h, w, 3) -> float32 (B, 3, h, w) in [0, 1]."""
+    x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+    return np.repeat(x, batch, axis=0)
+
+
+def _verify_rgb(verify_image, height: int | None, width: int | None, log) -> np.ndarray:
+    if verify_image is None:
+        return test_pattern(height or DEFAULT_HW[0], width or DEFAULT_HW[1])
+    import cv2
+
+    from mambalitesr.imageio import read_image
+
+    rgb = read_image(verify_image)
+    if height is not None and rgb.shape[:2] != (height, width):
+        log(f"verify image {verify_image} is {rgb.shape[1]}x{rgb.shape[0]}; resized to the export size {width}x{height}")
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+# ---------------------------------------------------------------- export
+
+
+def _validate_args(scan, height, width, dynamic, opset) -> None:
+    if scan not in SCAN_FORMS:
+        raise UserError(f"unknown scan form {scan!r}; choose one of {', '.join(SCAN_FORMS)}")
+    if dynamic and (height is not None or width is not None):
+        raise UserError("--dynamic exports symbolic batch, height and width: do not give --height/--width with it")
+    if (height is None) != (width is None):
+        raise UserError("give both --height and --width, or neither")
+    if height is not None and (height < 1 or width < 1):
+        raise UserError(f"--height and --width must be positive, got {height} x {width}")
+    if dynamic and scan == "portable":
+        raise UserError(
+            "the portable scan form supports fixed input sizes only: its chunked scan pads the token sequence "
+            "to a static multiple of the chunk and takes log2(chunks) doubling steps, both fixed by h x w at "
+            "export (exported with symbolic sizes it would be wrong at any other size). Give --height/--width, "
+            "or use --scan plugin for a dynamic graph"
+        )
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UserError(f"--opset must be in {MIN_OPSET}..{MAX_OPSET} (LayerNormalization needs 17), got {opset}")
+
+
+@contextmanager
+def _quiet_exporter():
+    """The dynamo exporter's progress lines and warnings about optional packages are noise here."""
+    names = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
+    levels = {n: logging.getLogger(n).level for n in names}
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def _export_proto(model, example, scan: str, dynamic: bool, opset: int):
+    import torch
+
+    from mambalitesr.export.onnx_plugin_scan import plugin_scan
+
+    kwargs = {}
+    if dynamic:
+        dims = {0: torch.export.Dim("batch", min=1, max=64), 2: torch.export.Dim("height", min=8, max=4096),
+                3: torch.export.Dim("width", min=8, max=4096)}
+        kwargs["dynamic_shapes"] = {"x": dims}
+    target = max(opset, EXPORTER_OPSET)  # 17 is reached below: torch cannot down-convert Pad
+    with _quiet_exporter(), torch.no_grad():
+        ctx = plugin_scan(model) if scan == "plugin" else _nullcontext()
+        with ctx:
+            program = torch.onnx.export(model, (example,), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                        opset_version=target, dynamo=True, external_data=False, verbose=False,
+                                        **kwargs)
+    proto = program.model_proto
+    if opset_of(proto) != target:
+        raise UserError(f"torch's exporter could not write opset {opset} (it left {opset_of(proto)}); "
+                        f"use --opset 17 or {EXPORTER_OPSET}")
+    if opset == 17:
+        downgrade_18_to_17(proto)
+    return proto
+
+
+@contextmanager
+def _nullcontext():
+    yield
+
+
+def _add_metadata(proto, meta: dict[str, str]) -> None:
+    del proto.metadata_props[:]
+    for key in METADATA_KEYS:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(meta[key])
+    proto.doc_string = (f"MambaLiteSR {meta['model']} x{meta['scale']} ({meta['scan']} scan), "
+                        f"mambalitesr {__version__}: {INPUT_NAME} (B, 3, h, w) RGB in [0, 1] -> "
+                        f"{OUTPUT_NAME} (B, 3, {meta['scale']}h, {meta['scale']}w)")
+
+
+def read_metadata(path_or_model) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model as a dict (``config`` stays a JSON string)."""
+    import onnx
+
+    model = path_or_model
+    if not hasattr(model, "metadata_props"):
+        model = onnx.load(str(path_or_model), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _ort_session(path: Path, scan: str):
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependency(f"verifying the export needs onnxruntime ({exc}): pip install onnxruntime") from None
+    if scan == "plugin":
+        from mambalitesr.export.ort_custom_op import make_session
+
+        return make_session(path)
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _compare(session, model, x: np.ndarray) -> float:
+    import torch
+
+    got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    if got.shape != want.shape:
+        raise VerificationError(f"ONNX Runtime output shape {got.shape} != PyTorch {want.shape} for input {x.shape}")
+    if not np.isfinite(got).all():
+        raise VerificationError(f"ONNX Runtime output has non-finite values for input {x.shape}")
+    return float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
+
+
+def _resolve_weights(model_name: str, weights) -> Path | None:
+    from mambalitesr.models.registry import get_entry
+
+    if weights is not None:
+        return Path(weights)
+    entry = get_entry(model_name)
+    return entry.weights_path  # create_model refuses when the shipped file is missing
+
+
+def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "portable", height: int | None = None,
+                width: int | None = None, dynamic: bool = False, opset: int = 17, verify_image=None,
+                log=None) -> ExportReport:
+    """Export registry model ``model_name`` (with ``weights``, else its shipped weights) to ``out_path``.
+
+    Fixed size: ``height`` x ``width``, else the verify image's size, else DEFAULT_HW. ``dynamic``
+    (plugin form only) makes batch, height and width symbolic and checks two sizes. Raises UserError
+    on bad arguments and VerificationError when ONNX Runtime disagrees with PyTorch; either way no
+    file is left at ``out_path``.
+    """
+    if log is None:
+        def log(msg):
+            print(msg, file=sys.stderr)
+    _validate_args(scan, height, width, dynamic, opset)
+    if out_path is None:
+        raise UserError("no output path given (-o FILE.onnx)")
+    out_path = Path(out_path)
+    if out_path.exists() and out_path.is_dir():
+        raise UserError(f"{out_path}: is a directory; give a file name")
+    try:
+        import onnx
+        import torch
+    except ImportError as exc:
+        raise MissingDependency(f"ONNX export needs torch and onnx ({exc}): pip install 'mambalitesr[export]'") from None
+
+    from mambalitesr.imageio import atomic_path
+    from mambalitesr.models.registry import create_model
+    from mambalitesr.models.weights_io import sha256_file
+
+    model = create_model(model_name, weights, scan_backend="chunked")
+    cfg = model.config
+    weights_path = _resolve_weights(model_name, weights)
+    if weights_path is None:
+        log(f"warning: {model_name} has no shipped weights and none were given: exporting a random initialisation")
+    rgb = _verify_rgb(verify_image, height, width, log)
+    example = torch.from_numpy(to_input(rgb))  # (1, 3, h, w)
+    shape_desc = "B x 3 x h x w (dynamic)" if dynamic else "x".join(map(str, example.shape))
+
+    start = time.perf_counter()
+    proto = _export_proto(model, example, scan, dynamic, opset)
+    export_seconds = time.perf_counter() - start
+
+    n_mixers = cfg.groups * cfg.mixers
+    check_scan_form(proto, scan, n_mixers, cfg.directions, cfg.d_state)
+    _add_metadata(proto, {
+        "model": model_name, "config": cfg.to_json(), "weights": weights_path.name if weights_path else "random-init",
+        "weights_sha256": sha256_file(weights_path) if weights_path else "none", "scale": cfg.scale, "scan": scan,
+        "dynamic": int(dynamic), "mambalitesr_version": __version__,
+    })
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise VerificationError(f"the exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
+
+    start = time.perf_counter()
+    with atomic_path(out_path) as tmp:
+        onnx.save(proto, str(tmp))
+        session = _ort_session(tmp, scan)
+        inputs = [to_input(rgb)]
+        if dynamic:  # a second batch and size, so a graph specialised to the example cannot pass
+            h2, w2 = max(8, rgb.shape[0] // 2 + 3), max(8, rgb.shape[1] // 2 + 5)
+            inputs.append(to_input(test_pattern(h2, w2), batch=2))
+        checks = [(x.shape, _compare(session, model, x)) for x in inputs]
+        del session
+        worst = max(err for _, err in checks)
+        for shape, err in checks:
+            log(f"verify {'x'.join(map(str, shape))}: max |ONNX Runtime - PyTorch| = {err:.3g}")
+        if not worst <= TOLERANCE:
+            raise VerificationError(f"verification failed: max abs error {worst:.3g} > {TOLERANCE:g} "
+                                    f"(ONNX Runtime vs PyTorch, fp32); {out_path} not written")
+    verify_seconds = time.perf_counter() - start
+    return ExportReport(
+        path=out_path, scan=scan, opset=opset_of(proto), input_shape=tuple(example.shape) if not dynamic else shape_desc,
+        export_seconds=export_seconds, verify_seconds=verify_seconds, max_abs_error=worst, checks=checks,
+        node_counts=node_counts(proto),
+    )

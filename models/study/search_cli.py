@@ -1,0 +1,175 @@
+"""``mambalitesr search``: the hyper-parameter study (run / report / cost / rerun).
+
+Glossary: see :mod:`mambalitesr.models.study` (C, G, M, N, E, r, K, a; PSNR held-out PSNR-Y).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    from mambalitesr.models.study.search import DEFAULT_STORAGE, STUDY_DIR, STUDY_NAME
+
+    p = subparsers.add_parser(
+        "search", help="hyper-parameter study of the student (Optuna, multi-objective); its report",
+        description="Short distillation runs over C, G, M, N, E, r, K and a; PSNR on held-out training images, "
+                    "parameters and CPU latency at 320x180 as objectives. Report: models/study/README.md.",
+    )
+    sub = p.add_subparsers(dest="search_command", metavar="ACTION")
+    sub.required = True
+
+    def common(q):
+        q.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default: %(default)s)")
+        q.add_argument("--study-name", default=STUDY_NAME)
+
+    def data_args(q):
+        q.add_argument("--train", nargs="+", metavar="DIR", help="folders of HR training images (a tenth is held out)")
+        q.add_argument("--teacher", default="dvmsr_x4")
+        q.add_argument("--teacher-weights", metavar="PATH")
+        q.add_argument("--teacher-cache", default="runs/study/cache", metavar="DIR",
+                       help="folder of the teacher-output cache (reused when its image list matches; default %(default)s)")
+        q.add_argument("--min-lr-side", type=int, default=48,
+                       help="skip images with an LR side below this; match the run whose teacher cache you reuse")
+
+    r = sub.add_parser("run", help="run (or resume) the study until it holds --trials completed trials")
+    common(r)
+    data_args(r)
+    r.add_argument("--trials", type=int, default=30, help="completed trials to reach (default %(default)s)")
+    r.add_argument("--max-attempts", type=int, help="stop after this many new trials regardless")
+    r.add_argument("--steps", type=int, default=120, help="training steps per trial (even; default %(default)s)")
+    r.add_argument("--batch", type=int, default=8)
+    r.add_argument("--patch", type=int, default=24, help="LR crop side (default %(default)s)")
+    r.add_argument("--lr", type=float, default=2e-3)
+    r.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial's training")
+    r.add_argument("--holdout-every", type=int, default=10, help="hold out every k-th training image (default %(default)s)")
+    r.add_argument("--latency-runs", type=int, default=2, help="timed forward passes per config after a warm-up")
+    r.add_argument("--scan", choices=["native", "chunked", "ref"], default="native")
+    r.add_argument("--no-references", action="store_true", help="do not enqueue the paper's choice and the student")
+    r.add_argument("--report", action="store_true", help="write the report when done")
+    r.set_defaults(func=_run)
+
+    rep = sub.add_parser("report", help="regenerate models/study/README.md and its plots from the stored study")
+    common(rep)
+    rep.add_argument("--out", default=str(STUDY_DIR), metavar="DIR", help="where README.md and the PNGs go")
+    rep.add_argument("--budget-params", type=int, default=150_000, help="parameter budget of the decision")
+    rep.add_argument("--tolerance", type=float, default=0.1, help="dB: smallest model within this of the best")
+    rep.set_defaults(func=_report)
+
+    c = sub.add_parser("cost", help="training cost of rank r against full rank (paper, student, chosen configs)")
+    common(c)
+    c.add_argument("--out", default=str(STUDY_DIR), metavar="DIR", help="where train_cost.json goes")
+    c.add_argument("--steps", type=int, default=10)
+    c.add_argument("--batch", type=int, default=16)
+    c.add_argument("--patch", type=int, default=48)
+    c.add_argument("--repeats", type=int, default=2)
+    c.add_argument("--scan", choices=["native", "chunked", "ref"], default="native")
+    c.add_argument("--budget-params", type=int, default=150_000)
+    c.add_argument("--tolerance", type=float, default=0.1)
+    c.set_defaults(func=_cost)
+
+    rr = sub.add_parser("rerun", help="train a stored trial again (its config, a and budget), optionally another seed")
+    common(rr)
+    data_args(rr)
+    rr.add_argument("--trial", type=int, required=True, action="append", help="trial number (repeatable)")
+    rr.add_argument("--seed", type=int, help="training seed (default: the study's)")
+    rr.set_defaults(func=_rerun)
+
+
+def _data(args):
+    from mambalitesr.errors import UserError
+    from mambalitesr.models.study.trial import Data
+
+    if not args.train:
+        raise UserError("--train DIR ... is required")
+    return Data(train_dirs=tuple(args.train), teacher=args.teacher, teacher_weights=args.teacher_weights,
+                cache_dir=args.teacher_cache, min_lr_side=args.min_lr_side)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mambalitesr.errors import UserError
+    from mambalitesr.models.study import fit
+    from mambalitesr.models.study.search import run_search
+    from mambalitesr.models.study.trial import Budget
+
+    try:
+        budget = Budget(steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
+                        holdout_every=args.holdout_every, scan_backend=args.scan)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if args.holdout_every < 2:
+        raise UserError("--holdout-every must be at least 2: the study validates on held-out images")
+    study = run_search(args.trials, budget, _data(args), storage=args.storage, name=args.study_name, seed=args.seed,
+                       max_attempts=args.max_attempts, enqueue_references=not args.no_references,
+                       latency_runs=args.latency_runs)
+    rows = fit.trial_rows(study)
+    print(f"study {args.study_name}: {len(fit.complete(rows))} completed of {len(rows)} trials in {args.storage}")
+    if args.report:
+        from mambalitesr.models.study.report import build_report
+
+        print(f"report: {build_report(args.storage, args.study_name)}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mambalitesr.models.study.report import build_report
+
+    print(build_report(args.storage, args.study_name, Path(args.out), args.budget_params, args.tolerance))
+    return 0
+
+
+def _cost(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from mambalitesr.imageio import atomic_path
+    from mambalitesr.models.config import SRConfig
+    from mambalitesr.models.registry import STUDENT
+    from mambalitesr.models.study import fit, space
+    from mambalitesr.models.study.search import load_study
+    from mambalitesr.models.study.train_cost import compare_ranks
+
+    configs = {"paper (r=2)": space.decode(space.PAPER)[0], f"student (r={STUDENT.rank})": STUDENT}
+    decision = fit.decide(fit.trial_rows(load_study(args.storage, args.study_name)), args.budget_params, args.tolerance)
+    if decision.get("chosen"):
+        chosen = SRConfig(**decision["chosen_config"])
+        if chosen.rank is not None and space.effective_rank(chosen) is not None:
+            configs[f"shipped, trial {decision['chosen']['number']} (r={chosen.rank})"] = chosen
+        else:
+            print("the chosen config is full rank: nothing to compare for it", file=sys.stderr)
+    result = compare_ranks(configs, steps=args.steps, batch=args.batch, patch=args.patch, backend=args.scan,
+                           repeats=args.repeats, say=lambda m: print(m, file=sys.stderr, flush=True))
+    path = Path(args.out) / "train_cost.json"
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=1))
+    print(path)
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mambalitesr.errors import UserError
+    from mambalitesr.models.config import SRConfig
+    from mambalitesr.models.study.search import load_study
+    from mambalitesr.models.study.trial import Budget, load_training_pairs, run_trial
+
+    study = load_study(args.storage, args.study_name)
+    budget = Budget(**study.user_attrs["budget"])
+    if args.seed is not None:
+        budget = dataclasses.replace(budget, seed=args.seed)
+    data = _data(args)
+    pairs = load_training_pairs(budget, data)
+    for number in args.trial:
+        if not 0 <= number < len(study.trials) or "config" not in study.trials[number].user_attrs:
+            raise UserError(f"trial {number} has no stored config")
+        t = study.trials[number]
+        result = run_trial(SRConfig.from_json(t.user_attrs["config"]), t.params["alpha"], budget, data, pairs)
+        stored = t.user_attrs.get("psnr")
+        study.set_user_attr(f"rerun:{number}:seed{budget.seed}", {"trial": number, "seed": budget.seed,
+                                                                  "psnr": result["psnr"], "stored_psnr": stored})
+        print(f"trial {number} seed {budget.seed}: PSNR {result['psnr']:.3f} dB"
+              + (f" (stored, seed {study.user_attrs['seed']}: {stored:.3f} dB)" if stored is not None else ""))
+    return 0
