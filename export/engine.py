@@ -94,6 +94,8 @@ def count_plugin_nodes(onnx_path: Path) -> int | None:
         model = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a bad file
         raise UserError(f"{onnx_path}: not a readable ONNX model ({exc})") from None
+    if not model.graph.node:  # protobuf reads an empty file as an empty model
+        raise UserError(f"{onnx_path}: not a readable ONNX model (no graph: an empty or truncated file)")
     return sum(1 for n in model.graph.node if (n.domain, n.op_type) == PLUGIN_OP)
 
 

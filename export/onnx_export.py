@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +50,9 @@ class ExportReport:
     scan: str
     opset: int
     input_shape: tuple  # (B, 3, h, w) of the check; symbolic dims in the file when dynamic
-    export_seconds: float
+    export_seconds: float  # wall clock
     verify_seconds: float
+    export_cpu_seconds: float  # process CPU time (all threads): comparable on a busy machine
     max_abs_error: float
     checks: list[tuple[tuple, float]] = field(default_factory=list)  # (input shape, max abs error) per run
     node_counts: dict[str, int] = field(default_factory=dict)  # "domain::op" or "op" -> count
@@ -119,16 +120,7 @@ def check_scan_form(model, scan: str, n_mixers: int, directions: int, d_state: i
 
 
 def _value_ranks(model) -> dict[str, int]:
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
-    ranks = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        if vi.type.tensor_type.HasField("shape"):
-            ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
-    for init in inferred.graph.initializer:
-        ranks[init.name] = len(init.dims)
-    return ranks
+    return {name: len(d) for name, d in _static_dims(model).items()}
 
 
 def opset_of(model) -> int:
@@ -136,28 +128,65 @@ def opset_of(model) -> int:
 
 
 def downgrade_18_to_17(model) -> None:
-    """Rewrite an opset-18 graph as opset 17 in place, where every node means the same in both.
+    """Rewrite an opset-18 graph as opset 17 in place, where every node can mean the same in both.
 
-    onnx's version converter has no Pad 18 -> 17 adapter; a Pad without the ``axes`` input (18's only
-    addition) and a Split without ``num_outputs`` are their opset-13 forms already. Any other operator
-    that changed in opset 18 is refused rather than guessed.
+    onnx's version converter has no Pad 18 -> 17 adapter. A Pad without the ``axes`` input (18's only
+    addition) is its opset-13 form already; a Split with ``num_outputs`` (new in 18) becomes a Split with
+    explicit sizes when the split axis has a static size. Any other operator that changed in opset 18
+    is refused rather than guessed.
     """
     import onnx
+    from onnx import helper, numpy_helper
 
-    for node in iter_nodes(model):
+    dims = _static_dims(model)
+    for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             continue
         if onnx.defs.get_schema(node.op_type, 17).since_version == onnx.defs.get_schema(node.op_type, 18).since_version:
             continue
         if node.op_type == "Pad" and (len(node.input) < 4 or not node.input[3]):
             continue
-        if node.op_type == "Split" and not any(a.name == "num_outputs" for a in node.attribute):
-            continue
+        if node.op_type == "Split":
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            parts = attrs.get("num_outputs")
+            if parts is None:
+                continue
+            axis = attrs.get("axis", 0)
+            shape = dims.get(node.input[0])
+            size = shape[axis] if shape is not None and -len(shape) <= axis < len(shape) else None
+            if size is not None and size > 0:
+                step = -(-size // parts)  # opset 18: equal parts, the last one smaller
+                sizes = [min(step, size - k * step) for k in range(parts)]
+                name = f"{node.output[0]}__split_sizes"
+                model.graph.initializer.append(numpy_helper.from_array(np.array(sizes, dtype=np.int64), name))
+                del node.input[1:]
+                node.input.append(name)
+                kept = [a for a in node.attribute if a.name != "num_outputs"]
+                del node.attribute[:]
+                node.attribute.extend(kept)
+                continue
         raise UserError(f"the exported graph uses {node.op_type} in its opset-18 form, which opset 17 cannot "
-                        "express; export with --opset 18")
+                        "express here; export with --opset 18")
+    if any(fn.node for fn in model.functions):
+        raise UserError("the exported graph keeps local functions; export with --opset 18")
     for op in model.opset_import:
         if op.domain in ("", "ai.onnx"):
             op.version = 17
+
+
+def _static_dims(model) -> dict[str, list]:
+    """Value name -> its dims (int, or None where symbolic) from ONNX shape inference."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            out[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    for init in inferred.graph.initializer:
+        out[init.name] = list(init.dims)
+    return out
 
 
 # ---------------------------------------------------------------- inputs
@@ -246,11 +275,12 @@ def _export_proto(model, example, scan: str, dynamic: bool, opset: int):
         kwargs["dynamic_shapes"] = {"x": dims}
     target = max(opset, EXPORTER_OPSET)  # 17 is reached below: torch cannot down-convert Pad
     with _quiet_exporter(), torch.no_grad():
-        ctx = plugin_scan(model) if scan == "plugin" else _nullcontext()
+        ctx = plugin_scan(model) if scan == "plugin" else nullcontext()
         with ctx:
             program = torch.onnx.export(model, (example,), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                         opset_version=target, dynamo=True, external_data=False, verbose=False,
-                                        **kwargs)
+                                        optimize=False, **kwargs)
+        _clean_graph(program.model)
     proto = program.model_proto
     if opset_of(proto) != target:
         raise UserError(f"torch's exporter could not write opset {opset} (it left {opset_of(proto)}); "
@@ -260,9 +290,25 @@ def _export_proto(model, example, scan: str, dynamic: bool, opset: int):
     return proto
 
 
-@contextmanager
-def _nullcontext():
-    yield
+def _clean_graph(model) -> None:
+    """Fold constants, drop dead nodes, lift constants to initializers (an onnx_ir model, in place).
+
+    The exporter's own ``optimize=True`` adds onnxscript's pattern rewriter, which takes minutes on
+    the student's thousands of scan nodes and removes almost nothing more here.
+    """
+    import onnx_ir.passes.common as passes
+    from onnxscript.optimizer import fold_constants
+
+    passes.InlinePass()(model)
+    for _ in range(2):
+        folded = fold_constants(model)
+        passes.RemoveUnusedNodesPass()(model)
+        if not folded.modified:
+            break
+    for step in (passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+                 passes.DeduplicateInitializersPass(), passes.CommonSubexpressionEliminationPass(),
+                 passes.RemoveUnusedNodesPass(), passes.RemoveUnusedOpsetsPass(), passes.NameFixPass()):
+        step(model)
 
 
 def _add_metadata(proto, meta: dict[str, str]) -> None:
@@ -300,7 +346,11 @@ def _ort_session(path: Path, scan: str):
 def _compare(session, model, x: np.ndarray) -> float:
     import torch
 
-    got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    try:
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    except Exception as exc:  # ORT's InvalidArgument / Fail: the graph cannot take this input
+        text = str(exc).strip().replace("\n", " ")
+        raise VerificationError(f"ONNX Runtime cannot run the exported graph on input {x.shape}: {text[:400]}") from None
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     if got.shape != want.shape:
@@ -354,12 +404,13 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "porta
     if weights_path is None:
         log(f"warning: {model_name} has no shipped weights and none were given: exporting a random initialisation")
     rgb = _verify_rgb(verify_image, height, width, log)
-    example = torch.from_numpy(to_input(rgb))  # (1, 3, h, w)
+    # A dynamic export traces batch 2: torch.export specialises a dimension of size 1.
+    example = torch.from_numpy(to_input(rgb, batch=2 if dynamic else 1))  # (B, 3, h, w)
     shape_desc = "B x 3 x h x w (dynamic)" if dynamic else "x".join(map(str, example.shape))
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     proto = _export_proto(model, example, scan, dynamic, opset)
-    export_seconds = time.perf_counter() - start
+    export_seconds, export_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
     n_mixers = cfg.groups * cfg.mixers
     check_scan_form(proto, scan, n_mixers, cfg.directions, cfg.d_state)
@@ -377,10 +428,10 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "porta
     with atomic_path(out_path) as tmp:
         onnx.save(proto, str(tmp))
         session = _ort_session(tmp, scan)
-        inputs = [to_input(rgb)]
-        if dynamic:  # a second batch and size, so a graph specialised to the example cannot pass
+        inputs = [example.numpy()]
+        if dynamic:  # another batch and size, so a graph specialised to the example cannot pass
             h2, w2 = max(8, rgb.shape[0] // 2 + 3), max(8, rgb.shape[1] // 2 + 5)
-            inputs.append(to_input(test_pattern(h2, w2), batch=2))
+            inputs.append(to_input(test_pattern(h2, w2), batch=1))
         checks = [(x.shape, _compare(session, model, x)) for x in inputs]
         del session
         worst = max(err for _, err in checks)
@@ -392,6 +443,6 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "porta
     verify_seconds = time.perf_counter() - start
     return ExportReport(
         path=out_path, scan=scan, opset=opset_of(proto), input_shape=tuple(example.shape) if not dynamic else shape_desc,
-        export_seconds=export_seconds, verify_seconds=verify_seconds, max_abs_error=worst, checks=checks,
+        export_seconds=export_seconds, verify_seconds=verify_seconds, export_cpu_seconds=export_cpu_seconds, max_abs_error=worst, checks=checks,
         node_counts=node_counts(proto),
     )

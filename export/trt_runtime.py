@@ -79,9 +79,9 @@ def load_plugin_library(trt, path: str | os.PathLike) -> None:
     if handle is None:
         raise UserError(f"{path}: TensorRT could not load the plugin library (see the TensorRT log above; a "
                         f"{PLUGIN_NAME} v{PLUGIN_VERSION} creator may already be registered from another library)")
-    _loaded_plugins[key] = handle
     if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, "") is None:
         raise UserError(f"{path}: loaded, but no {PLUGIN_NAME} v{PLUGIN_VERSION} plugin creator was registered")
+    _loaded_plugins[key] = handle  # only a library that registered the creator counts as loaded on the next call
 
 
 class _CudaDriver:

@@ -18,6 +18,7 @@ from mambalitesr.errors import UserError
 # name -> module holding register(); order is the order of `mambalitesr --help`.
 COMMANDS = {
     "eval": "mambalitesr.models.eval_cli",
+    "export": "mambalitesr.export.export_cli",
     "models": "mambalitesr.models.models_cli",
     "train": "mambalitesr.models.train_cli",
     "search": "mambalitesr.models.study.search_cli",
@@ -39,11 +40,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that atomic writes remove their temporary files on the way out."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:  # commands that drain on SIGTERM (camera, train) install their own handler while they run
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals to the caller
+        previous = None
     try:
         result = args.func(args)
+    except _Terminated:
+        print(f"mambalitesr {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except UserError as exc:
         print(f"mambalitesr {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -52,4 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGINT
     except BrokenPipeError:
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)

@@ -43,6 +43,20 @@ def declared_size(path: Path) -> tuple[int, int]:
         raise UserError(f"{path}: unreadable image header ({exc})") from None
 
 
+def _check_png_chunks(path: Path) -> None:
+    """Refuse a PNG with a bad chunk CRC or a missing end before OpenCV sees it: libpng would print its own
+    errors on stderr, beside our one-line message. Reads the chunks only, no pixel is decoded."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.format != "PNG":
+            return
+        try:
+            im.verify()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise UserError(f"{path}: corrupt or truncated PNG ({exc})") from None
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode ``path`` into RGB uint8 (H, W, 3)."""
     import cv2
@@ -60,6 +74,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
             f"{path}: declares {width}x{height} pixels, over the limit of {max_pixels} "
             "(a decompression bomb, or too large to process; crop it first)"
         )
+    _check_png_chunks(path)
     data = np.fromfile(path, dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:

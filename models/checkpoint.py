@@ -30,4 +30,7 @@ def load_checkpoint(run_dir: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling failure means the file is unusable
-        raise UserError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+        lines = [ln for ln in str(exc).splitlines() if ln.strip() and not ln.startswith(("Weights only load failed",
+                                                                                         "Check the documentation"))]
+        raise UserError(f"{path}: unreadable checkpoint ({type(exc).__name__}: "
+                        f"{(lines or ['empty or unreadable file'])[0][:200]})") from None

@@ -16,6 +16,10 @@ def run(args: argparse.Namespace) -> int:
     from mambalitesr.models.complexity import analytic_macs, analytic_params, measure_macs, scan_updates
     from mambalitesr.models.registry import REGISTRY, create_model
 
+    if args.height < 1 or args.width < 1:
+        from mambalitesr.errors import UserError
+
+        raise UserError(f"--height and --width must be positive, got {args.height} x {args.width}")
     header = f"{'model':<22} {'params':>9} {'GMACs':>8} {'Gscan':>7}  {'C':>3} {'GxM':>5} {'N':>3} {'r':>4} {'K':>2} {'x':>2}  weights"
     if args.measure:
         header += "  measured GMACs"

@@ -264,8 +264,8 @@ class Trainer:
 
         cfg = self.cfg
         is_main = self.rank == 0
+        loader = self._loader()  # decodes (and validates) the data first: a bad image leaves no fresh log behind
         log = TrainLog(self.run_dir, self.step) if is_main else None
-        loader = self._loader()
         last_ckpt = time.monotonic()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and is_main), file=sys.stderr,
                    unit="step", dynamic_ncols=True)

@@ -42,8 +42,11 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types; all mean "refused"
+        # torch's first line advises weights_only=False (i.e. running the file's code): name the blocked thing instead
+        lines = [ln for ln in str(exc).splitlines() if ln.strip() and not ln.startswith(("Weights only load failed",
+                                                                                         "Check the documentation"))]
         raise UserError(
-            f"{path}: refused to load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            f"{path}: refused to load ({type(exc).__name__}: {(lines or ['empty or unreadable file'])[0][:200]}); "
             "weights must be a safetensors file or a plain state_dict readable with weights_only=True"
         ) from None
     if isinstance(state, dict) and "params" in state and isinstance(state["params"], dict):

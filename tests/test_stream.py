@@ -25,10 +25,9 @@ from mambalitesr.runtime.stream import sinks as sinks_module  # noqa: E402
 from mambalitesr.runtime.stream.overlay import draw_overlay  # noqa: E402
 from mambalitesr.runtime.stream.pipeline import Pipeline  # noqa: E402
 from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
-from mambalitesr.runtime.stream.sinks import NullSink, Sink, VideoFileSink, parse_sink  # noqa: E402
-from mambalitesr.runtime.stream.sources import (  # noqa: E402
-    SourceLost, SyntheticSource, VideoFileSource, parse_source,
-)
+from mambalitesr.runtime.stream.sinks import NullSink, Sink, parse_sink  # noqa: E402
+from mambalitesr.runtime.stream.sources import SourceLost, VideoFileSource, parse_source  # noqa: E402
+from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -289,6 +288,42 @@ def test_overlay_in_the_pipeline():
     _run(parse_source("synthetic:64x48"), plain, max_frames=3)
     assert not np.array_equal(sink.images[2][:20, :60], plain.images[2][:20, :60])
     np.testing.assert_array_equal(sink.images[2][-60:], plain.images[2][-60:])
+
+
+class _SteadyPower:
+    """A telemetry source reading a constant 5 W every 20 ms (the PowerSource protocol)."""
+
+    name, exit_reason = "fake", None
+
+    def samples(self, stop):
+        from mambalitesr.runtime.power import PowerSample
+
+        while not stop.is_set():
+            yield PowerSample(time.monotonic(), 5000.0, {"VDD_IN": (5000.0, 5000.0)}, "fake")
+            stop.wait(0.02)
+
+    def close(self):
+        pass
+
+
+def test_power_is_integrated_over_the_run():
+    from mambalitesr.runtime.power import PowerMonitor
+    from mambalitesr.runtime.stream.power_link import PowerLink
+
+    power = PowerLink(PowerMonitor(_SteadyPower(), interval_ms=20))
+    sink = Recorder()
+    pipeline, stats = _run(parse_source("synthetic:64x48"), sink, max_frames=10, power=power, overlay=True)
+    assert stats.power["average_w"] == pytest.approx(5.0)
+    assert stats.power["j_per_frame"] == pytest.approx(stats.power["energy_j"] / 10)
+    assert "5.00 W average" in stats.summary() and "mJ/frame" in stats.summary()
+    assert stats.to_dict()["joules_per_frame"] == stats.power["j_per_frame"]
+
+
+def test_power_unavailable_is_said():
+    from mambalitesr.runtime.stream.power_link import PowerLink
+
+    pipeline, stats = _run(parse_source("synthetic:32x32"), max_frames=2, power=PowerLink(None, "--power none"))
+    assert "power: unavailable (--power none)" in stats.summary() and stats.to_dict()["joules_per_frame"] is None
 
 
 # -- tiling and padding against a fixed-shape backend ----------------------------------------

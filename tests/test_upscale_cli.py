@@ -22,7 +22,8 @@ from mambalitesr.imageio import read_image, write_image  # noqa: E402
 from mambalitesr.runtime.backends import create_backend  # noqa: E402
 from mambalitesr.runtime.stream.banded import upscale_image  # noqa: E402
 from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
-from mambalitesr.runtime.stream.sources import Frame, SyntheticSource  # noqa: E402
+from mambalitesr.runtime.stream.sources import Frame  # noqa: E402
+from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
 
 
 class StandIn(torch.nn.Module):
@@ -165,14 +166,21 @@ def test_tiled_1080p_equals_untiled_away_from_seams_for_a_local_model(capsys):
               f"max {diff[mask].max()}/255 away from seams, max {diff.max()}/255 within 2 LR px of a seam")
 
 
-def test_tiling_the_real_network_is_measured(capsys):
+@pytest.mark.parametrize("name", ["test_x4", "mambalitesr_x4"])
+def test_tiling_the_real_network_is_measured(name, capsys):
     """Mamba scans see the whole frame, so tiles cannot be exact: measure the difference, bound it loosely."""
-    backend = create_backend("torch", model="test_x4", threads=1)
+    from mambalitesr.models.registry import get_entry
+
+    entry = get_entry(name)
+    if entry.weights_path is not None and not entry.weights_path.is_file():
+        pytest.skip(f"shipped weights of {name} not present ({entry.weights_path})")
+    backend = create_backend("torch", model=name, threads=1)
     frame = Frame(_pattern(160, 96), 0, time.perf_counter(), "rgb")
     whole = FrameProcessor(backend, tile=None).process(frame, order="rgb").astype(np.float64)
     tiled = upscale_image(FrameProcessor(backend, tile=64, overlap=16), frame, order="rgb").astype(np.float64)
     diff = np.abs(tiled - whole)
+    weights = "shipped weights" if entry.weights_path else "random initialisation"
     with capsys.disabled():
-        print(f"\n  tiled vs untiled (test_x4, 160x96, tile 64, overlap 16): mean {diff.mean():.3f}/255, "
+        print(f"\n  tiled vs untiled ({name}, {weights}, 160x96, tile 64, overlap 16): mean {diff.mean():.3f}/255, "
               f"p99 {np.percentile(diff, 99):.1f}/255, max {diff.max():.0f}/255")
     assert diff.mean() < 8  # tiles in the wrong place or unmerged weights would be far off

@@ -46,6 +46,12 @@ typedef int32_t vi __attribute__((vector_size(SCAN_LANES * 4)));
 #define SCAN_CLONES
 #endif
 
+/* A vector of s in every lane (x - x + s would cost two ops: NaN rules keep x - x). */
+ALWAYS_INLINE vf vsplat(float s) {
+    const vf zero = {0};
+    return zero + s;
+}
+
 ALWAYS_INLINE vf vload(const float *p) {
     vf v;
     memcpy(&v, p, sizeof v);
@@ -79,7 +85,7 @@ ALWAYS_INLINE void row_sums(const float *rows, int64_t n, float *out) {
  * rounding already in the product Delta * A, so the result is as good as expf of
  * that product (for x <= 0 the absolute error stays below 3e-8). */
 ALWAYS_INLINE vf vexp(vf x) {
-    const vf lo = x - x - 87.0f, hi = x - x + 88.0f;
+    const vf lo = vsplat(-87.0f), hi = vsplat(88.0f);
     vi below = x < lo, above = x > hi;
     x = (vf)(((vi)x & ~below) | ((vi)lo & below)); /* exp(-87) ~ 1.6e-38: below that h is dust */
     x = (vf)(((vi)x & ~above) | ((vi)hi & above));
@@ -108,7 +114,7 @@ ALWAYS_INLINE vf vselect(vi mask, vf yes, vf no) { return (vf)(((vi)yes & mask) 
  * <= 1/3, summed as the odd series to s^13 (truncation < 1e-8 relative). No 1 + e is
  * ever formed, so tiny e keep their full relative precision. */
 ALWAYS_INLINE vf vsoftplus(vf x, vf *dsig) {
-    const vf zero = x - x, one = zero + 1.0f;
+    const vf zero = vsplat(0.0f), one = vsplat(1.0f);
     const vf e = vexp((vf)((vi)x | INT32_MIN)); /* exp(-|x|): set the sign bit */
     const vf sv = e / (2.0f + e), s2 = sv * sv;
     vf series = s2 * (1.0f / 13.0f) + 1.0f / 11.0f;
@@ -184,7 +190,7 @@ ALWAYS_INLINE void load_chunk(const ScanParams *p, int64_t k, const float *urow,
     }
     for (int64_t i = tn; i < SCAN_CHUNK; i++) ct->dt[i] = ubuf[i] = 0.0f; /* whole vectors below */
     for (int64_t i = 0; i < SCAN_CHUNK; i += SCAN_LANES) {
-        vf x = vload(ct->dt + i), ds = x - x + 1.0f;
+        vf x = vload(ct->dt + i), ds = vsplat(1.0f);
         if (p->delta_softplus) x = vsoftplus(x, &ds);
         vstore(ct->dt + i, x);
         vstore(ct->dtu + i, x * vload(ubuf + i));
@@ -221,7 +227,7 @@ ALWAYS_INLINE void fwd_item(const ScanParams *p, int64_t b, int64_t d, const int
         const float bias = p->delta_bias ? p->delta_bias[c] : 0.0f;
         float *ck = p->checkpoints ? p->checkpoints + ((b * KD + c) * n_chunks) * NP : NULL;
         load_A(p, c, NV, Av);
-        for (int j = 0; j < NV; j++) h[j] = Av[j] - Av[j];
+        for (int j = 0; j < NV; j++) h[j] = vsplat(0.0f);
 
         for (int64_t ci = 0; ci < n_chunks; ci++) {
             const int64_t t0 = ci * SCAN_CHUNK;
@@ -232,7 +238,7 @@ ALWAYS_INLINE void fwd_item(const ScanParams *p, int64_t b, int64_t d, const int
             for (int64_t i = 0; i < tn; i++) {
                 const float dt = ct.dt[i], dtu = ct.dtu[i];
                 const float *Bt = Bg + ct.tok[i] * ts, *Ct = Cg + ct.tok[i] * ts;
-                vf acc = Av[0] - Av[0];
+                vf acc = vsplat(0.0f);
                 for (int j = 0; j < NV; j++) {
                     h[j] = vexp(dt * Av[j]) * h[j] + dtu * vload(Bt + j * SCAN_LANES);
                     acc += vload(Ct + j * SCAN_LANES) * h[j];
@@ -308,7 +314,7 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
         const float *ck = p->checkpoints + ((b * KD + c) * n_chunks) * NP;
         double dD_acc = 0.0, dbias_acc = 0.0;
         load_A(p, c, NV, Av);
-        for (int j = 0; j < NV; j++) carry[j] = Av[j] - Av[j];
+        for (int j = 0; j < NV; j++) carry[j] = vsplat(0.0f);
         for (int64_t n = 0; n < NP; n++) dA_acc[n] = 0.0;
 
         for (int64_t ci = n_chunks - 1; ci >= 0; ci--) {
@@ -330,14 +336,14 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
             }
             /* Adjoint: g_t = dy_t C_t + a_{t+1} g_{t+1}; carry holds a_{t+1} g_{t+1}. */
             float dD_chunk = 0.0f, dbias_chunk = 0.0f;
-            for (int j = 0; j < NV; j++) dA_chunk[j] = Av[j] - Av[j];
+            for (int j = 0; j < NV; j++) dA_chunk[j] = vsplat(0.0f);
             for (int64_t i = tn - 1; i >= 0; i--) {
                 const int64_t tok = ct.tok[i];
                 const float dt = ct.dt[i], dtu = ct.dtu[i], dyt = dy[tok];
                 const float *Bt = Bg + tok * ts, *Ct = Cg + tok * ts;
                 float *dBt = dBg + tok * ts, *dCt = dCg + tok * ts;
                 const float *ai = s->a + i * NP, *hi = s->h + i * NP;
-                vf va = Av[0] - Av[0], vb = va;
+                vf va = vsplat(0.0f), vb = va;
                 for (int j = 0; j < NV; j++) {
                     const int o = j * SCAN_LANES;
                     const vf a = vload(ai + o), hp = i ? vload(hi - NP + o) : h0[j];

@@ -21,9 +21,11 @@ CONFIG_KEYS = tuple(space.CHOICES)
 
 
 def trial_rows(study) -> list[dict]:
-    """One flat dict per trial: number, state, config, a, measurements, objectives, notes."""
+    """One flat dict per trial (queued ones left out): number, state, config, a, measurements, objectives, notes."""
     rows = []
     for t in study.trials:
+        if t.state.name == "WAITING":
+            continue
         a = t.user_attrs
         row = {"number": t.number, "state": t.state.name, "reference": a.get("reference", "")}
         row.update({k: t.params.get(k) for k in (*CONFIG_KEYS, "alpha")})

@@ -115,20 +115,18 @@ def _cost_section(cost: dict | None) -> list[str]:
             med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
             joules = [r["j_per_step"] for r in runs if r["j_per_step"] is not None]
             notes.update(r["power_note"] for r in runs if r["power_note"])
-            lines.append(
-                f"| {label} | {runs[0]['rank'] if runs[0]['rank'] is not None else 'full'} | {runs[0]['params']:,} | "
-                f"{med('step_cpu_ms'):.0f} | {med('step_wall_ms'):.0f} | {med('peak_rss_mb'):.0f} | "
-                f"{statistics.median(r['peak_rss_mb'] - r['base_rss_mb'] for r in runs):.0f} | "
-                f"{statistics.median(joules):.2f} |" if joules else
-                f"| {label} | {runs[0]['rank'] if runs[0]['rank'] is not None else 'full'} | {runs[0]['params']:,} | "
-                f"{med('step_cpu_ms'):.0f} | {med('step_wall_ms'):.0f} | {med('peak_rss_mb'):.0f} | "
-                f"{statistics.median(r['peak_rss_mb'] - r['base_rss_mb'] for r in runs):.0f} | not measured |")
-        low = statistics.median(r["step_cpu_ms"] for r in entry["low"])
-        full = statistics.median(r["step_cpu_ms"] for r in entry["full"])
-        entry["_ratio"] = low / full
+            rank = runs[0]["rank"] if runs[0]["rank"] is not None else "full"
+            added = statistics.median(r["peak_rss_mb"] - r["base_rss_mb"] for r in runs)
+            energy = f"{statistics.median(joules):.2f}" if joules else "not measured"
+            lines.append(f"| {label} | {rank} | {runs[0]['params']:,} | {med('step_cpu_ms'):.0f} | "
+                         f"{med('step_wall_ms'):.0f} | {med('peak_rss_mb'):.0f} | {added:.0f} | {energy} |")
     lines.append("")
-    ratios = ", ".join(f"{label}: low-rank step = {e['_ratio']:.2f} x full-rank" for label, e in cost["results"].items())
-    lines += [f"Step CPU time ratios: {ratios}.", ""]
+    for label, entry in cost["results"].items():
+        ratio = lambda f: statistics.median(map(f, entry["low"])) / statistics.median(map(f, entry["full"]))  # noqa: E731
+        lines.append(f"- {label}: rank r against full rank, step CPU time x {ratio(lambda r: r['step_cpu_ms']):.2f}, "
+                     f"peak RSS x {ratio(lambda r: r['peak_rss_mb']):.2f}, RSS added by training x "
+                     f"{ratio(lambda r: r['peak_rss_mb'] - r['base_rss_mb']):.2f}.")
+    lines.append("")
     if notes:
         lines += ["Energy: " + "; ".join(sorted(notes)) + ". No energy per step is reported where no reader exists.", ""]
     return lines
@@ -152,7 +150,8 @@ def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY
     front = fit.pareto_front(done)
     imps = fit.importances(study)
     plot_front(rows, front, decision, out_dir / "pareto.png")
-    plot_fit(rows, fitted, out_dir / "fit.png") if fitted.get("joint") else None
+    if fitted.get("joint"):
+        plot_fit(rows, fitted, out_dir / "fit.png")
     cost_path = out_dir / COST_FILE
     cost = json.loads(cost_path.read_text()) if cost_path.is_file() else None
 
@@ -180,14 +179,16 @@ def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY
          f"- Validation: every {holdout.get('every')}th training image held out ({holdout.get('images')} of "
          f"{holdout.get('of')} images of {', '.join(holdout.get('train_dirs', []))}), never trained on; PSNR-Y with a "
          f"shave of s = {space.SCALE}, whole images, EMA weights. Bicubic on the same images: "
-         f"{_fmt(holdout.get('bicubic_psnr'), '.3f')} dB. Set5/Set14 are never used here.",
+         f"{_fmt(holdout.get('bicubic_psnr'), '.3f')} dB; nearest-neighbour: {_fmt(holdout.get('nearest_psnr'), '.3f')} dB. "
+         "Set5/Set14 are never used here.",
          "- Latency: CPU time of one forward pass of a 320x180 frame (batch 1, torch threads 1, native scan), median of "
          "the timed runs after a warm-up. CPU time rather than wall time because the machine was shared: wall times "
          "(kept in the database as `wall_ms`) include waiting for a core and were several times larger and erratic.",
-         f"- Pruning at half budget (a multi-objective study has no `trial.report`, so a stated rule): (1) diverged, "
-         f"half-budget PSNR below bicubic - {search.BICUBIC_SLACK_DB} dB; (2) dominated, a completed trial with no more "
-         f"parameters and no more MACs was already {search.PRUNE_MARGIN_DB} dB or more ahead at half budget (active "
-         f"after {search.PRUNE_MIN_COMPLETE} completed trials).", ""]
+         ("- Pruning at half budget (a multi-objective study has no `trial.report`, so a stated rule): (1) diverged, "
+          "half-budget PSNR below nearest-neighbour upsampling (where the anchor-skip network starts); (2) dominated, "
+          f"a completed trial with no more parameters and no more MACs was already {search.PRUNE_MARGIN_DB} dB or more "
+          f"ahead at half budget (active after {search.PRUNE_MIN_COMPLETE} completed trials)."
+          if attrs.get("prune", True) else "- Pruning: off (every trial trained to the end)."), ""]
 
     # -- decision --------------------------------------------------------------------------------
     L += ["## Decision", ""]

@@ -2,7 +2,8 @@
 
 Glossary (code name -> paper symbol): objectives (PSNR up, |theta| down, latency down), see
 :mod:`mambalitesr.models.study.space` for C, G, M, N, E, r, K, a; half_psnr the held-out PSNR-Y at
-half the step budget; bicubic_psnr that of bicubic upsampling on the same held-out images.
+half the step budget; bicubic_psnr, nearest_psnr those of bicubic and nearest-neighbour upsampling
+on the same held-out images (nearest is where an anchor-skip network starts).
 
 Storage is SQLite (``sqlite:///models/study/study.db``): every trial's parameters, objectives and
 measurements live there, and ``mambalitesr search report`` rebuilds the report from it alone.
@@ -14,7 +15,7 @@ Ctrl-C is marked FAIL and its parameters enqueued again.
 
 Pruning (Optuna's pruners need ``trial.report``, which multi-objective studies do not have), a
 rule applied at half budget, both parts documented in the report:
-  1. diverged: half_psnr below the bicubic PSNR of the held-out images minus ``BICUBIC_SLACK_DB``;
+  1. diverged: half_psnr not finite, or below nearest_psnr (worse than the untrained network);
   2. dominated: some completed trial with no more parameters and no more MACs already had a
      half_psnr higher by ``PRUNE_MARGIN_DB`` or more (this trial is larger, costlier and behind,
      so it cannot reach the Pareto front unless it overtakes in the second half).
@@ -40,7 +41,6 @@ DIRECTIONS = ("maximize", "minimize", "minimize")  # PSNR (dB), params, CPU late
 OBJECTIVES = ("psnr", "params", "latency_ms")
 PRUNE_MARGIN_DB = 0.1
 PRUNE_MIN_COMPLETE = 5  # the dominance rule waits for this many completed trials
-BICUBIC_SLACK_DB = 0.5
 STARTUP_TRIALS = 12  # random sampling before TPE models the front
 
 
@@ -72,9 +72,13 @@ def load_study(storage: str = DEFAULT_STORAGE, name: str = STUDY_NAME):
 
 
 def _sampler(seed: int, n_trials: int):
+    import warnings
+
     optuna = _optuna()
-    return optuna.samplers.TPESampler(seed=seed * 100_003 + n_trials, n_startup_trials=STARTUP_TRIALS,
-                                      multivariate=True, warn_independent_sampling=False)
+    with warnings.catch_warnings():  # multivariate TPE is marked experimental; it is what models joint effects
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed * 100_003 + n_trials, n_startup_trials=STARTUP_TRIALS,
+                                          multivariate=True)
 
 
 @contextlib.contextmanager
@@ -115,8 +119,8 @@ def _recover_interrupted(study) -> int:
     return n
 
 
-def holdout_bicubic_psnr(pairs: list, every: int, scale: int) -> float:
-    """Mean PSNR-Y (shave s) of bicubic upsampling on the held-out images."""
+def holdout_baselines(pairs: list, every: int, scale: int) -> dict:
+    """Mean PSNR-Y (shave s) of bicubic and of nearest-neighbour upsampling on the held-out images."""
     import numpy as np
 
     from mambalitesr.models.bicubic import upsample
@@ -124,17 +128,20 @@ def holdout_bicubic_psnr(pairs: list, every: int, scale: int) -> float:
     from mambalitesr.models.trainer import split_holdout
 
     _, held = split_holdout(pairs, every)
-    return float(np.mean([psnr_y(upsample(p.lr, scale), p.hr, scale) for p in held]))
+    nearest = lambda lr: lr.repeat(scale, axis=0).repeat(scale, axis=1)  # noqa: E731
+    return {"images": len(held), "of": len(pairs),
+            "bicubic_psnr": round(float(np.mean([psnr_y(upsample(p.lr, scale), p.hr, scale) for p in held])), 4),
+            "nearest_psnr": round(float(np.mean([psnr_y(nearest(p.lr), p.hr, scale) for p in held])), 4)}
 
 
-def _prune_rule(study, bicubic: float, params: int, macs: int):
+def _prune_rule(study, nearest: float, params: int, macs: int):
     """The half-budget rule (see the module docstring): returns f(half_psnr) -> reason or None."""
     optuna = _optuna()
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
 
     def reason(half: float) -> str | None:
-        if not math.isfinite(half) or half < bicubic - BICUBIC_SLACK_DB:
-            return f"diverged: half-budget PSNR {half:.2f} dB < bicubic {bicubic:.2f} - {BICUBIC_SLACK_DB} dB"
+        if not math.isfinite(half) or half < nearest:
+            return f"diverged: half-budget PSNR {half:.2f} dB below nearest-neighbour upsampling ({nearest:.2f} dB)"
         if len(done) < PRUNE_MIN_COMPLETE:
             return None
         for t in done:
@@ -149,10 +156,11 @@ def _prune_rule(study, bicubic: float, params: int, macs: int):
 
 def run_search(target_complete: int, budget: Budget, data: Data, *, storage: str = DEFAULT_STORAGE,
                name: str = STUDY_NAME, seed: int = 0, max_attempts: int | None = None,
-               enqueue_references: bool = True, latency_runs: int = 3, latency_hw: tuple[int, int] | None = None,
+               enqueue_references: bool = True, prune: bool = True, latency_runs: int = 3, latency_hw: tuple[int, int] | None = None,
                progress: bool = True,
                say=lambda m: print(m, file=sys.stderr, flush=True)) -> object:
-    """Run trials until the study holds ``target_complete`` completed ones (or ``max_attempts`` new trials)."""
+    """Run trials until the study holds ``target_complete`` completed ones, or after ``max_attempts`` new
+    trials (default 4 x ``target_complete``). ``prune=False`` trains every trial to the end."""
     optuna = _optuna()
     from mambalitesr.models.study.latency import LATENCY_HW, measure_cost
     from mambalitesr.models.study.trial import load_training_pairs, run_trial
@@ -174,24 +182,27 @@ def run_search(target_complete: int, budget: Budget, data: Data, *, storage: str
             study.enqueue_trial(space.student_params(), user_attrs={"reference": "student"})
             study.set_user_attr("references_enqueued", True)
         pairs = load_training_pairs(budget, data, progress=progress)
-        bicubic = holdout_bicubic_psnr(pairs, budget.holdout_every, space.SCALE)
-        _check_settings(study, "holdout", {"every": budget.holdout_every, "images": len(pairs[budget.holdout_every - 1::budget.holdout_every]),
-                                           "of": len(pairs), "bicubic_psnr": round(bicubic, 4),
+        baselines = holdout_baselines(pairs, budget.holdout_every, space.SCALE)
+        _check_settings(study, "holdout", {"every": budget.holdout_every, **baselines,
                                            "train_dirs": [Path(d).name for d in data.train_dirs]})
+        _check_settings(study, "prune", prune)
+        if max_attempts is None:
+            max_attempts = 4 * target_complete
         attempts = 0
         while True:
             complete = len(study.get_trials(deepcopy=False, states=(State.COMPLETE,)))
-            if complete >= target_complete or (max_attempts is not None and attempts >= max_attempts):
+            if complete >= target_complete or attempts >= max_attempts:
                 break
             attempts += 1
             study.sampler = _sampler(seed, len(study.trials))
             trial = study.ask(space.distributions())
             measure = lambda cfg: measure_cost(cfg, runs=latency_runs, backend=budget.scan_backend, hw=latency_hw)  # noqa: E731
-            _run_one(study, trial, budget, data, pairs, bicubic, measure, run_trial, say)
+            nearest = baselines["nearest_psnr"] if prune else None
+            _run_one(study, trial, budget, data, pairs, nearest, measure, run_trial, say)
     return study
 
 
-def _run_one(study, trial, budget, data, pairs, bicubic, measure_cost, run_trial, say) -> None:
+def _run_one(study, trial, budget, data, pairs, nearest, measure_cost, run_trial, say) -> None:
     optuna = _optuna()
     from mambalitesr.models.complexity import analytic_params
 
@@ -213,7 +224,9 @@ def _run_one(study, trial, budget, data, pairs, bicubic, measure_cost, run_trial
         why = {}
 
         def prune(half: float) -> bool:
-            why["reason"] = _prune_rule(study, bicubic, cost["params"], cost["macs"])(half)
+            if nearest is None:  # pruning off
+                return False
+            why["reason"] = _prune_rule(study, nearest, cost["params"], cost["macs"])(half)
             return why["reason"] is not None
 
         result = run_trial(cfg, alpha, budget, data, pairs, prune_at_half=prune)

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     common(r)
     data_args(r)
     r.add_argument("--trials", type=int, default=30, help="completed trials to reach (default %(default)s)")
-    r.add_argument("--max-attempts", type=int, help="stop after this many new trials regardless")
+    r.add_argument("--max-attempts", type=int, help="stop after this many new trials (default 4 x --trials)")
     r.add_argument("--steps", type=int, default=120, help="training steps per trial (even; default %(default)s)")
     r.add_argument("--batch", type=int, default=8)
     r.add_argument("--patch", type=int, default=24, help="LR crop side (default %(default)s)")
@@ -46,6 +46,7 @@ def register(subparsers) -> None:
     r.add_argument("--latency-runs", type=int, default=2, help="timed forward passes per config after a warm-up")
     r.add_argument("--scan", choices=["native", "chunked", "ref"], default="native")
     r.add_argument("--no-references", action="store_true", help="do not enqueue the paper's choice and the student")
+    r.add_argument("--no-prune", action="store_true", help="train every trial to the end (no half-budget rule)")
     r.add_argument("--report", action="store_true", help="write the report when done")
     r.set_defaults(func=_run)
 
@@ -101,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("--holdout-every must be at least 2: the study validates on held-out images")
     study = run_search(args.trials, budget, _data(args), storage=args.storage, name=args.study_name, seed=args.seed,
                        max_attempts=args.max_attempts, enqueue_references=not args.no_references,
+                       prune=not args.no_prune,
                        latency_runs=args.latency_runs)
     rows = fit.trial_rows(study)
     print(f"study {args.study_name}: {len(fit.complete(rows))} completed of {len(rows)} trials in {args.storage}")

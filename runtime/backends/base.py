@@ -160,6 +160,7 @@ def infer_scale(in_hw: tuple[int, int], out_hw: tuple[int, int], what: str) -> i
     """The integer factor s with out = s * in, or a UserError saying the model is not an s-times upscaler."""
     sh, rh = divmod(out_hw[0], in_hw[0])
     sw, rw = divmod(out_hw[1], in_hw[1])
-    if rh or rw or sh != sw or sh < 1:
-        raise UserError(f"{what}: output {out_hw} is not an integer multiple of input {in_hw}; not an SR model?")
+    if rh or rw or sh != sw or sh < 2:  # x1 would "succeed" and silently write unscaled copies
+        raise UserError(f"{what}: output {out_hw} is not an integer multiple (scale >= 2) of input {in_hw}; "
+                        "not an SR model?")
     return sh

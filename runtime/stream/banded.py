@@ -19,12 +19,8 @@ from typing import Callable
 import numpy as np
 
 from mambalitesr.runtime import framepath as fp
-from mambalitesr.runtime.stream.processing import FrameProcessor, Work, _edge_pad, _resize
+from mambalitesr.runtime.stream.processing import FrameProcessor, Work, edge_pad, resize_frame
 from mambalitesr.runtime.tiles import TileGrid
-
-
-def count_tiles(processor: FrameProcessor, height: int, width: int) -> int:
-    return processor.plan(height, width).tiles
 
 
 def upscale_image(
@@ -42,10 +38,10 @@ def upscale_image(
             progress(1)
         return out
     s, grid = plan.scale, plan.grid
-    image = _resize(frame, processor.input_size)
+    image = resize_frame(frame, processor.input_size)
     planar = np.empty((3, plan.pad_h, plan.pad_w), dtype=processor.backend.input_dtype)  # (3, PH, PW) LR
     fp.pack(image, frame.fmt, out=planar[:, :h, :w])
-    _edge_pad(planar, h, w)
+    edge_pad(planar, h, w)
     band_grid = TileGrid.plan(plan.tile_h, plan.pad_w, plan.tile_h, plan.tile_w, grid.overlap, s)
     assert band_grid.x0 == grid.x0  # one tile row of the frame grid
     result = np.empty((s * h, s * w, 3), dtype=np.uint8)

@@ -71,6 +71,7 @@ class Pipeline:
         self.q_infer: queue.Queue = queue.Queue(maxsize=depth)
         self.q_post: queue.Queue = queue.Queue(maxsize=depth)
         self.stats = RunStats()
+        getattr(sink, "watch", lambda pipeline: None)(self)  # live viewers (web sink) read stats and power
         self.started = False  # run() was entered: there is a summary to print, even of zero frames
         self.failed = False  # the run ended for a reason that is not success (camera gone, sink error)
         self.error: BaseException | None = None

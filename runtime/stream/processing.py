@@ -15,7 +15,6 @@ all three for one frame. All pixel conversion and tiling goes through the C fram
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,7 +76,7 @@ class Work:
     times: dict = field(default_factory=dict)  # stage -> seconds spent on this Work
 
 
-def _resize(frame, size: tuple[int, int] | None):
+def resize_frame(frame, size: tuple[int, int] | None):
     """(H, W, 3) uint8 -> (h, w, 3) at ``size`` = (w, h); area filter when shrinking."""
     if size is None or (frame.image.shape[1], frame.image.shape[0]) == tuple(size):
         return frame.image
@@ -87,7 +86,7 @@ def _resize(frame, size: tuple[int, int] | None):
     return cv2.resize(frame.image, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def _edge_pad(buf: np.ndarray, h: int, w: int) -> None:
+def edge_pad(buf: np.ndarray, h: int, w: int) -> None:
     """Fill buf (3, PH, PW) outside [:h, :w] with the nearest edge pixel (in place)."""
     if buf.shape[1] > h:
         buf[:, h:, :w] = buf[:, h - 1 : h, :w]
@@ -128,16 +127,16 @@ class FrameProcessor:
         n = plan.tiles
         batch = np.empty((len(frames) * n, 3, plan.tile_h, plan.tile_w), dtype=self.backend.input_dtype)
         for k, frame in enumerate(frames):
-            image = _resize(frame, self.input_size)
+            image = resize_frame(frame, self.input_size)
             if image.shape[:2] != (h, w):
                 raise ValueError(f"frames of one Work must share a size: {image.shape[:2]} != {(h, w)}")
             if plan.grid is None:
                 fp.pack(image, frame.fmt, out=batch[k][:, :h, :w])
-                _edge_pad(batch[k], h, w)
+                edge_pad(batch[k], h, w)
             else:
                 planar = np.empty((3, plan.pad_h, plan.pad_w), dtype=batch.dtype)
                 fp.pack(image, frame.fmt, out=planar[:, :h, :w])
-                _edge_pad(planar, h, w)
+                edge_pad(planar, h, w)
                 fp.split_tiles(planar, plan.grid, out=batch[k * n : (k + 1) * n])
         return Work(list(frames), plan, batch)
 
@@ -191,9 +190,3 @@ class FrameProcessor:
         """One frame through all three stages (for callers without a pipeline)."""
         return self.finish(self.run(self.prepare([frame])), order)[0]
 
-
-def timed(fn, *args):
-    """(result, seconds) of fn(*args)."""
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start

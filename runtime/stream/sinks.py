@@ -237,6 +237,10 @@ class WindowSink(Sink):
 
 
 def parse_sink(spec: str) -> Sink:
+    if spec.startswith("http://"):  # the live web viewer (runtime/web); aiohttp loads only when asked for
+        from mambalitesr.runtime.web.sink import WebSink
+
+        return WebSink(spec)
     kind, _, rest = spec.partition(":")
     if kind == "null" and not rest:
         return NullSink()

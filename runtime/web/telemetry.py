@@ -1,0 +1,124 @@
+"""Live figures for the charts, read from the pipeline's RunStats (never a second measurement of its own).
+
+Glossary (code name -> meaning):
+    point       one chart sample, taken by the sink thread at most every SAMPLE_S: ``t`` (s since the first
+                frame out), ``fps`` (output rate over the last second, overlay.RateMeter), ``ms`` (per
+                stage and end-to-end: mean of the RunStats entries added since the previous point, None
+                when the stage recorded nothing), ``watts`` (PowerLink.latest_watts; None when unmeasured),
+                ``frames_out``, ``dropped``, ``index`` and ``seq`` (1, 2, ... for incremental polling)
+    history     the last HISTORY points (a bounded deque)
+    summary     RunStats.to_dict() and its text, plus the run's description; built on request, cached
+                SUMMARY_CACHE_S so many viewers cost one computation
+
+Stage lists in RunStats are appended by their own threads; reading a slice under the GIL gives a
+consistent prefix, which is all a chart needs.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+
+from mambalitesr.runtime.stream.overlay import RateMeter
+from mambalitesr.runtime.stream.stats import STAGES
+
+SAMPLE_S = 0.25
+HISTORY = 480  # 2 minutes at SAMPLE_S
+SUMMARY_CACHE_S = 1.0
+SERIES = STAGES + ("end_to_end",)
+
+
+def json_safe(value):
+    """NaN and infinities (no measurement) -> None, so the JSON is strict and the page never sees NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+class LiveTelemetry:
+    def __init__(self, sample_s: float = SAMPLE_S, history: int = HISTORY):
+        self.sample_s = sample_s
+        self.pipeline = None
+        self.meter = RateMeter(1.0)
+        self._points: deque[dict] = deque(maxlen=history)
+        self._lock = threading.Lock()
+        self._seen = {name: 0 for name in SERIES}  # how many entries of each list earlier points used
+        self._seq = 0
+        self._t0: float | None = None
+        self._last_sample = -math.inf
+        self._last_index = -1
+        self._summary: tuple[float, dict] | None = None
+
+    def watch(self, pipeline) -> None:
+        self.pipeline = pipeline
+
+    def _lists(self) -> dict[str, list]:
+        stats = self.pipeline.stats
+        return {**stats.stage_s, "end_to_end": stats.end_to_end_s}
+
+    # -- sink thread ----------------------------------------------------------------------
+    def tick(self, index: int, now: float | None = None) -> None:
+        """One frame reached the sink; take a chart point when SAMPLE_S has passed."""
+        now = time.perf_counter() if now is None else now
+        fps = self.meter.tick(now)
+        self._last_index = index
+        if self._t0 is None:
+            self._t0 = now
+        if now - self._last_sample < self.sample_s:
+            return
+        self._last_sample = now
+        point = {"t": round(now - self._t0, 3), "fps": fps, "index": index, "ms": {}, "watts": None,
+                 "frames_out": None, "dropped": None}
+        if self.pipeline is not None:
+            for name, values in self._lists().items():
+                n = len(values)
+                new = values[self._seen[name]:n]
+                self._seen[name] = n
+                point["ms"][name] = 1000.0 * sum(new) / len(new) if new else None
+            stats = self.pipeline.stats
+            point["frames_out"], point["dropped"] = stats.frames_out, stats.dropped
+            latest_watts = getattr(self.pipeline.power, "latest_watts", None)  # what the overlay shows
+            point["watts"] = latest_watts() if callable(latest_watts) else None
+        with self._lock:
+            self._seq += 1
+            point["seq"] = self._seq
+            self._points.append(json_safe(point))
+
+    # -- server thread --------------------------------------------------------------------
+    def stats(self, since: int = 0) -> dict:
+        """The latest point and the history after ``since`` (a seq the page already has)."""
+        with self._lock:
+            points = [p for p in self._points if p["seq"] > since]
+            latest = self._points[-1] if self._points else None
+        age = None if self._last_sample == -math.inf else time.perf_counter() - self._last_sample
+        return {"latest": latest, "history": points, "series": list(SERIES), "sample_s": self.sample_s,
+                "age_s": age}
+
+    def summary(self, extra: dict) -> dict:
+        """The pipeline summary (RunStats.to_dict and its text) with ``extra`` (what runs, the viewer)."""
+        now = time.perf_counter()
+        if self._summary is not None and now - self._summary[0] < SUMMARY_CACHE_S:
+            return {**extra, **self._summary[1]}
+        body = self._describe_run()
+        self._summary = (now, body)
+        return {**extra, **body}
+
+    def _describe_run(self) -> dict:
+        if self.pipeline is None:
+            return {"stats": None, "text": "no pipeline attached"}
+        p = self.pipeline
+        plan = getattr(p, "plan", None)
+        return json_safe({
+            "source": p.source.describe(),
+            "backend": p.backend.describe(),
+            "power": p.power.describe() if p.power is not None and hasattr(p.power, "describe") else "none",
+            "plan": None if plan is None else {"lr": [plan.height, plan.width], "tile": [plan.tile_h, plan.tile_w],
+                                               "tiles": plan.tiles, "scale": plan.scale},
+            "stats": p.stats.to_dict(),
+            "text": p.stats.summary(),
+        })
