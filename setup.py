@@ -48,7 +48,7 @@ setup(
     package_dir={"mambalitesr": "mambalitesr", **{f"mambalitesr.{p}": p for p in SUBPACKAGES}},
     package_data={
         "mambalitesr.models": ["weights/*.safetensors", "weights/*.md", "csrc/*.h"],
-        "mambalitesr.runtime": ["csrc/*.h"],
+        "mambalitesr.runtime": ["csrc/*.h", "web/static/*", "web/static/vendor/*"],
         "mambalitesr.export": ["plugins/*/*"],
         "mambalitesr.benchmarks": ["*.sh", "results/*"],
     },

@@ -129,8 +129,8 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
     if not ok:
         raise UserError(f"{path}: could not encode the image")
     try:
-        with atomic_path(path) as tmp:
-            buf.tofile(tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            fh.write(buf)  # not ndarray.tofile: on a full disk its OSError has no errno ("N requested, M written")
     except OSError as exc:
         raise UserError(f"{path}: could not write ({exc.strerror or exc})") from None
 

@@ -49,6 +49,9 @@ class TrainConfig:
     holdout_every: int = 0
 
     def __post_init__(self):
+        for name in ("steps", "batch", "patch", "val_every", "log_every"):  # 0 "trains" nothing and exits 0
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.schedule not in ("cosine", "multistep"):

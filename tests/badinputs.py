@@ -89,7 +89,7 @@ def jpeg_bomb(width: int = 20000, height: int = 20000) -> bytes:
     return bytes(data)
 
 
-def write_good_images(folder: Path, n: int = 2, size: tuple[int, int] = (24, 32)) -> list[Path]:
+def write_good_images(folder: Path, n: int = 2, size: tuple[int, int] = (40, 48)) -> list[Path]:
     """``n`` valid PNGs of (h, w) ``size``: good_0.png, ..."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -120,7 +120,7 @@ def write_bad_images(folder: Path) -> list[Case]:
         "truncated.jpg": (jpg[: len(jpg) // 2], True, "corrupt or truncated"),
         "corrupt_crc.png": (bytes(flipped_png), True, "corrupt"),
         "corrupt_no_scan.jpg": (broken_jpg, True, "corrupt or truncated"),
-        "header_only.png": (png[:33], True, "truncated"),
+        "header_only.png": (png[:33], True, "not an image file"),  # signature + IHDR: too short to identify
         "zero_bytes.png": (b"", True, "empty file"),
         "bomb.png": (png_bomb(), True, "20000x20000"),
         "bomb.jpg": (jpeg_bomb(), True, "20000x20000"),

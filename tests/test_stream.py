@@ -202,6 +202,17 @@ def test_file_source_loses_none(tmp_path):
     assert stats.dropped == 0 and stats.captured == 12 and stats.stop_reason == "end of input"
 
 
+def test_image_folder_source_takes_every_image_at_its_own_size(tmp_path):
+    from mambalitesr.imageio import write_image
+
+    for i, (w, h) in enumerate(((40, 30), (24, 24), (33, 17))):
+        write_image(tmp_path / f"{i}.png", np.full((h, w, 3), 60 * i, np.uint8))
+    sink = Recorder()
+    pipeline, stats = _run(parse_source(f"images:{tmp_path}"), sink)
+    assert sink.indices == [0, 1, 2] and stats.dropped == 0
+    assert [img.shape for img in sink.images] == [(120, 160, 3), (96, 96, 3), (68, 132, 3)]
+
+
 def test_camera_disconnect_reconnects_and_reports_the_gap():
     source = parse_source("synthetic:48x32:drop_at=5:gap=0.3")
     pipeline, stats = _run(source, max_frames=12, backoff=(0.05, 0.2))

@@ -148,3 +148,12 @@ def test_report_without_a_study_is_a_clear_error(tmp_path):
     from mambalitesr.cli import main
 
     assert main(["search", "report", "--storage", f"sqlite:///{tmp_path / 'none.db'}"]) != 0
+
+
+def test_search_run_refuses_a_study_without_held_out_images(tmp_path):
+    from mambalitesr.cli import main
+
+    args = ["search", "run", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--train", str(tmp_path)]
+    assert main(args + ["--holdout-every", "1"]) != 0
+    assert main(args + ["--steps", "7"]) != 0  # odd: no half-budget point
+    assert not (tmp_path / "s.db").exists()

@@ -184,9 +184,16 @@ ALWAYS_INLINE void load_chunk(const ScanParams *p, int64_t k, const float *urow,
                               int64_t t0, int64_t tn, ChunkTokens *ct) {
     chunk_tokens(k, t0, tn, p->height, p->width, p->length, ct->tok);
     float ubuf[SCAN_CHUNK];
-    for (int64_t i = 0; i < tn; i++) {
-        ct->dt[i] = drow[ct->tok[i]] + bias;
-        ubuf[i] = urow[ct->tok[i]];
+    if (k == 0) { /* row-major: plain contiguous loads the compiler vectorises */
+        for (int64_t i = 0; i < tn; i++) {
+            ct->dt[i] = drow[t0 + i] + bias;
+            ubuf[i] = urow[t0 + i];
+        }
+    } else {
+        for (int64_t i = 0; i < tn; i++) {
+            ct->dt[i] = drow[ct->tok[i]] + bias;
+            ubuf[i] = urow[ct->tok[i]];
+        }
     }
     for (int64_t i = tn; i < SCAN_CHUNK; i++) ct->dt[i] = ubuf[i] = 0.0f; /* whole vectors below */
     for (int64_t i = 0; i < SCAN_CHUNK; i += SCAN_LANES) {
@@ -246,10 +253,13 @@ ALWAYS_INLINE void fwd_item(const ScanParams *p, int64_t b, int64_t d, const int
                 vstore(acc_rows + i * SCAN_LANES, acc);
             }
             row_sums(acc_rows, tn, ysum);
-            for (int64_t i = 0; i < tn; i++) {
-                const int64_t tok = ct.tok[i];
-                const float yt = ysum[i] + skip * urow[tok];
-                y[tok] = k == 0 ? yt : y[tok] + yt;
+            if (k == 0) { /* row-major and the first direction: plain stores */
+                for (int64_t i = 0; i < tn; i++) y[t0 + i] = ysum[i] + skip * urow[t0 + i];
+            } else {
+                for (int64_t i = 0; i < tn; i++) {
+                    const int64_t tok = ct.tok[i];
+                    y[tok] += ysum[i] + skip * urow[tok];
+                }
             }
         }
     }
@@ -269,8 +279,24 @@ typedef struct {
     float *dy;       /* (L) gradient of the summed y of the current channel */
     float *a;        /* (T, NP) decays of the current chunk */
     float *h;        /* (T, NP) states of the current chunk */
-    float *dB, *dC;  /* this thread's (B, G, L, NP) accumulators, or the outputs */
+    float *dB, *dC;  /* the outputs (B, G, L, NP) */
+    /* Batches this part shares with another part accumulate dB / dC into private
+     * copies (dB then dC, bc_batch_stride each), summed after the parallel region. */
+    int64_t shared_b[2];
+    float *priv[2];
 } BwdScratch;
+
+/* Where the dB / dC rows of batch b go for this part. */
+ALWAYS_INLINE void bc_grad_rows(const ScanParams *p, const BwdScratch *s, int64_t b, float **dB, float **dC) {
+    for (int i = 0; i < 2; i++)
+        if (s->priv[i] && s->shared_b[i] == b) {
+            *dB = s->priv[i];
+            *dC = s->priv[i] + p->bc_batch_stride;
+            return;
+        }
+    *dB = s->dB + b * p->bc_batch_stride;
+    *dC = s->dC + b * p->bc_batch_stride;
+}
 
 ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b, int64_t d, BwdScratch *s,
                             const int NV) {
@@ -308,7 +334,10 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
         float *ddrow = gr->ddelta + b * p->delta_batch_stride + c * p->delta_dim_stride;
         const int64_t bco = b * p->bc_batch_stride + g * p->bc_group_stride, ts = p->bc_token_stride;
         const float *Bg = p->Bm + bco, *Cg = p->Cm + bco;
-        float *dBg = s->dB + bco, *dCg = s->dC + bco;
+        float *dBg, *dCg;
+        bc_grad_rows(p, s, b, &dBg, &dCg);
+        dBg += g * p->bc_group_stride;
+        dCg += g * p->bc_group_stride;
         const float skip = p->Dskip ? p->Dskip[c] : 0.0f;
         const float bias = p->delta_bias ? p->delta_bias[c] : 0.0f;
         const float *ck = p->checkpoints + ((b * KD + c) * n_chunks) * NP;
@@ -361,15 +390,22 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
             }
             row_sums(a_rows, tn, sum_a);
             row_sums(b_rows, tn, sum_b);
-            for (int64_t i = 0; i < tn; i++) {
-                const int64_t tok = ct.tok[i];
-                const float dyt = dy[tok], ut = urow[tok];
-                const float dx = (sum_a[i] + ut * sum_b[i]) * ct.dsig[i];
-                ddrow[tok] = dx;
-                dbias_chunk += dx;
-                durow[tok] += ct.dt[i] * sum_b[i] + dyt * skip;
-                dD_chunk += dyt * ut;
-            }
+            /* Per-token gradients; the row-major direction gets a contiguous (vectorised) copy. */
+#define TOKEN_GRADS(TOK)                                                        \
+    for (int64_t i = 0; i < tn; i++) {                                          \
+        const int64_t tok = (TOK);                                              \
+        const float dyt = dy[tok], ut = urow[tok];                              \
+        const float dx = (sum_a[i] + ut * sum_b[i]) * ct.dsig[i];               \
+        ddrow[tok] = dx;                                                        \
+        dbias_chunk += dx;                                                      \
+        durow[tok] += ct.dt[i] * sum_b[i] + dyt * skip;                         \
+        dD_chunk += dyt * ut;                                                   \
+    }
+            if (k == 0)
+                TOKEN_GRADS(t0 + i)
+            else
+                TOKEN_GRADS(ct.tok[i])
+#undef TOKEN_GRADS
             /* Chunk partials into double: the sums over L stay accurate for long L. */
             for (int j = 0; j < NV; j++)
                 for (int l = 0; l < SCAN_LANES; l++) dA_acc[j * SCAN_LANES + l] += dA_chunk[j][l];
@@ -453,53 +489,84 @@ int selective_scan_bwd(const ScanParams *p, const ScanGrads *g) {
     int nthreads = thread_count(p);
     if (nthreads > items) nthreads = items > 0 ? (int)items : 1;
 
-    /* dB / dC: written in place with one thread; else one zeroed copy per thread. */
-    const int64_t bc_size = p->batch * p->bc_batch_stride;
-    const int private_bc = nthreads > 1;
-    float *bc_buf = NULL;
-    if (private_bc) {
-        bc_buf = calloc((size_t)(2 * nthreads * bc_size) + 1, sizeof(float));
-        if (!bc_buf) return SCAN_OUT_OF_MEMORY;
-    } else {
-        memset(g->dB, 0, sizeof(float) * bc_size);
-        memset(g->dC, 0, sizeof(float) * bc_size);
-    }
+    /* Items are split into nparts contiguous ranges (a fixed split, so the sums are
+     * deterministic for a thread count). A batch whose items fall in one part gets its dB / dC
+     * rows written in place; a batch split between parts (at most nparts - 1 of them) is
+     * accumulated in per-part copies and summed in part order. */
+    const int nparts = nthreads;
+    const int64_t D = p->dim, bbs = p->bc_batch_stride;
+#define PART_LO(t) ((int64_t)(t) * items / nparts)
+#define OWNER_OF(it, out)                                                       \
+    do {                                                                        \
+        int _t = 0;                                                             \
+        while (_t + 1 < nparts && PART_LO(_t + 1) <= (it)) _t++;                \
+        (out) = _t;                                                             \
+    } while (0)
+    float *priv = calloc((size_t)(nparts * 2 * 2 * bbs) + 1, sizeof(float));
+    if (!priv) return SCAN_OUT_OF_MEMORY;
 
 #pragma omp parallel num_threads(nthreads) reduction(| : status)
     {
-        int tid = 0;
+        int tid = 0, team = 1;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
+        team = omp_get_num_threads();
 #endif
         BwdScratch s;
         s.dy = malloc(sizeof(float) * (L + 1));
         s.a = malloc(sizeof(float) * SCAN_CHUNK * NP);
         s.h = malloc(sizeof(float) * SCAN_CHUNK * NP);
-        s.dB = private_bc ? bc_buf + (2 * tid) * bc_size : g->dB;
-        s.dC = private_bc ? bc_buf + (2 * tid + 1) * bc_size : g->dC;
+        s.dB = g->dB;
+        s.dC = g->dC;
         const int ok = s.dy && s.a && s.h;
         if (!ok) status |= SCAN_OUT_OF_MEMORY;
-#pragma omp for schedule(static)
-        for (int64_t it = 0; it < items; it++)
-            if (ok) f(p, g, it / p->dim, it % p->dim, &s, nv);
+        for (int part = tid; ok && part < nparts; part += team) {
+            const int64_t lo = PART_LO(part), hi = PART_LO(part + 1);
+            if (lo >= hi) continue;
+            for (int i = 0; i < 2; i++) s.priv[i] = NULL;
+            for (int64_t b = lo / D; b <= (hi - 1) / D; b++) {
+                int first, last;
+                OWNER_OF(b * D, first);
+                OWNER_OF((b + 1) * D - 1, last);
+                if (first == last) { /* this part alone writes batch b */
+                    memset(g->dB + b * bbs, 0, sizeof(float) * bbs);
+                    memset(g->dC + b * bbs, 0, sizeof(float) * bbs);
+                } else {
+                    const int slot = b == lo / D ? 0 : 1;
+                    s.shared_b[slot] = b;
+                    s.priv[slot] = priv + (int64_t)(part * 2 + slot) * 2 * bbs;
+                }
+            }
+            for (int64_t it = lo; it < hi; it++) f(p, g, it / D, it % D, &s, nv);
+        }
         free(s.dy);
         free(s.a);
         free(s.h);
     }
 
-    if (private_bc) {
-        const int nt = nthreads;
-#pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t e = 0; e < bc_size; e++) {
-            float sb = 0.0f, sc = 0.0f;
-            for (int t = 0; t < nt; t++) {
-                sb += bc_buf[(2 * t) * bc_size + e];
-                sc += bc_buf[(2 * t + 1) * bc_size + e];
+    /* Shared batches: sum the parts' copies in part order. */
+    if (status == SCAN_OK) {
+        for (int64_t b = 0; b < p->batch; b++) {
+            int first, last;
+            OWNER_OF(b * D, first);
+            OWNER_OF((b + 1) * D - 1, last);
+            if (first == last) continue;
+            float *dBb = g->dB + b * bbs, *dCb = g->dC + b * bbs;
+            memset(dBb, 0, sizeof(float) * bbs);
+            memset(dCb, 0, sizeof(float) * bbs);
+            for (int part = first; part <= last; part++) {
+                const int slot = b == PART_LO(part) / D ? 0 : 1;
+                const float *src = priv + (int64_t)(part * 2 + slot) * 2 * bbs;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+                for (int64_t e = 0; e < bbs; e++) {
+                    dBb[e] += src[e];
+                    dCb[e] += src[bbs + e];
+                }
             }
-            g->dB[e] = sb;
-            g->dC[e] = sc;
         }
-        free(bc_buf);
     }
+#undef OWNER_OF
+#undef PART_LO
+    free(priv);
     return status;
 }

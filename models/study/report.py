@@ -25,7 +25,7 @@ def _cfg_text(r: dict) -> str:
             f"r{r['rank'] if r['rank'] is not None else '-'} K{r['directions']}")
 
 
-def plot_front(rows: list[dict], front: list[dict], decision: dict, path: Path) -> None:
+def plot_front(rows: list[dict], front: list[dict], decision: dict, path: Path, frame: str = "320x180") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +36,7 @@ def plot_front(rows: list[dict], front: list[dict], decision: dict, path: Path) 
     done = fit.complete(rows)
     on_front = {r["number"] for r in front}
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
-    for ax, xkey, xlabel in ((axes[0], "params", "parameters"), (axes[1], "latency_ms", "CPU latency at 320x180 (ms, 1 thread)")):
+    for ax, xkey, xlabel in ((axes[0], "params", "parameters"), (axes[1], "latency_ms", f"CPU latency at {frame} (ms, 1 thread)")):
         for K, marker in ((1, "o"), (4, "s")):
             pts = [r for r in done if r["directions"] == K]
             sc = ax.scatter([r[xkey] for r in pts], [r["psnr"] for r in pts], c=[math.log10(r["macs"]) for r in pts],
@@ -58,7 +58,7 @@ def plot_front(rows: list[dict], front: list[dict], decision: dict, path: Path) 
         ax.grid(alpha=0.3)
     axes[0].axvline(decision["budget"], color="grey", ls="--", lw=0.8)
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.colorbar(sc, ax=axes, label="log10 MACs per 320x180 frame", shrink=0.85)
+    fig.colorbar(sc, ax=axes, label=f"log10 MACs per {frame} frame", shrink=0.85)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
@@ -92,6 +92,32 @@ def plot_fit(rows: list[dict], fitted: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def _noise_lines(study, rows: list[dict], tolerance: float) -> list[str]:
+    """What one seed per trial can resolve: reruns of stored trials with other seeds (`mambalitesr search rerun`)."""
+    import statistics
+
+    reruns = [v for k, v in sorted(study.user_attrs.items()) if k.startswith("rerun:")]
+    lines = [f"Caveat: every trial is one training run (seed {study.user_attrs.get('seed')}) at a short budget."]
+    if not reruns:
+        return lines + ["No trial was re-run with another seed yet (`mambalitesr search rerun --trial N --seed S`), so "
+                        "the seed-to-seed spread, and with it whether differences of the order of the "
+                        f"{tolerance} dB tolerance are real, is not measured."]
+    by_trial: dict[int, list[float]] = {}
+    for r in reruns:
+        by_trial.setdefault(r["trial"], []).append(r["psnr"])
+    spreads = []
+    for number, values in sorted(by_trial.items()):
+        stored = next((x["psnr"] for x in rows if x["number"] == number), None)
+        allv = values + ([stored] if stored is not None else [])
+        sd = statistics.stdev(allv) if len(allv) > 1 else float("nan")
+        spreads.append(sd)
+        lines.append(f"- trial {number}: PSNR over {len(allv)} seeds {', '.join(f'{v:.3f}' for v in allv)} dB "
+                     f"(sd {sd:.3f} dB)")
+    lines.append(f"Seed-to-seed sd, pooled: {math.sqrt(statistics.mean(s * s for s in spreads)):.3f} dB: differences "
+                 "below about twice this are not resolved by one run per config.")
+    return lines
 
 
 def _cost_section(cost: dict | None) -> list[str]:
@@ -145,11 +171,13 @@ def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY
     out_dir = Path(out_dir)
     attrs = study.user_attrs
     budget, holdout = attrs.get("budget", {}), attrs.get("holdout", {})
+    hw = attrs.get("latency_hw", [180, 320])
+    frame = f"{hw[1]}x{hw[0]}"
     fitted = fit.fit_psnr_vs_size(rows)
     decision = fit.decide(rows, budget_params, tolerance)
     front = fit.pareto_front(done)
     imps = fit.importances(study)
-    plot_front(rows, front, decision, out_dir / "pareto.png")
+    plot_front(rows, front, decision, out_dir / "pareto.png", frame)
     if fitted.get("joint"):
         plot_fit(rows, fitted, out_dir / "fit.png")
     cost_path = out_dir / COST_FILE
@@ -176,12 +204,13 @@ def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY
          "**This is a very short budget**, forced by the machine (2 CPU cores shared with the main training run and "
          "other jobs, the study at nice 15): the PSNR compares how far each config gets in a fixed small budget, "
          "which ranks configs but is well below their converged PSNR.",
-         f"- Validation: every {holdout.get('every')}th training image held out ({holdout.get('images')} of "
+         f"- Validation: one training image in {holdout.get('every')} held out ({holdout.get('images')} of "
          f"{holdout.get('of')} images of {', '.join(holdout.get('train_dirs', []))}), never trained on; PSNR-Y with a "
          f"shave of s = {space.SCALE}, whole images, EMA weights. Bicubic on the same images: "
          f"{_fmt(holdout.get('bicubic_psnr'), '.3f')} dB; nearest-neighbour: {_fmt(holdout.get('nearest_psnr'), '.3f')} dB. "
          "Set5/Set14 are never used here.",
-         "- Latency: CPU time of one forward pass of a 320x180 frame (batch 1, torch threads 1, native scan), median of "
+         f"- Latency: CPU time of one forward pass of a {frame} frame (batch 1, torch threads 1, "
+         f"{budget.get('scan_backend')} scan), median of "
          "the timed runs after a warm-up. CPU time rather than wall time because the machine was shared: wall times "
          "(kept in the database as `wall_ms`) include waiting for a core and were several times larger and erratic.",
          ("- Pruning at half budget (a multi-objective study has no `trial.report`, so a stated rule): (1) diverged, "
@@ -200,7 +229,7 @@ def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY
               f"({_fmt(best['psnr'], '.3f')} dB, {best['params']:,} params); the shipped student is the smallest trial "
               f"within {tolerance} dB of it: **trial {ch['number']}**, {_cfg_text(ch)}, a = {ch['alpha']:.2f}: "
               f"{ch['psnr']:.3f} dB, {ch['params']:,} parameters, {ch['macs'] / 1e9:.2f} GMACs and "
-              f"{ch['latency_ms']:.0f} ms CPU per 320x180 frame.", "",
+              f"{ch['latency_ms']:.0f} ms CPU per {frame} frame.", "",
               f"- On the measured Pareto front (PSNR, parameters, latency): {'yes' if decision['chosen_on_front_3d'] else 'no'}; "
               f"on the PSNR-parameters front it trails the best no-larger trial by {decision['chosen_front_gap_db']:.3f} dB.", ""]
         for ref, label in (("paper", "the paper's choice (embed 32, 8 mixers, rank 2)"), ("student", "the current student (registry STUDENT)")):
@@ -214,10 +243,7 @@ def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY
                      f"{vs['params_ratio']:.2f} x the parameters and {vs['latency_ratio']:.2f} x the latency; the best trial "
                      f"no larger than it (trial {same['number']}, {same['params']:,} params) reaches {same['psnr']:.3f} dB "
                      f"({same['psnr'] - r['psnr']:+.3f} dB).")
-        sd = fitted.get("joint", {}).get("resid_sd")
-        L += ["", f"Caveat: one seed per config at a short budget; the fit's residual spread ({_fmt(sd, '.3f')} dB) "
-              f"is the scale of differences this study cannot resolve, so the {tolerance} dB rule picks among "
-              "statistically tied configs by size.", "",
+        L += [""] + _noise_lines(study, rows, tolerance) + ["",
               "The shipped student's config (SRConfig JSON) and a:", "", "```json",
               json.dumps({"config": decision["chosen_config"], "alpha": round(decision["chosen_alpha"], 4)}, indent=2),
               "```", ""]
@@ -229,10 +255,10 @@ def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY
     if j:
         k4 = f" {j['bK4']:+.3f} [K = 4]" if j["bK4"] is not None else ""
         L += [f"Least squares over the {fitted['n']} completed trials:", "",
-              f"    PSNR = {j['b0']:.3f} + {j['b1']:.3f} log10(params){k4}   (R^2 = {j['r2']:.3f}, residual sd {j['resid_sd']:.3f} dB)", "",
+              f"    PSNR = {j['b0']:.3f} {j['b1']:+.3f} log10(params){k4}   (R^2 = {j['r2']:.3f}, residual sd {j['resid_sd']:.3f} dB)", "",
               f"so each doubling of the parameters is worth {j['b1'] * math.log10(2):.3f} dB at this budget.", ""]
         for K, f in fitted["families"].items():
-            L.append(f"- family K = {K} ({f['n']} trials): PSNR = {f['b0']:.3f} + {f['b1']:.3f} log10(params), "
+            L.append(f"- family K = {K} ({f['n']} trials): PSNR = {f['b0']:.3f} {f['b1']:+.3f} log10(params), "
                      f"R^2 = {f['r2']:.3f}, residual sd {f['resid_sd']:.3f} dB")
         L += ["", "![fit](fit.png)", ""]
     else:
@@ -258,12 +284,12 @@ def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY
     mac_err = max((abs(r["macs"] - r["analytic_macs"]) / r["macs"] for r in measured), default=float("nan"))
     L += ["## Analytic size model", "",
           f"For all {len(measured)} measured trials the analytic parameter count equals the counted one in "
-          f"{exact} of {len(measured)}, and the analytic MACs at 320x180 differ from torch's flop counter by at most "
+          f"{exact} of {len(measured)}, and the analytic MACs at {frame} differ from torch's flop counter by at most "
           f"{100 * mac_err:.4f}% (models/complexity.py).", ""]
 
     # -- table -------------------------------------------------------------------------------------------
     front_ids = {r["number"] for r in front}
-    L += ["## All trials", "", "front: on the 3-D Pareto front. Latency: CPU ms per 320x180 frame. PSNR: held-out, dB.", "",
+    L += ["## All trials", "", f"front: on the 3-D Pareto front. Latency: CPU ms per {frame} frame. PSNR: held-out, dB.", "",
           "| # | state | config | a | params | GMACs | latency | PSNR @half | PSNR | front | note |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -88,8 +88,13 @@ def _exclusive(storage: str):
     if path is None:
         yield
         return
+    import hashlib
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(path.suffix + ".lock"), "w") as fh:
+    # the lock lives in the temp folder, not beside the database that is committed
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"mambalitesr-search-{key}.lock", "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,6 +9,7 @@ say "not measured" rather than inventing a figure.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Callable
@@ -67,6 +68,9 @@ class PowerMonitor:
                 if not self._stop.is_set():
                     self.lost = self.source.exit_reason or f"{self.name} stopped sending samples"
                     self.lost_at = self._clock()
+                    # said when it happens: the summary of a days-long run comes only at its end
+                    print(f"warning: power telemetry lost ({self.lost}); the run goes on unmeasured",
+                          file=sys.stderr, flush=True)
                 self._cond.notify_all()
 
     # ---- samples -----------------------------------------------------------------------------

@@ -6,8 +6,9 @@ Glossary (code name -> meaning):
                    ``X-Frame-Seq`` headers. Why MJPEG over WebSocket: a plain ``<img>`` shows it, so do
                    VLC, ffplay and curl; TCP itself is the flow control (below), no ack protocol needed
     latest only    a viewer's coroutine waits for a newer Encoded, writes it and waits again: a slow viewer
-                   is still writing when newer frames appear and simply gets the newest next (skips),
-                   its memory is the kernel socket buffer plus at most one frame, never a queue
+                   is still writing when newer frames appear and simply gets the newest next (skips);
+                   what waits for it is at most one frame in the transport plus UNSENT_BYTES in the
+                   kernel (TCP_NOTSENT_LOWAT), never a queue
     /stats         JSON: the latest chart point and the history after ``?since=SEQ``
     /summary       JSON: what runs (source, backend, plan, viewer) and RunStats.to_dict() with its text
     host check     bound to loopback, requests must name a loopback host (blocks DNS-rebinding pages)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from pathlib import Path
 
@@ -34,6 +36,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+UNSENT_BYTES = 128 << 10
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
@@ -43,6 +46,21 @@ def require_aiohttp():
     except ImportError as exc:
         raise MissingDependency(f"the web viewer needs aiohttp ({exc}): pip install 'mambalitesr[web]'") from None
     return web
+
+
+def _limit_unsent(transport) -> None:
+    """Keep at most UNSENT_BYTES queued in the kernel for this viewer, so the server's wait for room
+    (and so the skip to the newest frame) starts after about one frame, not after megabytes of stale ones."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    try:
+        if hasattr(socket, "TCP_NOTSENT_LOWAT"):  # Linux, macOS: the send window still autotunes
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UNSENT_BYTES)
+    except OSError:
+        pass  # not a TCP socket (a test transport): nothing to tune
 
 
 class ViewerServer:
@@ -110,6 +128,7 @@ class ViewerServer:
                 self.error = exc
         finally:
             self._ready.set()
+            loop.run_until_complete(loop.shutdown_default_executor())  # the /summary worker
             loop.close()
 
     async def _main(self) -> None:
@@ -200,6 +219,7 @@ class ViewerServer:
         self._streams.add(task)
         self.encoder.add_viewer(+1)
         try:
+            _limit_unsent(request.transport)
             await response.prepare(request)
             seq = 0
             while True:

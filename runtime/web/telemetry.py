@@ -2,7 +2,8 @@
 
 Glossary (code name -> meaning):
     point       one chart sample, taken by the sink thread at most every SAMPLE_S: ``t`` (s since the first
-                frame out), ``fps`` (output rate over the last second, overlay.RateMeter), ``ms`` (per
+                frame out), ``fps`` (frames that reached the sink since the previous point / the time between the
+                two points), ``ms`` (per
                 stage and end-to-end: mean of the RunStats entries added since the previous point, None
                 when the stage recorded nothing), ``watts`` (PowerLink.latest_watts; None when unmeasured),
                 ``frames_out``, ``dropped``, ``index`` and ``seq`` (1, 2, ... for incremental polling)
@@ -20,7 +21,6 @@ import threading
 import time
 from collections import deque
 
-from mambalitesr.runtime.stream.overlay import RateMeter
 from mambalitesr.runtime.stream.stats import STAGES
 
 SAMPLE_S = 0.25
@@ -44,14 +44,14 @@ class LiveTelemetry:
     def __init__(self, sample_s: float = SAMPLE_S, history: int = HISTORY):
         self.sample_s = sample_s
         self.pipeline = None
-        self.meter = RateMeter(1.0)
         self._points: deque[dict] = deque(maxlen=history)
         self._lock = threading.Lock()
         self._seen = {name: 0 for name in SERIES}  # how many entries of each list earlier points used
         self._seq = 0
         self._t0: float | None = None
         self._last_sample = -math.inf
-        self._last_index = -1
+        self._frames = 0  # frames that reached the sink
+        self._frames_at_sample = 0
         self._summary: tuple[float, dict] | None = None
 
     def watch(self, pipeline) -> None:
@@ -65,13 +65,13 @@ class LiveTelemetry:
     def tick(self, index: int, now: float | None = None) -> None:
         """One frame reached the sink; take a chart point when SAMPLE_S has passed."""
         now = time.perf_counter() if now is None else now
-        fps = self.meter.tick(now)
-        self._last_index = index
+        self._frames += 1
         if self._t0 is None:
             self._t0 = now
         if now - self._last_sample < self.sample_s:
             return
-        self._last_sample = now
+        fps = (self._frames - self._frames_at_sample) / (now - self._last_sample) if self._frames_at_sample else None
+        self._last_sample, self._frames_at_sample = now, self._frames
         point = {"t": round(now - self._t0, 3), "fps": fps, "index": index, "ms": {}, "watts": None,
                  "frames_out": None, "dropped": None}
         if self.pipeline is not None:

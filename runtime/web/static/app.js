@@ -93,6 +93,7 @@
       if (canvas.width !== w || canvas.height !== h) {
         canvas.width = w;
         canvas.height = h;
+        fit();
       }
       const x = Math.round(state.split * w);
       if (x > 0) ctx.drawImage(bitmap, 0, 0, x, h, 0, 0, x, h);
@@ -101,6 +102,13 @@
       drawLens();
     }
     requestAnimationFrame(draw);
+  }
+
+  function fit() {
+    // the whole picture in view: as wide as the page allows, at most 70% of the window's height
+    const f = Math.min(view.parentElement.clientWidth / canvas.width, (window.innerHeight * 0.7) / canvas.height);
+    canvas.style.width = Math.max(1, Math.floor(canvas.width * f)) + 'px';
+    canvas.style.height = Math.max(1, Math.floor(canvas.height * f)) + 'px';
   }
 
   function setSplit(fraction) {
@@ -127,7 +135,8 @@
     if (!show) return;
     lens.style.left = (p.cssX - LENS / 2) + 'px';
     lens.style.top = (p.cssY - LENS / 2) + 'px';
-    const side = LENS / state.zoom; // canvas pixels under the lens: zoom 4 = one output pixel is 4 screen pixels
+    // canvas pixels under the lens: it magnifies `zoom` times what the page shows
+    const side = LENS / (state.zoom * (canvas.getBoundingClientRect().width / canvas.width));
     lensCtx.imageSmoothingEnabled = false;
     lensCtx.fillStyle = '#000';
     lensCtx.fillRect(0, 0, LENS, LENS);
@@ -217,6 +226,7 @@
   }
 
   window.addEventListener('resize', () => {
+    fit();
     for (const chart of Object.values(charts)) chart.setSize({ width: Math.max(280, chart.el.clientWidth), height: 200 });
   });
 

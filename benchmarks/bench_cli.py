@@ -1,0 +1,343 @@
+"""``mambalitesr bench``: latency, power and quality numbers anyone can reproduce, one results file per device.
+
+Glossary (subcommand -> what it measures):
+    latency   every model x lane (backend / graph / precision) x input size x batch: p50/p90/p99, FPS,
+              peak memory, max error against PyTorch fp32 (benchmarks/latency.py)
+    power     the same runs with the telemetry reader on, after an idle baseline: watts above idle and
+              joules per frame (benchmarks/power.py); null with the reason where there is no telemetry
+    quality   PSNR-Y / SSIM-Y of bicubic, the models and any exported graph or engine on --data folders
+    all       power (which includes latency) + quality into a fresh results file, then the report
+    report    re-render <device>.md and the plots from <device>.json
+
+Every run merges its rows into ``<results-dir>/<device>.json`` (``all`` starts the file afresh), saving
+after each measurement, then renders ``<device>.md`` and PNG plots from that JSON (benchmarks/report.py).
+Imports nothing heavy at module level.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mambalitesr.errors import UserError
+
+DEFAULT_MODELS = ("mambalitesr_x4", "dvmsr_x4")
+DEFAULT_SIZES = "160x90,320x180,640x360"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="benchmark latency, power and quality into benchmarks/results/<device>.json/.md",
+        description="Reproducible benchmarks: one JSON row per measurement in <results-dir>/<device>.json, "
+        "rendered to <device>.md and PNG plots from that JSON only.",
+    )
+    sub = parser.add_subparsers(dest="bench_command", metavar="WHAT")
+    sub.required = True
+    for name, help_text in (
+        ("latency", "latency of every model on every backend, precision, input size and batch"),
+        ("power", "the latency runs with power telemetry, above an idle baseline"),
+        ("quality", "PSNR-Y / SSIM-Y of bicubic, the models and exported graphs on dataset folders"),
+        ("all", "power (with latency) + quality into a fresh results file, then the report"),
+    ):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p)
+        if name in ("latency", "power", "all"):
+            _latency_options(p)
+        if name in ("power", "all"):
+            from mambalitesr.runtime.power import add_power_arguments
+
+            add_power_arguments(p)
+            p.add_argument("--idle-seconds", type=float, default=5.0, help="idle baseline length (default 5)")
+        if name in ("quality", "all"):
+            _quality_options(p, required=name == "quality")
+        p.set_defaults(func=run)
+    p = sub.add_parser("report", help="re-render <device>.md and the plots from <device>.json")
+    p.add_argument("--device", default=None, help="results file name (default: this machine's)")
+    p.add_argument("--results-dir", default=None, metavar="DIR", help="default benchmarks/results")
+    p.set_defaults(func=run_report)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, metavar="NAME",
+                   help="results file name, e.g. orin-nano (default: derived from this machine, e.g. cpu-x86_64-2core)")
+    p.add_argument("--results-dir", default=None, metavar="DIR",
+                   help="where <device>.json/.md and the plots go (default benchmarks/results, from the current folder)")
+    p.add_argument("--model", action="append", default=None, metavar="NAME[=WEIGHTS]",
+                   help=f"registry model, with a weights file unless it ships one (repeat; default "
+                        f"{' and '.join(DEFAULT_MODELS)}; dvmsr_x4 needs =PATH to the published DVMSR weights)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch / onnxruntime (default: library default)")
+
+
+def _latency_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("latency")
+    g.add_argument("--sizes", default=DEFAULT_SIZES, help=f"LR input sizes WxH, comma-separated (default {DEFAULT_SIZES})")
+    g.add_argument("--batches", default="1,4", help="batch sizes, comma-separated (default 1,4)")
+    g.add_argument("--backends", default="torch,onnxruntime,tensorrt",
+                   help="backends to try (default all: those not available here get a skipped row with the reason)")
+    g.add_argument("--onnx-graphs", default="plugin,portable",
+                   help="ONNX graph forms for onnxruntime: plugin (SelectiveScan nodes, dynamic shapes), portable "
+                        "(standard ops, one export per size, batch 1)")
+    g.add_argument("--portable-sizes", default=None, metavar="WxH,...",
+                   help="sizes at which to export and run the portable graph (default: every --sizes size)")
+    g.add_argument("--providers", action="append", default=None, metavar="LIST",
+                   help="onnxruntime providers of one lane, e.g. cpu or cuda,cpu (repeat for more lanes; default cpu)")
+    g.add_argument("--torch-device", default="cpu", help="torch device: cpu or cuda[:N] (default cpu)")
+    g.add_argument("--engine", action="append", default=[], metavar="MODEL=FILE",
+                   help="TensorRT engine of a model (repeat), e.g. mambalitesr_x4=/data/model_fp16.engine")
+    g.add_argument("--plugin", default=None, metavar="FILE", help="SelectiveScan plugin library for the engines")
+    g.add_argument("--onnx-dir", default=None, metavar="DIR",
+                   help="keep exported ONNX graphs here and reuse them (default: a temporary folder, exported afresh)")
+    t = p.add_argument_group("iterations (per measurement)")
+    t.add_argument("--warmup", type=int, default=2, help="warm-up calls (default 2; fewer when one takes > 1 s)")
+    t.add_argument("--min-iters", type=int, default=10, help="timed calls at least (default 10) ...")
+    t.add_argument("--min-seconds", type=float, default=2.0, help="... and at least this long (default 2)")
+    t.add_argument("--max-iters", type=int, default=200, help="timed calls at most (default 200)")
+    t.add_argument("--max-seconds", type=float, default=12.0,
+                   help="stop after this long once --floor-iters calls are done (default 12): slow "
+                        "configurations get fewer calls, and each row records its count")
+    t.add_argument("--floor-iters", type=int, default=3, help="timed calls never fewer than this (default 3)")
+
+
+def _quality_options(p: argparse.ArgumentParser, required: bool) -> None:
+    g = p.add_argument_group("quality")
+    g.add_argument("--data", action="append", default=[], required=required, metavar="DIR",
+                   help="folder of HR images (repeat), e.g. Set5 and Set14" + ("" if required else
+                   "; without it `all` measures no quality"))
+    g.add_argument("--quality-onnx", action="append", default=[], metavar="FILE",
+                   help="also score this exported ONNX graph (dynamic shapes: --scan plugin --dynamic)")
+    g.add_argument("--quality-engine", action="append", default=[], metavar="FILE",
+                   help="also score this TensorRT engine (with --plugin)")
+    if not any(a.dest == "plugin" for a in p._actions):
+        g.add_argument("--plugin", default=None, metavar="FILE", help="SelectiveScan plugin library for engines")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+# ---------------------------------------------------------------- parsing helpers
+
+
+def _csv(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{what}: give at least one value")
+    return items
+
+
+def _sizes(text: str, what: str) -> list[tuple[int, int]]:
+    from mambalitesr.runtime.backends.options import parse_size
+
+    return [(h, w) for w, h in (parse_size(t) for t in _csv(text, what))]
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(t) for t in _csv(text, what)]
+    except ValueError:
+        raise UserError(f"{what} {text!r}: expected integers, e.g. 1,4") from None
+    if any(v < 1 for v in values):
+        raise UserError(f"{what}: every value must be >= 1")
+    return values
+
+
+def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    items = _csv(text, what)
+    bad = [i for i in items if i not in allowed]
+    if bad:
+        raise UserError(f"{what}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
+    return items
+
+
+def _models(args) -> list:
+    from mambalitesr.benchmarks.latency import ModelSpec
+
+    specs = [ModelSpec.parse(t) for t in (args.model or DEFAULT_MODELS)]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise UserError(f"--model: a model is given twice ({', '.join(names)})")
+    return [s.resolve() for s in specs]
+
+
+def _engines(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--engine {item!r}: expected MODEL=FILE")
+        out[name] = Path(path)
+    return out
+
+
+def _command_line(argv_like: list[str]) -> str:
+    return "mambalitesr bench " + " ".join(shlex.quote(a) for a in argv_like)
+
+
+def _reconstruct(args) -> list[str]:
+    """The options of this run as a command line (for the report's 'how to reproduce')."""
+    out = [args.bench_command]
+    skip = {"func", "command", "bench_command"}
+    for key, value in vars(args).items():
+        if key in skip or value is None or value is False or value == [] or value == "":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, list):
+            for v in value:
+                out += [flag, str(v)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+# ---------------------------------------------------------------- running
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _paths(args):
+    from mambalitesr.benchmarks.results import (DEFAULT_RESULTS_DIR, check_device_name, default_device_name,
+                                                results_paths)
+
+    device = check_device_name(args.device or default_device_name())
+    results_dir = Path(args.results_dir) if args.results_dir else DEFAULT_RESULTS_DIR
+    return device, results_dir, results_paths(results_dir, device)
+
+
+def run_report(args) -> int:
+    from mambalitesr.benchmarks.report import write_report
+    from mambalitesr.benchmarks.results import load_results
+
+    device, results_dir, paths = _paths(args)
+    results = load_results(paths["json"])
+    if results.device != device:
+        raise UserError(f"{paths['json']} holds device {results.device!r}, not {device!r}")
+    write_report(results, results_dir)
+    print(f"wrote {paths['md']} and its plots from {paths['json']}")
+    return 0
+
+
+def run(args) -> int:
+    from mambalitesr.benchmarks.results import Results, load_results, machine_description, machine_line, save_results
+
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    what = args.bench_command
+    device, results_dir, paths = _paths(args)
+    models = _models(args)
+    plan = _latency_plan(args, models) if what in ("latency", "power", "all") else None
+    datasets = [Path(d) for d in getattr(args, "data", [])]
+    if datasets:
+        from mambalitesr.imageio import list_images
+
+        for d in datasets:
+            list_images(d)  # a bad folder fails now, not after the latency runs
+
+    started = datetime.now(timezone.utc).replace(microsecond=0)
+    run_id = f"{what}-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    machine = machine_description()
+    mline = machine_line(machine)
+    results = Results(device=device) if what == "all" else load_results(paths["json"], device)
+    if results.device != device:
+        raise UserError(f"{paths['json']} holds device {results.device!r}, not {device!r}")
+    results.machine = machine
+    run_record = {"run_id": run_id, "command": _command_line(_reconstruct(args)),
+                  "started": started.isoformat().replace("+00:00", "Z"), "wall_s": None}
+    results.runs.append(run_record)
+    wall_start = time.perf_counter()
+
+    def keep(row) -> None:
+        results.merge([row])
+        _prune_runs(results)
+        save_results(results, paths["json"])
+
+    _say(f"bench {what}: {device} ({mline}); results in {paths['json']}")
+    power = None
+    try:
+        if what in ("power", "all"):
+            from mambalitesr.benchmarks.latency import IterationPolicy
+            from mambalitesr.benchmarks.power import MIN_POWER_SECONDS, PowerContext
+
+            power = PowerContext.open(args.power, args.power_interval_ms, args.tegrastats_cmd, args.idle_seconds,
+                                      say=_say)
+            results.idle = power.idle_record()
+            if power.monitor is not None and plan.policy.min_seconds < MIN_POWER_SECONDS:
+                p = plan.policy
+                plan.policy = IterationPolicy(p.warmup, p.warmup_seconds, p.min_iters, p.max_iters, MIN_POWER_SECONDS,
+                                              max(p.max_seconds, MIN_POWER_SECONDS), p.floor_iters)
+        if plan is not None:
+            from mambalitesr.benchmarks.latency import run_latency
+
+            run_latency(plan, run_id, mline, power=power, on_row=keep)
+        if what in ("quality", "all") and datasets:
+            from mambalitesr.benchmarks.quality import run_quality
+
+            run_quality(_quality_entries(args, models), datasets, run_id, mline, scale=_scale(models),
+                        threads=args.threads, progress=not args.no_progress, on_row=keep)
+        elif what == "all":
+            _say("bench all: no --data folders given, so no quality rows")
+    finally:
+        if power is not None:
+            power.close()
+    run_record["wall_s"] = round(time.perf_counter() - wall_start, 1)
+    _prune_runs(results)
+    save_results(results, paths["json"])
+    from mambalitesr.benchmarks.report import speedup_summary, speedups, write_report
+
+    write_report(results, results_dir)
+    for lane, s in speedup_summary([p for p in speedups(results) if p["student"].run_id == run_id]).items():
+        print(f"{lane}: student faster in {s['faster']} of {s['n']}, teacher/student p50 = {s['geomean']:.2f}x "
+              f"(geometric mean; {s['min']:.2f}x .. {s['max']:.2f}x)")
+    print(f"wrote {paths['json']}, {paths['md']} and plots in {run_record['wall_s'] / 60:.1f} min")
+    return 0
+
+
+def _prune_runs(results) -> None:
+    """Keep the run records that rows still refer to (and the current one, last)."""
+    used = {r.run_id for r in results.rows}
+    current = results.runs[-1]["run_id"] if results.runs else None
+    results.runs = [r for r in results.runs if r["run_id"] in used or r["run_id"] == current]
+
+
+def _scale(models) -> int:
+    scales = {int(m.config.scale) for m in models}
+    if len(scales) != 1:
+        raise UserError(f"quality compares models of one scale; these upscale x{sorted(scales)}")
+    return scales.pop()
+
+
+def _latency_plan(args, models):
+    from mambalitesr.benchmarks.latency import BACKENDS, ONNX_GRAPHS, IterationPolicy, LatencyPlan
+
+    sizes = _sizes(args.sizes, "--sizes")
+    portable = _sizes(args.portable_sizes, "--portable-sizes") if args.portable_sizes else None
+    if portable is not None and not set(portable) <= set(sizes):
+        raise UserError("--portable-sizes must be a subset of --sizes")
+    engines = _engines(args.engine)
+    unknown = set(engines) - {m.name for m in models}
+    if unknown:
+        raise UserError(f"--engine for {', '.join(sorted(unknown))}, which is not among the --model list")
+    policy = IterationPolicy(warmup=args.warmup, min_iters=args.min_iters, max_iters=args.max_iters,
+                             min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                             floor_iters=args.floor_iters).check()
+    return LatencyPlan(
+        models=models, sizes=sizes, batches=_ints(args.batches, "--batches"),
+        backends=_choices(args.backends, BACKENDS, "--backends"),
+        onnx_graphs=_choices(args.onnx_graphs, ONNX_GRAPHS, "--onnx-graphs"),
+        portable_sizes=portable, providers=args.providers or ["cpu"], torch_device=args.torch_device,
+        threads=args.threads, engines=engines, plugin=Path(args.plugin) if args.plugin else None,
+        onnx_dir=Path(args.onnx_dir) if args.onnx_dir else None, policy=policy,
+    )
+
+
+def _quality_entries(args, models) -> list:
+    from mambalitesr.benchmarks.quality import Entry
+
+    entries = [Entry("bicubic", "bicubic")] + [Entry("torch", m.name, model=m) for m in models]
+    entries += [Entry("onnxruntime", Path(f).name, path=Path(f)) for f in args.quality_onnx]
+    plugin = Path(args.plugin) if getattr(args, "plugin", None) else None
+    entries += [Entry("tensorrt", Path(f).name, path=Path(f), plugin=plugin) for f in args.quality_engine]
+    return entries

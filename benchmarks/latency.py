@@ -1,0 +1,559 @@
+"""Latency of every model on every available backend and precision, at each input size and batch.
+
+Glossary (code name -> meaning / symbol):
+    h x w, B        LR input height and width, batch; output (B, 3, s h, s w)
+    lane            one way to run a model: backend + graph + precision (+ ORT providers), e.g.
+                    torch / pytorch-native-scan / fp32, onnxruntime / onnx-plugin / fp32 on cpu
+    graph           pytorch-native-scan (the C scan) or pytorch-chunked-scan (CUDA); onnx-portable
+                    (standard operators, exported per h x w at B = 1); onnx-plugin (one SelectiveScan
+                    node per mixer, dynamic B, h, w; the onnxruntime-extensions kernel on the CPU);
+                    trt-engine (a TensorRT engine given with --engine)
+    reference       the torch fp32 lane's output on the same input (its own max_abs_err is 0)
+    IterationPolicy warm-up and stopping rule of one measurement (see ``time_calls``)
+    t_i             wall time of timed call i (time.perf_counter), seconds
+    p50/p90/p99     percentiles of t_i, linear between order statistics (numpy's default); with n < 100
+                    calls p99 lies between the two slowest calls, so every row keeps its n
+    fps             frames per second: B * n / sum(t_i)
+    PeakRss         peak resident memory above the resident memory right before warm-up: Linux VmHWM
+                    after resetting it through /proc/self/clear_refs
+
+A lane that cannot run here (no CUDA, no TensorRT, no engine) gives one ``skipped`` row with the
+reason; a shape a lane cannot take gives a ``skipped`` row for that shape. Nothing is estimated.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mambalitesr.benchmarks.results import Row
+from mambalitesr.errors import MissingDependency, UserError
+
+DEFAULT_SIZES = ((90, 160), (180, 320), (360, 640))  # (h, w): x4 gives 640x360 .. 2560x1440
+DEFAULT_BATCHES = (1, 4)
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+ONNX_GRAPHS = ("plugin", "portable")
+NOT_MEASURED_POWER = "not measured: `bench latency` reads no power telemetry (use `bench power` or `bench all`)"
+
+
+# ---------------------------------------------------------------- timing
+
+
+@dataclass(frozen=True)
+class IterationPolicy:
+    """Stop timing when max_iters calls are done, or min_iters calls AND min_seconds have passed, or
+    max_seconds have passed with at least floor_iters calls (slow configurations: fewer calls, recorded)."""
+
+    warmup: int = 2
+    warmup_seconds: float = 1.0  # warm-up stops after this long (at least one call)
+    min_iters: int = 10
+    max_iters: int = 200
+    min_seconds: float = 2.0
+    max_seconds: float = 12.0
+    floor_iters: int = 3
+
+    def check(self) -> "IterationPolicy":
+        if self.warmup < 1:
+            raise UserError("--warmup must be at least 1 (the first call pays one-time costs)")
+        if not 1 <= self.floor_iters <= self.min_iters <= self.max_iters:
+            raise UserError(f"iterations must satisfy 1 <= --floor-iters ({self.floor_iters}) <= --min-iters "
+                            f"({self.min_iters}) <= --max-iters ({self.max_iters})")
+        if self.min_seconds < 0 or self.max_seconds < self.min_seconds:
+            raise UserError(f"seconds must satisfy 0 <= --min-seconds ({self.min_seconds}) <= --max-seconds "
+                            f"({self.max_seconds})")
+        return self
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup: int
+    times_s: tuple[float, ...]
+    t0: float  # time.monotonic() at the first timed call (for power intervals)
+    t1: float
+    last_output: object  # output of the last warm-up call (for the error check; not timed)
+
+    @property
+    def iterations(self) -> int:
+        return len(self.times_s)
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(np.asarray(self.times_s), q)) * 1e3
+
+    def fps(self, batch: int) -> float:
+        return batch * len(self.times_s) / sum(self.times_s)
+
+
+def time_calls(fn: Callable[[], object], policy: IterationPolicy) -> Timing:
+    """Warm up ``fn``, then time it under ``policy``; returns the call times and the last warm-up output."""
+    out = None
+    warm_start = time.perf_counter()
+    done = 0
+    while done < policy.warmup:
+        out = fn()
+        done += 1
+        if time.perf_counter() - warm_start >= policy.warmup_seconds:
+            break
+    times: list[float] = []
+    t0 = time.monotonic()
+    start = time.perf_counter()
+    while True:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+        elapsed, n = time.perf_counter() - start, len(times)
+        if n >= policy.max_iters or (n >= policy.min_iters and elapsed >= policy.min_seconds):
+            break
+        if n >= policy.floor_iters and elapsed >= policy.max_seconds:
+            break
+    return Timing(done, tuple(times), t0, time.monotonic(), out)
+
+
+class PeakRss:
+    """``with PeakRss() as m: ...`` then ``m.peak_mb`` (None, with ``m.why``, where it cannot be read)."""
+
+    METHOD = "peak RSS above the RSS before warm-up (Linux VmHWM, reset via /proc/self/clear_refs)"
+
+    def __init__(self) -> None:
+        self.peak_mb: float | None = None
+        self.why: str | None = None
+        self._base_kb: int | None = None
+
+    @staticmethod
+    def _status_kb(name: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+        raise OSError(f"no {name} in /proc/self/status")
+
+    def __enter__(self) -> "PeakRss":
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS
+            self._base_kb = self._status_kb("VmRSS")
+        except (OSError, ValueError) as exc:
+            self.why = f"not measured ({exc})"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._base_kb is None:
+            return
+        try:
+            self.peak_mb = max(0, self._status_kb("VmHWM") - self._base_kb) / 1024.0
+        except (OSError, ValueError) as err:
+            self.why = f"not measured ({err})"
+
+
+# ---------------------------------------------------------------- what to run
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry model and its weights (None: the shipped ones)."""
+
+    name: str
+    weights: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        name, _, weights = text.partition("=")
+        if not name:
+            raise UserError(f"--model {text!r}: expected NAME or NAME=WEIGHTS")
+        return cls(name, Path(weights) if weights else None)
+
+    def resolve(self) -> "ModelSpec":
+        """The same spec with its weights file, or UserError when there is none (no random networks)."""
+        from mambalitesr.models.registry import get_entry
+
+        entry = get_entry(self.name)
+        weights = self.weights or entry.weights_path
+        if weights is None:
+            raise UserError(f"{self.name} ships no weights: give --model {self.name}=PATH "
+                            f"(for dvmsr_x4: the published DVMSR x4 weights)")
+        if not Path(weights).is_file():
+            raise UserError(f"{self.name}: weights file {weights} not found")
+        return ModelSpec(self.name, Path(weights))
+
+    @property
+    def config(self):
+        from mambalitesr.models.registry import get_entry
+
+        return get_entry(self.name).config
+
+    @property
+    def params(self) -> int:
+        from mambalitesr.models.complexity import analytic_params
+
+        return int(analytic_params(self.config))
+
+
+@dataclass
+class LatencyPlan:
+    models: list[ModelSpec]
+    sizes: list[tuple[int, int]] = field(default_factory=lambda: list(DEFAULT_SIZES))  # (h, w)
+    batches: list[int] = field(default_factory=lambda: list(DEFAULT_BATCHES))
+    backends: list[str] = field(default_factory=lambda: list(BACKENDS))
+    onnx_graphs: list[str] = field(default_factory=lambda: list(ONNX_GRAPHS))
+    portable_sizes: list[tuple[int, int]] | None = None  # None: every size (one export each)
+    providers: list[str] = field(default_factory=lambda: ["cpu"])  # one ORT lane per entry, e.g. "cuda,cpu"
+    torch_device: str = "cpu"
+    threads: int | None = None
+    engines: dict[str, Path] = field(default_factory=dict)  # model name -> TensorRT engine
+    plugin: Path | None = None
+    onnx_dir: Path | None = None  # exported graphs kept (and reused) here; default: a temporary folder
+    policy: IterationPolicy = field(default_factory=IterationPolicy)
+
+
+class Skip(Exception):
+    """A lane or a shape that cannot run here; the message is the row's reason."""
+
+    status = "skipped"
+
+
+class ExportFailed(Skip):
+    """The ONNX export (or its verification against PyTorch) failed: a ``failed`` row, not a skip."""
+
+    status = "failed"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _file_tag(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:10]
+
+
+def test_frames(hw: tuple[int, int], batch: int) -> np.ndarray:
+    """(B, 3, h, w) float32 in [0, 1]: the export test pattern, shifted per frame so the frames differ."""
+    from mambalitesr.export.onnx_export import test_pattern, to_input
+
+    base = to_input(test_pattern(*hw))[0]  # (3, h, w)
+    frames = [np.roll(base, shift=7 * k, axis=2) for k in range(batch)]
+    return np.ascontiguousarray(np.stack(frames), dtype=np.float32)
+
+
+# ---------------------------------------------------------------- lanes
+
+
+class Lane:
+    """One backend + graph + precision for one model; opens its backend (per size where the graph is fixed)."""
+
+    def __init__(self, backend: str, graph: str, precision: str, providers: str | None = None):
+        self.backend, self.graph, self.precision, self.providers = backend, graph, precision, providers
+        self.skip_reason: str | None = None
+        self._open: dict = {}
+
+    @property
+    def label(self) -> str:
+        where = f" [{self.providers}]" if self.providers else ""
+        return f"{self.backend}/{self.graph}/{self.precision}{where}"
+
+    def check_shape(self, hw: tuple[int, int], batch: int) -> None:
+        """Raise Skip when this lane cannot take (B, 3, h, w)."""
+
+    def backend_for(self, hw: tuple[int, int]):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        for b in self._open.values():
+            b.close()
+        self._open.clear()
+
+
+class TorchLane(Lane):
+    def __init__(self, model: ModelSpec, plan: LatencyPlan, precision: str):
+        scan = "native" if plan.torch_device == "cpu" else "chunked"
+        super().__init__("torch", f"pytorch-{scan}-scan", precision)
+        self.model, self.plan, self.scan = model, plan, scan
+        if precision == "bf16":
+            self.skip_reason = bf16_reason()
+        elif precision == "fp16" and not plan.torch_device.startswith("cuda"):
+            self.skip_reason = "fp16 runs on CUDA only in the torch backend; this run uses --torch-device cpu"
+
+    def backend_for(self, hw):
+        if "any" not in self._open:
+            from mambalitesr.runtime.backends import create_backend
+
+            self._open["any"] = create_backend("torch", model=self.model.name, weights=str(self.model.weights),
+                                               device=self.plan.torch_device, precision=self.precision,
+                                               scan_backend=self.scan, threads=self.plan.threads)
+        return self._open["any"]
+
+
+class OnnxLane(Lane):
+    def __init__(self, model: ModelSpec, plan: LatencyPlan, form: str, providers: str, exporter: "Exporter"):
+        super().__init__("onnxruntime", f"onnx-{form}", "fp32", providers)
+        self.model, self.plan, self.form, self.exporter = model, plan, form, exporter
+
+    def check_shape(self, hw, batch):
+        if self.form == "portable" and batch != 1:
+            raise Skip("the portable graph is exported at fixed shapes with B = 1 (its chunked scan is "
+                       "unrolled for one h x w); batched runs use the plugin graph")
+        if self.form == "portable" and self.plan.portable_sizes is not None and hw not in self.plan.portable_sizes:
+            chosen = ", ".join(f"{w}x{h}" for h, w in self.plan.portable_sizes)
+            raise Skip(f"portable graph run at {chosen} only in this run (--portable-sizes): each size is a "
+                       "separate export")
+
+    def backend_for(self, hw):
+        key = hw if self.form == "portable" else "any"
+        if key not in self._open:
+            from mambalitesr.runtime.backends import create_backend
+
+            path = self.exporter.get(self.model, self.form, hw if self.form == "portable" else None)
+            self._open[key] = create_backend("onnxruntime", onnx=str(path), providers=self.providers,
+                                             threads=self.plan.threads)
+        return self._open[key]
+
+
+class TensorRTLane(Lane):
+    def __init__(self, model: ModelSpec, plan: LatencyPlan):
+        super().__init__("tensorrt", "trt-engine", "engine")
+        self.model, self.plan = model, plan
+        self.engine = plan.engines.get(model.name)
+        if self.engine is None:
+            self.skip_reason = tensorrt_reason(model.name)
+
+    def backend_for(self, hw):
+        if "any" not in self._open:
+            from mambalitesr.runtime.backends import create_backend
+
+            backend = create_backend("tensorrt", engine=str(self.engine),
+                                     plugin=str(self.plan.plugin) if self.plan.plugin else None)
+            self.precision = backend.precision
+            self._open["any"] = backend
+        return self._open["any"]
+
+    def check_shape(self, hw, batch):
+        if "any" in self._open:
+            b = self._open["any"]
+            if b.batch_limit is not None and batch > b.batch_limit:
+                raise Skip(f"the engine takes at most B = {b.batch_limit} (its optimisation profile)")
+            if b.tile_limit is not None and (hw[0] > b.tile_limit[0] or hw[1] > b.tile_limit[1]):
+                raise Skip(f"the engine profile's max input is {b.tile_limit[1]}x{b.tile_limit[0]}")
+
+
+def bf16_reason() -> str:
+    """Why there is no torch bf16 lane (always a reason: the torch backend has no bf16 mode)."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                flags = line
+                break
+    except OSError:
+        pass
+    hw = ("this CPU has bf16 instructions" if any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+          else "this CPU has no bf16 arithmetic (no avx512_bf16 / amx_bf16 in /proc/cpuinfo), so PyTorch would "
+               "emulate it")
+    return (f"bf16 skipped: the torch backend runs fp32 (fp16 on CUDA) only, the native C scan computes in fp32, "
+            f"and {hw}")
+
+
+def tensorrt_reason(model_name: str) -> str:
+    try:
+        from mambalitesr.export.trt_runtime import import_tensorrt
+
+        import_tensorrt()
+    except MissingDependency as exc:
+        return str(exc)
+    except Exception as exc:  # a broken install must not stop the other lanes
+        return f"TensorRT unusable here ({type(exc).__name__}: {exc})"
+    return f"no engine given for {model_name} (--engine {model_name}=FILE; build one with `mambalitesr export engine`)"
+
+
+class Exporter:
+    """ONNX files for the lanes: exported once per (model, weights, form, size) and kept in ``folder``."""
+
+    def __init__(self, folder: Path | None):
+        self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="mambalitesr-bench-")
+        self.folder = Path(folder) if folder else Path(self._tmp.name)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.failed: dict[tuple, str] = {}
+        self.seconds: dict[str, float] = {}
+
+    def get(self, model: ModelSpec, form: str, hw: tuple[int, int] | None) -> Path:
+        from mambalitesr.export.onnx_export import export_onnx
+
+        shape = "dynamic" if hw is None else f"{hw[1]}x{hw[0]}"
+        key = (model.name, str(model.weights), form, shape)
+        if key in self.failed:
+            raise ExportFailed(self.failed[key])
+        path = self.folder / f"{model.name}-{_file_tag(model.weights)}-{form}-{shape}.onnx"
+        if path.is_file():
+            return path
+        _say(f"bench: exporting {model.name} ({form} graph, {shape}) to {path}")
+        start = time.perf_counter()
+        try:
+            export_onnx(model.name, str(model.weights), path, scan=form, height=hw[0] if hw else None,
+                        width=hw[1] if hw else None, dynamic=hw is None, log=lambda m: _say(f"  {m}"))
+        except UserError as exc:  # VerificationError included: no file was written
+            self.failed[key] = f"ONNX export ({form}, {shape}) failed: {exc}"
+            raise ExportFailed(self.failed[key]) from None
+        self.seconds[path.name] = time.perf_counter() - start
+        return path
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def make_lanes(model: ModelSpec, plan: LatencyPlan, exporter: Exporter) -> list[Lane]:
+    """Every lane of ``plan`` for ``model``; the torch fp32 lane first (it gives the reference)."""
+    lanes: list[Lane] = []
+    if "torch" in plan.backends:
+        lanes += [TorchLane(model, plan, "fp32"), TorchLane(model, plan, "fp16"), TorchLane(model, plan, "bf16")]
+    if "onnxruntime" in plan.backends:
+        for providers in plan.providers:
+            for form in plan.onnx_graphs:
+                lanes.append(OnnxLane(model, plan, form, providers, exporter))
+    if "tensorrt" in plan.backends:
+        lanes.append(TensorRTLane(model, plan))
+    return lanes
+
+
+# ---------------------------------------------------------------- the run
+
+
+class ReferenceOutputs:
+    """PyTorch fp32 output for the current (model, h, w, B): the torch fp32 lane's, else computed once."""
+
+    def __init__(self, plan: LatencyPlan):
+        self.plan = plan
+        self._key = None
+        self._out: np.ndarray | None = None
+        self._backend = None
+        self._backend_model: str | None = None
+
+    def set(self, key, out: np.ndarray) -> None:
+        self._key, self._out = key, out
+
+    def get(self, key, model: ModelSpec, x: np.ndarray) -> np.ndarray:
+        if self._key != key:
+            if self._backend_model != model.name:
+                from mambalitesr.runtime.backends import create_backend
+
+                self._backend = create_backend("torch", model=model.name, weights=str(model.weights), device="cpu",
+                                               precision="fp32", scan_backend="native", threads=self.plan.threads)
+                self._backend_model = model.name
+            self.set(key, self._backend.infer(x))
+        return self._out
+
+
+def _lane_row(lane: Lane, model: ModelSpec, run_id: str, machine: str, **extra) -> Row:
+    return Row(kind="latency", variant=model.name, backend=lane.backend, graph=lane.graph, precision=lane.precision,
+               providers=lane.providers, run_id=run_id, machine=machine, weights=model.weights.name,
+               params=model.params, **extra)
+
+
+def run_latency(plan: LatencyPlan, run_id: str, machine: str, power=None,
+                on_row: Callable[[Row], None] | None = None) -> list[Row]:
+    """Measure every (model, size, batch, lane) of ``plan``; rows in the order measured.
+
+    ``power``: a benchmarks.power.PowerContext (``bench power``), or None (``bench latency``: power
+    columns stay null with a note). ``on_row`` sees each row as soon as it exists (incremental saves).
+    """
+    plan.policy.check()
+    rows: list[Row] = []
+
+    def emit(row: Row) -> None:
+        row.validate()
+        rows.append(row)
+        if on_row:
+            on_row(row)
+
+    exporter = Exporter(plan.onnx_dir)
+    try:
+        for model in plan.models:
+            lanes = make_lanes(model, plan, exporter)
+            refs = ReferenceOutputs(plan)
+            for lane in lanes:
+                if lane.skip_reason:
+                    emit(_lane_row(lane, model, run_id, machine, status="skipped", reason=lane.skip_reason))
+            live = [lane for lane in lanes if not lane.skip_reason]
+            portable_batch_noted = set()
+            for hw in plan.sizes:
+                for batch in plan.batches:
+                    x = test_frames(hw, batch)
+                    key = (model.name, hw, batch)
+                    for lane in live:
+                        if lane.skip_reason:
+                            continue
+                        try:
+                            lane.check_shape(hw, batch)
+                            backend = lane.backend_for(hw)
+                            lane.check_shape(hw, batch)  # an engine's limits are known once it is open
+                        except Skip as exc:
+                            if isinstance(lane, OnnxLane) and lane.form == "portable" and batch != 1:
+                                if (lane.label, batch) in portable_batch_noted:
+                                    continue
+                                portable_batch_noted.add((lane.label, batch))
+                                emit(_lane_row(lane, model, run_id, machine, status="skipped", reason=str(exc),
+                                               batch=batch))
+                                continue
+                            emit(_lane_row(lane, model, run_id, machine, status=exc.status, reason=str(exc),
+                                           input_hw=list(hw), batch=batch))
+                            continue
+                        except UserError as exc:  # MissingDependency included: the whole lane is out
+                            lane.skip_reason = str(exc)
+                            emit(_lane_row(lane, model, run_id, machine, status="skipped", reason=str(exc)))
+                            continue
+                        row = _measure(lane, backend, model, hw, batch, x, key, refs, plan, run_id, machine, power)
+                        emit(row)
+                    refs.set(None, None)
+                    del x
+                    gc.collect()
+            for lane in lanes:
+                lane.close()
+            del refs
+            gc.collect()
+    finally:
+        exporter.close()
+    return rows
+
+
+def _measure(lane: Lane, backend, model: ModelSpec, hw, batch, x, key, refs: ReferenceOutputs, plan: LatencyPlan,
+             run_id: str, machine: str, power) -> Row:
+    gc.collect()
+    try:
+        with PeakRss() as mem:
+            timing = time_calls(lambda: backend.infer(x), plan.policy)
+    except UserError as exc:  # the backend refused this input (shape outside what it was built for)
+        return _lane_row(lane, model, run_id, machine, status="skipped", reason=str(exc), input_hw=list(hw),
+                         batch=batch)
+    out = timing.last_output
+    if lane.backend == "torch" and lane.precision == "fp32" and plan.torch_device == "cpu":
+        refs.set(key, out)
+        err = 0.0
+    else:
+        ref = refs.get(key, model, x)
+        err = float(np.max(np.abs(out - ref))) if out.shape == ref.shape else float("inf")
+    if not np.isfinite(err):
+        return _lane_row(lane, model, run_id, machine, status="failed", input_hw=list(hw), batch=batch,
+                         reason=f"output {out.shape} is not finite or not the reference's shape {ref.shape}")
+    power_fields = power.fields(timing, batch) if power is not None else {"power_note": NOT_MEASURED_POWER}
+    threads = plan.threads
+    if lane.backend == "torch" and threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    row = _lane_row(
+        lane, model, run_id, machine, status="ok", input_hw=list(hw), batch=batch, warmup=timing.warmup,
+        iterations=timing.iterations, p50_ms=timing.percentile_ms(50), p90_ms=timing.percentile_ms(90),
+        p99_ms=timing.percentile_ms(99), mean_ms=float(np.mean(timing.times_s)) * 1e3, fps=timing.fps(batch),
+        peak_mem_mb=mem.peak_mb, mem_method=PeakRss.METHOD if mem.peak_mb is not None else mem.why,
+        max_abs_err=err, threads=threads, **power_fields,
+    )
+    _say(f"bench: {model.name} {lane.label} {hw[1]}x{hw[0]} B={batch}: p50 {row.p50_ms:.1f} ms, "
+         f"{row.fps:.2f} fps, {row.iterations} iters, max err {err:.2e}")
+    return row
+

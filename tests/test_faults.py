@@ -1,0 +1,322 @@
+"""Faults an unattended device meets: the camera goes away, telemetry dies, the disk fills, a signal arrives.
+
+Glossary (code name -> meaning):
+    back-off     the delays between reconnect attempts: backoff[0], doubling, capped at backoff[1]
+    gap          seconds without frames between losing the camera and getting it back (RunStats.gaps)
+    ENOSPC       "No space left on device": made for real on a small tmpfs where mounting is allowed
+                 (root), and injected into the image encoder's write everywhere else
+    drain        after SIGINT/SIGTERM the camera finishes the frames in flight and prints its summary
+
+tests/test_stream.py already covers, and this file does not repeat: a synthetic disconnect and the gap in the
+summary at the pipeline level, a camera that never returns, a free-space check that reports "disk full", and
+SIGINT/SIGTERM to a streaming camera (exit 130 / 0, summary printed).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+cv2 = pytest.importorskip("cv2")
+
+import badinputs as bad  # noqa: E402
+from mambalitesr import cli  # noqa: E402
+from mambalitesr.runtime.backends import create_backend  # noqa: E402
+from mambalitesr.runtime.stream.pipeline import Pipeline  # noqa: E402
+from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
+from mambalitesr.runtime.stream.sinks import ImageFolderSink, NullSink, VideoFileSink  # noqa: E402
+from mambalitesr.runtime.stream.sources import Source, SourceLost, SourceUnavailable  # noqa: E402
+from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE_TEGRASTATS = REPO / "tests" / "fixtures" / "tegrastats" / "fake_tegrastats.sh"
+
+
+@pytest.fixture(scope="module")
+def sr_model(tmp_path_factory):
+    return bad.sr_onnx(tmp_path_factory.mktemp("model") / "sr.onnx")
+
+
+def _pipeline(source, sink, sr_model, **kw) -> Pipeline:
+    backend = create_backend("onnxruntime", onnx=str(sr_model), threads=1)
+    return Pipeline(source, FrameProcessor(backend), sink, warmup=1, log=lambda m: None, **kw)
+
+
+def _main(capsys, *args):
+    rc = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def _hidden_or_partial(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or "partial" in p.name)
+
+
+# --------------------------------------------------------------------------------------- camera loss
+
+
+class FlakyCamera(Source):
+    """A camera that unplugs after ``lose_after`` frames and refuses ``failures`` reopen attempts (timed)."""
+
+    live = True
+    fps = 30.0
+
+    def __init__(self, lose_after: int, failures: int):
+        self.pattern = SyntheticSource(48, 32)
+        self.lose_after, self.failures = lose_after, failures
+        self.attempts: list[float] = []  # time of every open() after the loss
+        self.index, self.lost, self.opened = 0, False, False
+
+    def open(self) -> None:
+        if self.lost:
+            self.attempts.append(time.perf_counter())
+            if len(self.attempts) <= self.failures:
+                raise SourceUnavailable("flaky camera: still unplugged")
+        self.opened = True
+
+    def read(self):
+        if not self.opened:
+            raise SourceLost("read while closed")
+        if self.index == self.lose_after and not self.lost:
+            self.lost, self.opened = True, False
+            self.lost_at = time.perf_counter()
+            raise SourceLost("cable pulled (simulated)")
+        time.sleep(1 / self.fps)
+        frame = self.pattern.pattern(self.index)
+        from mambalitesr.runtime.stream.sources import Frame
+
+        self.index += 1
+        return Frame(frame, self.index - 1, time.perf_counter(), "bgr")
+
+    def close(self) -> None:
+        self.opened = False
+
+
+def test_reconnect_backs_off_exponentially_up_to_the_cap_and_reports_the_gap(sr_model):
+    first, cap, failures = 0.01, 0.04, 9
+    camera = FlakyCamera(lose_after=4, failures=failures)
+    pipeline = _pipeline(camera, NullSink(), sr_model, max_frames=10, backoff=(first, cap), reconnect_timeout=20)
+    stats = pipeline.run()
+    assert not pipeline.failed and stats.frames_out == 10
+    assert len(camera.attempts) == failures + 1
+    waits = np.diff([camera.lost_at] + camera.attempts)
+    for i, waited in enumerate(waits):
+        assert waited >= 0.8 * min(first * 2 ** i, cap), (i, waits)  # never retries faster than the schedule
+    # Without the cap the 10 waits would sum to (2^10 - 1) * 10 ms = 10 s; capped they are 0.31 s.
+    assert waits.sum() < 5.0, waits
+    (gap,) = stats.gaps
+    assert gap.attempts == failures + 1 and gap.back_at is not None and "cable pulled" in gap.reason
+    assert f"reconnected after {failures + 1} attempt(s)" in stats.summary()
+
+
+def test_camera_command_reports_a_gap_and_succeeds_or_gives_up_and_fails(sr_model, capsys):
+    base = ["camera", "--sink", "null", "--power", "none", "--backend", "onnxruntime", "--onnx", sr_model]
+    rc, out, err = _main(capsys, *base, "--source", "synthetic:48x32@50:drop_at=6:gap=0.3", "--frames", "15")
+    assert rc == 0, err
+    assert "1 camera gap(s)" in out and "gap 1: after frame" in out and "reconnected after" in out
+    assert "source lost after frame" in err and "source back after" in err and "Traceback" not in err
+    rc, out, err = _main(capsys, *base, "--source", "synthetic:48x32@50:drop_at=6:gap=30", "--reconnect-timeout", "0.5")
+    assert rc == 1, err
+    assert "never came back" in out and "gave up" in out and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------- telemetry death
+
+
+def test_telemetry_death_mid_stream_is_said_and_the_stream_goes_on(sr_model, tmp_path, capsys):
+    fake = shlex.join(["sh", str(FAKE_TEGRASTATS), str(FAKE_TEGRASTATS.parent / "xavier_legacy.txt"), "die"])
+    rc, out, err = _main(capsys, "camera", "--source", "synthetic:48x32@30", "--frames", "60", "--sink", "null",
+                         "--backend", "onnxruntime", "--onnx", sr_model, "--power", "tegrastats",
+                         "--tegrastats-cmd", fake, "--power-interval-ms", "20", "--json", tmp_path / "s.json")
+    assert rc == 0, err
+    assert "warning: power telemetry lost" in err and "exited with code 3" in err  # said when it happened
+    assert "60 frames out" in out and "telemetry lost" in out  # the run went on, and the summary says so
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames_out"] == 60 and summary["joules_per_frame"] is None  # no J/frame from partial data
+
+
+# ---------------------------------------------------------------------------------------- full disk
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A mount point factory for tmpfs of a given size; skips where mounting is not permitted."""
+    mounted = []
+
+    def make(size_kib: int) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {proc.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def test_images_sink_on_a_really_full_disk_stops_and_keeps_whole_frames(sr_model, tiny_disk, capsys):
+    folder = tiny_disk(384) / "frames"
+    rc, out, err = _main(capsys, "camera", "--source", "synthetic:64x48", "--sink", f"images:{folder}",
+                         "--backend", "onnxruntime", "--onnx", sr_model, "--power", "none")
+    assert rc == 1 and "Traceback" not in err, err
+    assert "images sink stopped after" in out and "No space left on device" in out
+    written = sorted(folder.iterdir())
+    assert written and _hidden_or_partial(folder) == []
+    for path in written:  # every file that is there is a whole frame
+        assert cv2.imread(str(path)).shape == (192, 256, 3), path
+    assert f"{len(written)} frames out" in out
+
+
+def test_video_sink_on_a_really_full_disk_stops_and_the_video_plays(sr_model, tiny_disk):
+    disk = tiny_disk(3072)
+    sink = VideoFileSink(str(disk / "sr.avi"), min_free_bytes=1 << 20)
+    pipeline = _pipeline(SyntheticSource(64, 48), sink, sr_model)
+    stats = pipeline.run()
+    assert pipeline.failed and "disk full" in stats.stop_reason
+    assert sink.written == stats.frames_out > 5 and _hidden_or_partial(disk) == []
+    cap = cv2.VideoCapture(str(disk / "sr.avi"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == sink.written
+
+
+@pytest.fixture
+def enospc_after(monkeypatch):
+    """From the n-th image file on, imageio's writes put half the bytes on disk, then fail with ENOSPC."""
+    import builtins
+
+    from mambalitesr import imageio
+
+    count = {"n": 0}
+
+    class FillingFile:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            data = memoryview(data).cast("B")
+            self.fh.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    def arm(n_ok: int):
+        def filling_open(path, mode="r", *args, **kw):
+            fh = builtins.open(path, mode, *args, **kw)
+            if "w" not in mode:
+                return fh
+            count["n"] += 1
+            return fh if count["n"] <= n_ok else FillingFile(fh)
+
+        monkeypatch.setattr(imageio, "open", filling_open, raising=False)  # shadows the builtin in imageio only
+
+    return arm
+
+
+def test_upscale_batch_on_a_full_disk_reports_each_and_leaves_no_partial_file(sr_model, tmp_path, capsys,
+                                                                            enospc_after):
+    inputs = bad.write_good_images(tmp_path / "in", 4, size=(16, 16))
+    out = tmp_path / "out"
+    enospc_after(1)
+    rc, _, err = _main(capsys, "upscale", *inputs, "-o", out, "--backend", "onnxruntime", "--onnx", sr_model,
+                       "--no-progress")
+    assert rc == 1 and "Traceback" not in err, err
+    assert err.count("No space left on device") == 3 and "3 of 4 input(s) failed" in err
+    assert sorted(p.name for p in out.iterdir()) == ["good_0.png"]  # the one written whole; no temporaries
+
+
+def test_images_sink_stops_at_enospc_and_keeps_whole_frames(sr_model, tmp_path, enospc_after):
+    enospc_after(3)
+    sink = ImageFolderSink(str(tmp_path / "frames"))
+    pipeline = _pipeline(SyntheticSource(48, 32), sink, sr_model, max_frames=50)
+    stats = pipeline.run()
+    assert pipeline.failed and "No space left on device" in stats.stop_reason and stats.frames_out == 3
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [f"frame_{i:06d}.png" for i in range(3)]
+
+
+# ------------------------------------------------------------------------------------------- signals
+
+
+def _spawn(*args) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "mambalitesr", *map(str, args)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> str:
+    seen, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if needle in line or not line:
+            break
+    assert needle in "".join(seen), "".join(seen)
+    return "".join(seen)
+
+
+def test_sigterm_while_the_camera_is_gone_stops_at_once_with_the_summary(sr_model):
+    proc = _spawn("camera", "--source", "synthetic:48x32@30:drop_at=8:gap=600", "--reconnect-timeout", "900",
+                  "--sink", "null", "--power", "none", "--backend", "onnxruntime", "--onnx", sr_model)
+    try:
+        early = _wait_for_line(proc, "reconnecting")
+        time.sleep(0.3)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, early + err
+    assert time.monotonic() - sent < 30  # not the 900 s reconnect timeout
+    # (a loaded machine may warm up past frame 8, so the gap can follow the warm-up frame itself)
+    assert "stopped: SIGTERM" in out and "gap 1: after frame" in out and "never came back" in out
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "in.avi"
+    src = SyntheticSource(64, 48)
+    src.open()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    for _ in range(400):
+        writer.write(src.read().image)
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_upscale_leaves_no_partial_output(long_video, tmp_path, sig, code):
+    out = tmp_path / "out"
+    proc = _spawn("upscale", long_video, "-o", out / "sr.avi", "--model", "test_x4", "--threads", "1",
+                  "--no-progress")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out.is_dir() and any(out.iterdir())) and proc.poll() is None:
+            time.sleep(0.05)  # the temporary video appears when the first frame is written
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert ("interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)") in err and "Traceback" not in err
+    assert list(out.iterdir()) == []  # neither sr.avi nor its temporary
