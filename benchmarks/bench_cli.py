@@ -232,9 +232,11 @@ def run(args) -> int:
     datasets = [Path(d) for d in getattr(args, "data", [])]
     if datasets:
         from mambalitesr.imageio import list_images
+        from mambalitesr.models.evaluate import load_hr
 
-        for d in datasets:
-            list_images(d)  # a bad folder fails now, not after the latency runs
+        for d in datasets:  # a bad folder or image fails now, not after the latency runs as "skipped" rows
+            for path in list_images(d):
+                load_hr(path, _scale(models))
 
     started = datetime.now(timezone.utc).replace(microsecond=0)
     run_id = f"{what}-{started.strftime('%Y%m%dT%H%M%SZ')}"

@@ -177,6 +177,9 @@ class ModelSpec:
                             f"(for dvmsr_x4: the published DVMSR x4 weights)")
         if not Path(weights).is_file():
             raise UserError(f"{self.name}: weights file {weights} not found")
+        from mambalitesr.models.registry import create_model
+
+        create_model(self.name, weights)  # bad weights fail the command now, not as "skipped" rows that exit 0
         return ModelSpec(self.name, Path(weights))
 
     @property
@@ -233,7 +236,7 @@ def _file_tag(path: Path) -> str:
     return digest.hexdigest()[:10]
 
 
-def test_frames(hw: tuple[int, int], batch: int) -> np.ndarray:
+def bench_frames(hw: tuple[int, int], batch: int) -> np.ndarray:
     """(B, 3, h, w) float32 in [0, 1]: the export test pattern, shifted per frame so the frames differ."""
     from mambalitesr.export.onnx_export import test_pattern, to_input
 
@@ -387,7 +390,7 @@ class Exporter:
         shape = "dynamic" if hw is None else f"{hw[1]}x{hw[0]}"
         key = (model.name, str(model.weights), form, shape)
         if key in self.failed:
-            raise ExportFailed(self.failed[key])
+            raise (ExportFailed if "export" in self.failed[key] else Skip)(self.failed[key])
         path = self.folder / f"{model.name}-{_file_tag(model.weights)}-{form}-{shape}.onnx"
         if path.is_file():
             return path
@@ -396,6 +399,9 @@ class Exporter:
         try:
             export_onnx(model.name, str(model.weights), path, scan=form, height=hw[0] if hw else None,
                         width=hw[1] if hw else None, dynamic=hw is None, log=lambda m: _say(f"  {m}"))
+        except MissingDependency as exc:  # onnx / onnxruntime missing: this lane cannot run here
+            self.failed[key] = str(exc)
+            raise Skip(str(exc)) from None
         except UserError as exc:  # VerificationError included: no file was written
             self.failed[key] = f"ONNX export ({form}, {shape}) failed: {exc}"
             raise ExportFailed(self.failed[key]) from None
@@ -472,53 +478,60 @@ def run_latency(plan: LatencyPlan, run_id: str, machine: str, power=None,
             on_row(row)
 
     exporter = Exporter(plan.onnx_dir)
+    # Every model's lanes are open together and the models take turns on each (size, batch, lane), so a
+    # student / teacher pair is measured back to back, under the same load of a shared machine.
+    lanes = {m.name: make_lanes(m, plan, exporter) for m in plan.models}
+    refs = {m.name: ReferenceOutputs(plan) for m in plan.models}
+    noted: set = set()
     try:
         for model in plan.models:
-            lanes = make_lanes(model, plan, exporter)
-            refs = ReferenceOutputs(plan)
-            for lane in lanes:
+            for lane in lanes[model.name]:
                 if lane.skip_reason:
                     emit(_lane_row(lane, model, run_id, machine, status="skipped", reason=lane.skip_reason))
-            live = [lane for lane in lanes if not lane.skip_reason]
-            portable_batch_noted = set()
-            for hw in plan.sizes:
-                for batch in plan.batches:
-                    x = test_frames(hw, batch)
-                    key = (model.name, hw, batch)
-                    for lane in live:
+        n_lanes = len(lanes[plan.models[0].name]) if plan.models else 0
+        for hw in plan.sizes:
+            for batch in plan.batches:
+                x = bench_frames(hw, batch)
+                for i in range(n_lanes):
+                    for model in plan.models:
+                        lane = lanes[model.name][i]
                         if lane.skip_reason:
                             continue
-                        try:
-                            lane.check_shape(hw, batch)
-                            backend = lane.backend_for(hw)
-                            lane.check_shape(hw, batch)  # an engine's limits are known once it is open
-                        except Skip as exc:
-                            if isinstance(lane, OnnxLane) and lane.form == "portable" and batch != 1:
-                                if (lane.label, batch) in portable_batch_noted:
-                                    continue
-                                portable_batch_noted.add((lane.label, batch))
-                                emit(_lane_row(lane, model, run_id, machine, status="skipped", reason=str(exc),
-                                               batch=batch))
-                                continue
-                            emit(_lane_row(lane, model, run_id, machine, status=exc.status, reason=str(exc),
-                                           input_hw=list(hw), batch=batch))
-                            continue
-                        except UserError as exc:  # MissingDependency included: the whole lane is out
-                            lane.skip_reason = str(exc)
-                            emit(_lane_row(lane, model, run_id, machine, status="skipped", reason=str(exc)))
-                            continue
-                        row = _measure(lane, backend, model, hw, batch, x, key, refs, plan, run_id, machine, power)
-                        emit(row)
-                    refs.set(None, None)
-                    del x
-                    gc.collect()
-            for lane in lanes:
-                lane.close()
-            del refs
-            gc.collect()
+                        row = _try_measure(lane, model, hw, batch, x, refs[model.name], plan, run_id, machine,
+                                           power, noted)
+                        if row is not None:
+                            emit(row)
+                for r in refs.values():
+                    r.set(None, None)
+                del x
+                gc.collect()
     finally:
+        for model_lanes in lanes.values():
+            for lane in model_lanes:
+                lane.close()
         exporter.close()
     return rows
+
+
+def _try_measure(lane: Lane, model: ModelSpec, hw, batch, x, refs: "ReferenceOutputs", plan: LatencyPlan,
+                 run_id: str, machine: str, power, noted: set) -> Row | None:
+    """The row of one (lane, model, h x w, B): measured, or skipped / failed with the reason (None: said already)."""
+    try:
+        lane.check_shape(hw, batch)
+        backend = lane.backend_for(hw)
+        lane.check_shape(hw, batch)  # an engine's limits are known once it is open
+    except Skip as exc:
+        if isinstance(lane, OnnxLane) and lane.form == "portable" and batch != 1:
+            if (model.name, lane.label, batch) in noted:  # one row says it for every size
+                return None
+            noted.add((model.name, lane.label, batch))
+            return _lane_row(lane, model, run_id, machine, status="skipped", reason=str(exc), batch=batch)
+        return _lane_row(lane, model, run_id, machine, status=exc.status, reason=str(exc), input_hw=list(hw),
+                         batch=batch)
+    except UserError as exc:  # MissingDependency included: the whole lane is out for this model
+        lane.skip_reason = str(exc)
+        return _lane_row(lane, model, run_id, machine, status="skipped", reason=str(exc))
+    return _measure(lane, backend, model, hw, batch, x, (model.name, hw, batch), refs, plan, run_id, machine, power)
 
 
 def _measure(lane: Lane, backend, model: ModelSpec, hw, batch, x, key, refs: ReferenceOutputs, plan: LatencyPlan,

@@ -316,9 +316,10 @@ def render_plots(results: Results, results_dir: str | Path) -> list[Path]:
         save(fig, paths["latency_png"])
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for p in PUBLISHED_SET5_X4:
+    for i, p in enumerate(sorted(PUBLISHED_SET5_X4, key=lambda p: p.params)):
         ax.scatter(p.params, p.psnr_y, marker="o", facecolors="none", edgecolors="grey")
-        ax.annotate(f"{p.name} (published)", (p.params, p.psnr_y), fontsize=7, xytext=(4, 3),
+        # neighbours alternate above / below their point so that close labels do not overprint
+        ax.annotate(f"{p.name} (published)", (p.params, p.psnr_y), fontsize=7, xytext=(-20, 7 if i % 2 else -12),
                     textcoords="offset points", color="grey")
     measured = [r for r in results.rows if r.kind == "quality" and r.status == "ok" and r.params
                 and (r.dataset or "").lower() == "set5"]

@@ -168,7 +168,7 @@ def soak(args, say=print) -> tuple[list[Sample], dict, object]:
                 fh.flush()
                 say(f"soak: t={s.t_s:7.0f} s  rss {rss / 1024:8.1f} MiB  fds {fds:3d}  threads {threads:3d}  "
                     f"frames {s.frames_out}  dropped {s.dropped}")
-                next_at += args.every
+                next_at = max(next_at + args.every, now)  # after a stall, resume the cadence instead of bursting
             if now - t0 >= args.minutes * 60 or not runner.is_alive():
                 break
             time.sleep(min(0.5, max(0.0, next_at - time.monotonic())))

@@ -101,8 +101,9 @@ def check_scan_form(model, scan: str, n_mixers: int, directions: int, d_state: i
     if scan == "portable":
         bad = sorted({n.op_type for n in nodes if n.op_type in FORBIDDEN_PORTABLE_OPS})
         if bad or custom:
-            raise VerificationError(f"portable graph holds {', '.join(bad + [n.domain + '::' + n.op_type for n in custom])}"
-                                    f"; it must use standard operators without {', '.join(FORBIDDEN_PORTABLE_OPS)}")
+            found = bad + sorted({f"{n.domain}::{n.op_type}" for n in custom})
+            raise VerificationError(f"portable graph holds {', '.join(found)}; it must use standard operators "
+                                    f"without {', '.join(FORBIDDEN_PORTABLE_OPS)}")
         return
     scans = [n for n in custom if (n.domain, n.op_type) == (PLUGIN_DOMAIN, PLUGIN_OP_TYPE)]
     if len(scans) != len(custom) or len(scans) != n_mixers:
@@ -219,7 +220,8 @@ def _verify_rgb(verify_image, height: int | None, width: int | None, log) -> np.
 
     rgb = read_image(verify_image)
     if height is not None and rgb.shape[:2] != (height, width):
-        log(f"verify image {verify_image} is {rgb.shape[1]}x{rgb.shape[0]}; resized to the export size {width}x{height}")
+        log(f"verify image {verify_image} is {rgb.shape[1]}x{rgb.shape[0]}; "
+            f"area-resized to the export size {width}x{height}")
         rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
     return rgb
 
@@ -256,7 +258,8 @@ def _quiet_exporter():
         for n in names:
             logging.getLogger(n).setLevel(logging.ERROR)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore", FutureWarning)  # torch-internal deprecations, not ours to fix
+            warnings.simplefilter("ignore", DeprecationWarning)
             yield
     finally:
         for n, level in levels.items():
@@ -270,8 +273,8 @@ def _export_proto(model, example, scan: str, dynamic: bool, opset: int):
 
     kwargs = {}
     if dynamic:
-        dims = {0: torch.export.Dim("batch", min=1, max=64), 2: torch.export.Dim("height", min=8, max=4096),
-                3: torch.export.Dim("width", min=8, max=4096)}
+        dims = {0: torch.export.Dim("batch", min=1, max=64), 2: torch.export.Dim("height", min=2, max=4096),
+                3: torch.export.Dim("width", min=2, max=4096)}
         kwargs["dynamic_shapes"] = {"x": dims}
     target = max(opset, EXPORTER_OPSET)  # 17 is reached below: torch cannot down-convert Pad
     with _quiet_exporter(), torch.no_grad():
@@ -350,7 +353,8 @@ def _compare(session, model, x: np.ndarray) -> float:
         got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     except Exception as exc:  # ORT's InvalidArgument / Fail: the graph cannot take this input
         text = str(exc).strip().replace("\n", " ")
-        raise VerificationError(f"ONNX Runtime cannot run the exported graph on input {x.shape}: {text[:400]}") from None
+        raise VerificationError(f"ONNX Runtime cannot run the exported graph on input {x.shape}: "
+                                f"{text[:400]}") from None
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     if got.shape != want.shape:
@@ -392,7 +396,8 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "porta
         import onnx
         import torch
     except ImportError as exc:
-        raise MissingDependency(f"ONNX export needs torch and onnx ({exc}): pip install 'mambalitesr[export]'") from None
+        raise MissingDependency(f"ONNX export needs torch and onnx ({exc}): "
+                                "pip install 'mambalitesr[export]'") from None
 
     from mambalitesr.imageio import atomic_path
     from mambalitesr.models.registry import create_model
@@ -404,9 +409,11 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "porta
     if weights_path is None:
         log(f"warning: {model_name} has no shipped weights and none were given: exporting a random initialisation")
     rgb = _verify_rgb(verify_image, height, width, log)
+    if dynamic and min(rgb.shape[:2]) < 2:
+        raise UserError(f"a dynamic export traces at the verify image's size; {verify_image} is "
+                        f"{rgb.shape[1]}x{rgb.shape[0]}, give one of at least 2x2")
     # A dynamic export traces batch 2: torch.export specialises a dimension of size 1.
     example = torch.from_numpy(to_input(rgb, batch=2 if dynamic else 1))  # (B, 3, h, w)
-    shape_desc = "B x 3 x h x w (dynamic)" if dynamic else "x".join(map(str, example.shape))
 
     start, cpu_start = time.perf_counter(), time.process_time()
     proto = _export_proto(model, example, scan, dynamic, opset)
@@ -442,7 +449,8 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "porta
                                     f"(ONNX Runtime vs PyTorch, fp32); {out_path} not written")
     verify_seconds = time.perf_counter() - start
     return ExportReport(
-        path=out_path, scan=scan, opset=opset_of(proto), input_shape=tuple(example.shape) if not dynamic else shape_desc,
-        export_seconds=export_seconds, verify_seconds=verify_seconds, export_cpu_seconds=export_cpu_seconds, max_abs_error=worst, checks=checks,
-        node_counts=node_counts(proto),
+        path=out_path, scan=scan, opset=opset_of(proto),
+        input_shape="B x 3 x h x w (dynamic)" if dynamic else tuple(example.shape),
+        export_seconds=export_seconds, verify_seconds=verify_seconds, export_cpu_seconds=export_cpu_seconds,
+        max_abs_error=worst, checks=checks, node_counts=node_counts(proto),
     )

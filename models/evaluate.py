@@ -54,6 +54,14 @@ def check_no_alpha(path: Path) -> None:
     """
     from PIL import Image
 
+    from mambalitesr.imageio import MAX_PIXELS, declared_size
+
+    try:
+        width, height = declared_size(path)  # lifts PIL's own bomb check (a traceback here); ours is just below
+    except UserError:
+        return
+    if width * height > MAX_PIXELS:
+        return  # read_image refuses it, with the reason
     try:
         with Image.open(path) as im:
             if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:

@@ -50,6 +50,11 @@ def corpus(tmp_path_factory):
     c.engines = bad.write_bad_engines(root / "engines", DEVICE_TRT, DEVICE_GPU)
     c.plugins = bad.write_bad_plugins(root / "plugins")
     c.marker = root / "weights" / bad.MARKER_NAME
+    from mambalitesr.models.registry import create_model
+    from mambalitesr.models.weights_io import save_weights
+
+    c.test_x4_weights = root / "test_x4.safetensors"  # valid: so that only the argument under test is bad
+    save_weights(create_model("test_x4", pretrained=False), c.test_x4_weights, "test_x4")
     return c
 
 
@@ -197,15 +202,15 @@ def test_upscale_bad_arguments(corpus, tmp_path, capsys):
 
 
 def test_eval_refuses_a_folder_with_a_bad_image_and_writes_no_json(corpus, tmp_path):
+    """A fresh process: PIL's own bomb check (a traceback) is only lifted once imageio has run."""
     data = tmp_path / "data"
     data.mkdir()
     for p in corpus.good:
         (data / p.name).write_bytes(p.read_bytes())
-    truncated = next(c for c in corpus.images if c.name == "truncated.png")
-    (data / "z_truncated.png").write_bytes(truncated.path.read_bytes())
+    (data / "a_bomb.png").write_bytes(bad.png_bomb())  # sorted first: the first file the process opens
     out = tmp_path / "out"
     proc = run_cli("eval", "--model", "bicubic", "--data", data, "--json", out / "r.json", "--no-progress")
-    assert_refused(proc.returncode, proc.stderr, "z_truncated.png: corrupt or truncated PNG", out)
+    assert_refused(proc.returncode, proc.stderr, "a_bomb.png: declares 20000x20000 pixels", out)
 
 
 def test_eval_bad_weights_folders_and_arguments(corpus, tmp_path, capsys):
@@ -222,6 +227,11 @@ def test_eval_bad_weights_folders_and_arguments(corpus, tmp_path, capsys):
     for extra, words in cases:
         rc, _, err = run_main(capsys, "eval", "--data", good_dir, *extra, "--json", out / "r.json", "--no-progress")
         assert_refused(rc, err, words, out)
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "t.png").write_bytes(next(c for c in corpus.images if c.name == "truncated.png").path.read_bytes())
+    rc, _, err = run_main(capsys, "eval", "--model", "bicubic", "--data", truncated, "--json", out / "r.json")
+    assert_refused(rc, err, "t.png: corrupt or truncated PNG", out)
     assert not corpus.marker.exists()
 
 
@@ -485,11 +495,48 @@ def test_camera_refuses_bad_sources_models_and_weights(corpus, tmp_path, capsys)
     assert not corpus.marker.exists()
 
 
+# --------------------------------------------------------------------------------------------- bench
+
+
+def test_bench_refuses_bad_weights_data_and_arguments_and_writes_no_results(corpus, tmp_path, capsys):
+    results = tmp_path / "results"
+    base = ["--results-dir", results, "--device", "testdev"]
+    ok = f"test_x4={corpus.test_x4_weights}"
+    w = corpus.weights
+    bomb = tmp_path / "bomb"
+    bomb.mkdir()
+    (bomb / "a.png").write_bytes(bad.png_bomb())
+    cases = [
+        (["latency", "--model", f"test_x4={w['code_pickle.pth'].path}"], "refused to load"),
+        (["latency", "--model", f"test_x4={w['wrong_config.safetensors'].path}"], "another config"),
+        (["latency", "--model", "test_x4"], "ships no weights"),
+        (["latency", "--model", ok, "--sizes", "axb"], "WxH"),
+        (["latency", "--model", ok, "--batches", "0"], ">= 1"),
+        (["latency", "--model", ok, "--backends", "webgpu"], "unknown webgpu"),
+        (["power", "--model", f"test_x4={w['truncated.safetensors'].path}", "--power", "none"],
+         "not a readable safetensors"),
+        (["quality", "--model", ok, "--data", bomb], "20000x20000"),
+        (["quality", "--model", ok, "--data", tmp_path / "nowhere"], "no such folder"),
+        (["all", "--model", f"test_x4={w['code_torch_zip.pth'].path}"], "refused to load"),
+        (["report"], "no such results file"),
+    ]
+    for extra, words in cases:
+        rc, _, err = run_main(capsys, "bench", extra[0], *base, *extra[1:])
+        assert_refused(rc, err, words, results)
+    results.mkdir()
+    (results / "testdev.json").write_text("{ not json")
+    rc, _, err = run_main(capsys, "bench", "report", *base)
+    assert_refused(rc, err, "unreadable results file")
+    assert files_under(results) == ["testdev.json"]
+    assert not corpus.marker.exists()
+
+
 # ------------------------------------------------------------------------------------ coverage of CLI
 
 
 COVERED = {"upscale", "eval", "models", "train", "search run", "search report", "search cost", "search rerun",
-           "export onnx", "export engine", "camera"}
+           "export onnx", "export engine", "camera", "bench latency", "bench power", "bench quality", "bench all",
+           "bench report"}
 
 
 def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> set[str]:

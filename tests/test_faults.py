@@ -320,3 +320,47 @@ def test_a_signal_during_upscale_leaves_no_partial_output(long_video, tmp_path, 
     assert proc.returncode == code, err
     assert ("interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)") in err and "Traceback" not in err
     assert list(out.iterdir()) == []  # neither sr.avi nor its temporary
+
+
+# ---------------------------------------------------------------------------------------------- soak
+
+
+def _samples(rss, fds=None, threads=None, frames=None, every=10.0):
+    from mambalitesr.benchmarks.soak import Sample
+
+    n = len(rss)
+    fds, threads = fds or [9] * n, threads or [12] * n
+    frames = frames or [100 * i for i in range(n)]
+    return [Sample(i * every, r, f, t, 3, fr, 0) for i, (r, f, t, fr) in enumerate(zip(rss, fds, threads, frames))]
+
+
+def test_soak_verdict_catches_growth_of_memory_descriptors_threads_and_stalls():
+    from mambalitesr.benchmarks.soak import judge
+
+    flat = judge(_samples([500_000] * 3 + [400_000 + (i % 3) * 100 for i in range(30)]), warmup_s=30)
+    assert flat["failures"] == [] and abs(flat["rss_drift_pct"]) < 0.1  # the warm-up's higher RSS is excluded
+    leak = judge(_samples([400_000 + 1000 * i for i in range(40)]), warmup_s=30)
+    assert leak["rss_drift_pct"] > 5 and "RSS drift" in leak["failures"][0]
+    assert leak["rss_slope_mib_per_h"] == pytest.approx(1000 * 360 / 1024)
+    assert leak["bytes_per_frame"] == pytest.approx(1000 * 1024 / 100)
+    fds = judge(_samples([400_000] * 20, fds=[9] * 10 + [10] * 10), warmup_s=0)
+    assert fds["failures"] == ["file descriptors grew by 1"]
+    threads = judge(_samples([400_000] * 20, threads=[12] * 19 + [13]), warmup_s=0)
+    assert threads["failures"] == ["threads grew by 1"]
+    stalled = judge(_samples([400_000] * 20, frames=[5 * min(i, 8) for i in range(20)]), warmup_s=0)
+    assert "no frame out between samples 11 time(s)" in stalled["failures"][0]
+    assert judge(_samples([1, 2]), warmup_s=100)["failures"][0].startswith("only 0 sample(s)")
+
+
+def test_soak_short_run_streams_samples_and_writes_its_csv(sr_model, tmp_path):
+    from mambalitesr.benchmarks import soak
+
+    args = soak._parse(["--minutes", "0.15", "--warmup-minutes", "0.05", "--every", "1", "--onnx", str(sr_model),
+                        "--size", "32x24", "--fps", "30", "--csv", str(tmp_path / "s.csv")])
+    samples, result, pipeline = soak.soak(args, say=lambda m: None)
+    assert len(samples) >= 5 and samples[-1].frames_out > samples[0].frames_out
+    assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]  # the .partial was renamed
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[0] == ",".join(soak.FIELDS) and len(rows) == len(samples) + 1
+    assert {"rss_drift_pct", "fd_growth", "thread_growth", "failures"} <= set(result)
+    assert not pipeline.failed and "soak: time up" in pipeline.stats.stop_reason

@@ -143,7 +143,8 @@ def test_plugin_graph_has_one_selective_scan_node_per_mixer(exports, name):
     shapes.update({i.name: list(i.dims) for i in model.graph.initializer})
     initializers = {i.name for i in model.graph.initializer}
     B, (H, W), K, N, D = 1, HW, cfg.directions, cfg.d_state, cfg.d_inner
-    want = [[B, D, H, W], [B, K * D, H, W], [K * D, N], [B, K, N, H, W], [B, K, N, H, W], [K * D], [B, D, H, W], [K * D]]
+    want = [[B, D, H, W], [B, K * D, H, W], [K * D, N], [B, K, N, H, W], [B, K, N, H, W], [K * D],
+            [B, D, H, W], [K * D]]
     A_logs = [v.numpy() for k, v in create_model(name, exports[name, "plugin"][1]).state_dict().items()
               if k.endswith("A_log")]
     for n, A_log in zip(custom, A_logs):  # graph order is mixer order
@@ -209,11 +210,17 @@ def test_unknown_model_and_missing_weights_are_user_errors(tmp_path, capsys):
 def test_cli_plugin_dynamic_runs_at_other_sizes(tmp_path, capsys):
     from mambalitesr.cli import main
 
+    from mambalitesr.export.onnx_export import test_pattern
+    from mambalitesr.imageio import write_image
+
     weights = random_weights(tmp_path, "test_xs4_x4", 3)
+    image = tmp_path / "small.png"  # the trace and first check run at the verify image's size
+    write_image(image, test_pattern(18, 22))
     out = tmp_path / "dyn.onnx"
     assert main(["export", "onnx", "--model", "test_xs4_x4", "--weights", str(weights), "-o", str(out),
-                 "--scan", "plugin", "--dynamic"]) == 0
-    assert "wrote" in capsys.readouterr().out
+                 "--scan", "plugin", "--dynamic", "--verify-image", str(image)]) == 0
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out and "verify 2x3x18x22" in captured.err  # two sizes checked at export
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims][1] == 3 and all(dims[i].dim_param for i in (0, 2, 3))
     for hw, batch in (((12, 28), 3), ((24, 10), 1)):

@@ -172,7 +172,11 @@ def test_a_busy_port_is_a_user_error():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        sink = WebSink(f"http://127.0.0.1:{busy.getsockname()[1]}")
+        spec = f"http://127.0.0.1:{busy.getsockname()[1]}"
+        with pytest.raises(UserError, match="cannot listen"):
+            WebSink(spec)  # found at parse time, before any model loads
+        sink = WebSink("http://127.0.0.1:0")
+        sink.address = parse_address(spec)  # the port taken between parsing and opening
         with pytest.raises(UserError, match="cannot listen"):
             sink.open(None)
         sink.close()

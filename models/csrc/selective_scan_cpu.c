@@ -130,6 +130,38 @@ ALWAYS_INLINE vf vsoftplus(vf x, vf *dsig) {
     return vselect(pass, x, sp);
 }
 
+ALWAYS_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+
+/* out = y * SiLU(z) in place over a row of L, keeping y in pre when given. */
+ALWAYS_INLINE void gate_forward(float *y, const float *z, float *pre, int64_t L) {
+    int64_t l = 0;
+    for (; l + SCAN_LANES <= L; l += SCAN_LANES) {
+        const vf yv = vload(y + l), zv = vload(z + l);
+        if (pre) vstore(pre + l, yv);
+        vstore(y + l, yv * zv * vsigmoid(zv));
+    }
+    for (; l < L; l++) {
+        if (pre) pre[l] = y[l];
+        y[l] = y[l] * z[l] * sigmoidf(z[l]);
+    }
+}
+
+/* Through out = y * SiLU(z): dy = dout SiLU(z), dz = dout y SiLU'(z), SiLU' = s (1 + z (1 - s)). */
+ALWAYS_INLINE void gate_backward(const float *dout, const float *z, const float *pre, float *dy, float *dz,
+                                 int64_t L) {
+    int64_t l = 0;
+    for (; l + SCAN_LANES <= L; l += SCAN_LANES) {
+        const vf zv = vload(z + l), sg = vsigmoid(zv), g = vload(dout + l);
+        vstore(dy + l, g * zv * sg);
+        vstore(dz + l, g * vload(pre + l) * sg * (1.0f + zv * (1.0f - sg)));
+    }
+    for (; l < L; l++) {
+        const float sg = sigmoidf(z[l]);
+        dy[l] = dout[l] * z[l] * sg;
+        dz[l] = dout[l] * pre[l] * sg * (1.0f + z[l] * (1.0f - sg));
+    }
+}
+
 static int thread_count(const ScanParams *p) {
 #ifdef _OPENMP
     return p->nthreads > 0 ? (int)p->nthreads : omp_get_max_threads();
@@ -266,10 +298,7 @@ ALWAYS_INLINE void fwd_item(const ScanParams *p, int64_t b, int64_t d, const int
     if (p->z) {
         const float *zrow = p->z + b * p->x_batch_stride + d * p->x_dim_stride;
         float *pre = p->y_pregate ? p->y_pregate + b * p->x_batch_stride + d * p->x_dim_stride : NULL;
-        for (int64_t l = 0; l < L; l++) {
-            if (pre) pre[l] = y[l];
-            y[l] = y[l] * zrow[l] * sigmoidf(zrow[l]);
-        }
+        gate_forward(y, zrow, pre, L);
     }
 }
 
@@ -314,15 +343,8 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
     float sum_a[SCAN_CHUNK], sum_b[SCAN_CHUNK];
     double dA_acc[SCAN_MAX_STATE];
 
-    /* out = y * SiLU(z): dy = dout * SiLU(z), dz = dout * y * SiLU'(z). */
     if (p->z) {
-        const float *zrow = p->z + xo, *pre = p->y_pregate + xo;
-        float *dz = gr->dz + xo;
-        for (int64_t l = 0; l < L; l++) {
-            const float zl = zrow[l], sg = sigmoidf(zl);
-            dy[l] = dout[l] * zl * sg;
-            dz[l] = dout[l] * pre[l] * sg * (1.0f + zl * (1.0f - sg));
-        }
+        gate_backward(dout, p->z + xo, p->y_pregate + xo, dy, gr->dz + xo, L);
     } else {
         memcpy(dy, dout, sizeof(float) * L);
     }

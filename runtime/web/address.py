@@ -12,6 +12,7 @@ Glossary (code name -> meaning):
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -87,3 +88,19 @@ def parse_address(spec: str) -> ViewerAddress:
     if address.width < 64:
         raise UserError(f"web sink: width must be >= 64 pixels, got {address.width}")
     return address
+
+
+def check_bindable(address: ViewerAddress) -> None:
+    """Bind and release the address once: UserError now for a busy port or a host that is not this
+    machine's. (The server binds again at ``open``; something may still take the port in between.)"""
+    if address.port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, sockaddr = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind(sockaddr)
+    except OSError as exc:
+        raise UserError(f"web viewer: cannot listen on {address.host}:{address.port} "
+                        f"({getattr(exc, 'strerror', None) or exc})") from None

@@ -70,7 +70,6 @@ class ViewerServer:
         self.encoder, self.telemetry, self.describe = encoder, telemetry, describe
         self.loopback = loopback
         self.error: BaseException | None = None
-        self.requests = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -171,7 +170,6 @@ class ViewerServer:
 
     # -- middleware and handlers ----------------------------------------------------------
     async def _host_check(self, request, handler):
-        self.requests += 1
         if self.loopback:
             host = (request.host or "").lower()
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from mambalitesr.runtime.stream.sinks import Sink
-from mambalitesr.runtime.web.address import ViewerAddress, parse_address
+from mambalitesr.runtime.web.address import ViewerAddress, check_bindable, parse_address
 from mambalitesr.runtime.web.frames import FrameEncoder
 from mambalitesr.runtime.web.server import ViewerServer, require_aiohttp
 from mambalitesr.runtime.web.telemetry import LiveTelemetry
@@ -27,6 +27,7 @@ class WebSink(Sink):
     def __init__(self, address: ViewerAddress | str, log=_log):
         require_aiohttp()  # a missing extra is reported at parse time, before the model loads
         self.address = parse_address(address) if isinstance(address, str) else address
+        check_bindable(self.address)  # a busy port is reported now, not after the model has loaded
         self.log = log
         self.telemetry = LiveTelemetry()
         self.encoder: FrameEncoder | None = None
@@ -52,7 +53,11 @@ class WebSink(Sink):
         warning = a.exposure_warning(self.port)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-        self.log(f"open {self.url} in a browser (MJPEG at {self.url}stream.mjpg)")
+        if a.host in ("0.0.0.0", "::"):
+            self.log(f"open http://<this machine's address>:{self.port}/ in a browser on another machine, "
+                     f"or http://localhost:{self.port}/ here")
+        else:
+            self.log(f"open {self.url} in a browser (MJPEG at {self.url}stream.mjpg)")
 
     def _describe(self) -> dict:
         a = self.address
