@@ -26,6 +26,8 @@ from mambalitesr.errors import UserError
 
 DEFAULT_MODELS = ("mambalitesr_x4", "dvmsr_x4")
 DEFAULT_SIZES = "160x90,320x180,640x360"
+# The portable graph is one export (minutes of CPU) per size: by default only the camera path's frame.
+DEFAULT_PORTABLE_SIZES = "320x180"
 
 
 def register(subparsers) -> None:
@@ -69,6 +71,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"registry model, with a weights file unless it ships one (repeat; default "
                         f"{' and '.join(DEFAULT_MODELS)}; dvmsr_x4 needs =PATH to the published DVMSR weights)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch / onnxruntime (default: library default)")
+    p.add_argument("--note", default=None, help="a sentence stored with the run and shown in the report (conditions)")
 
 
 def _latency_options(p: argparse.ArgumentParser) -> None:
@@ -80,13 +83,15 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--onnx-graphs", default="plugin,portable",
                    help="ONNX graph forms for onnxruntime: plugin (SelectiveScan nodes, dynamic shapes), portable "
                         "(standard ops, one export per size, batch 1)")
-    g.add_argument("--portable-sizes", default=None, metavar="WxH,...",
-                   help="sizes at which to export and run the portable graph (default: every --sizes size)")
+    g.add_argument("--portable-sizes", default=DEFAULT_PORTABLE_SIZES, metavar="WxH,...|all",
+                   help=f"sizes at which to export and run the portable graph, each a separate export taking "
+                        f"minutes of CPU (default {DEFAULT_PORTABLE_SIZES}, where it is among --sizes; 'all': every size)")
     g.add_argument("--providers", action="append", default=None, metavar="LIST",
                    help="onnxruntime providers of one lane, e.g. cpu or cuda,cpu (repeat for more lanes; default cpu)")
     g.add_argument("--torch-device", default="cpu", help="torch device: cpu or cuda[:N] (default cpu)")
     g.add_argument("--engine", action="append", default=[], metavar="MODEL=FILE",
-                   help="TensorRT engine of a model (repeat), e.g. mambalitesr_x4=/data/model_fp16.engine")
+                   help="TensorRT engine of a model (repeat, also for several engines of one model, e.g. fp16 "
+                        "and fp32), e.g. mambalitesr_x4=/data/student_fp16.engine")
     g.add_argument("--plugin", default=None, metavar="FILE", help="SelectiveScan plugin library for the engines")
     g.add_argument("--onnx-dir", default=None, metavar="DIR",
                    help="keep exported ONNX graphs here and reuse them (default: a temporary folder, exported afresh)")
@@ -95,10 +100,10 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--min-iters", type=int, default=10, help="timed calls at least (default 10) ...")
     t.add_argument("--min-seconds", type=float, default=2.0, help="... and at least this long (default 2)")
     t.add_argument("--max-iters", type=int, default=200, help="timed calls at most (default 200)")
-    t.add_argument("--max-seconds", type=float, default=12.0,
-                   help="stop after this long once --floor-iters calls are done (default 12): slow "
+    t.add_argument("--max-seconds", type=float, default=10.0,
+                   help="stop after this long once --floor-iters calls are done (default 10): slow "
                         "configurations get fewer calls, and each row records its count")
-    t.add_argument("--floor-iters", type=int, default=3, help="timed calls never fewer than this (default 3)")
+    t.add_argument("--floor-iters", type=int, default=2, help="timed calls never fewer than this (default 2)")
 
 
 def _quality_options(p: argparse.ArgumentParser, required: bool) -> None:
@@ -159,13 +164,13 @@ def _models(args) -> list:
     return [s.resolve() for s in specs]
 
 
-def _engines(items: list[str]) -> dict[str, Path]:
-    out = {}
+def _engines(items: list[str]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise UserError(f"--engine {item!r}: expected MODEL=FILE")
-        out[name] = Path(path)
+        out.setdefault(name, []).append(Path(path))
     return out
 
 
@@ -248,6 +253,9 @@ def run(args) -> int:
     results.machine = machine
     run_record = {"run_id": run_id, "command": _command_line(_reconstruct(args)),
                   "started": started.isoformat().replace("+00:00", "Z"), "wall_s": None}
+    if args.note:
+        run_record["note"] = args.note
+    run_record["load_start"] = _loadavg()
     results.runs.append(run_record)
     wall_start = time.perf_counter()
 
@@ -285,6 +293,7 @@ def run(args) -> int:
         if power is not None:
             power.close()
     run_record["wall_s"] = round(time.perf_counter() - wall_start, 1)
+    run_record["load_end"] = _loadavg()
     _prune_runs(results)
     save_results(results, paths["json"])
     from mambalitesr.benchmarks.report import speedup_summary, speedups, write_report
@@ -295,6 +304,16 @@ def run(args) -> int:
               f"(geometric mean; {s['min']:.2f}x .. {s['max']:.2f}x)")
     print(f"wrote {paths['json']}, {paths['md']} and plots in {run_record['wall_s'] / 60:.1f} min")
     return 0
+
+
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages: how busy the machine was (other jobs slow every wall-clock figure)."""
+    import os
+
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def _prune_runs(results) -> None:
@@ -315,9 +334,12 @@ def _latency_plan(args, models):
     from mambalitesr.benchmarks.latency import BACKENDS, ONNX_GRAPHS, IterationPolicy, LatencyPlan
 
     sizes = _sizes(args.sizes, "--sizes")
-    portable = _sizes(args.portable_sizes, "--portable-sizes") if args.portable_sizes else None
-    if portable is not None and not set(portable) <= set(sizes):
-        raise UserError("--portable-sizes must be a subset of --sizes")
+    if args.portable_sizes == "all":
+        portable = None
+    else:
+        portable = _sizes(args.portable_sizes, "--portable-sizes")
+        if args.portable_sizes != DEFAULT_PORTABLE_SIZES and not set(portable) <= set(sizes):
+            raise UserError("--portable-sizes must be a subset of --sizes (or 'all')")
     engines = _engines(args.engine)
     unknown = set(engines) - {m.name for m in models}
     if unknown:

@@ -5,7 +5,8 @@ that reached the sink during the phase / its length (the pipeline's own RunStats
 1 - fps(20 viewers) / fps(0 viewers), against the 0-viewer phase(s) right before and after; RSS =
 resident memory of this process (the pipeline + the viewer server), sampled every second; viewer fps =
 frames each MJPEG client received per second; tick = one JPEG encode shared by all viewers; viewer CPU
-per tick = CPU seconds of the encoder and server threads / ticks.
+per tick = CPU seconds of the encoder and server threads / ticks; CPU per frame = this process's CPU
+seconds / frames out (the loss a CPU-bound pipeline would see is 1 - CPU/frame(0) / CPU/frame(viewers)).
 
 Run:  python benchmarks/bench_web_viewer.py [--seconds 30] [--phases 0,20] [--source synthetic:160x120]
                                              [--model test_x4] [--threads N] [--json PATH]
@@ -170,6 +171,8 @@ def _phase(pipeline, sink, viewers: int, seconds: float, args) -> dict:
         "rss_mib": {"start": rss[0], "middle": rss[len(rss) // 2], "end": rss[-1], "max": max(rss)},
         "cpu_cores": {k: None if cpu1[k] is None or cpu0[k] is None else (cpu1[k] - cpu0[k]) / elapsed for k in cpu1},
     }
+    frames = result["frames"]
+    result["cpu_ms_per_frame"] = (cpu1["process"] - cpu0["process"]) / frames * 1000 if frames else None
     if proc is not None:
         try:
             out, err = proc.communicate(timeout=seconds + 60)
@@ -194,7 +197,9 @@ def _print_phase(r: dict) -> None:
             f"middle {m['middle']:.0f}, end {m['end']:.0f}, max {m['max']:.0f}")
     c = r["cpu_cores"]
     viewer = "n/a" if c["viewer"] is None else f"{c['viewer'] * 100:.1f}%"
-    line += f"\n              CPU (% of one core): this process {c['process'] * 100:.1f}%, of which viewer threads {viewer}"
+    per_frame = "n/a" if r["cpu_ms_per_frame"] is None else f"{r['cpu_ms_per_frame']:.1f} ms"
+    line += (f"\n              CPU (% of one core): this process {c['process'] * 100:.1f}% ({per_frame} per frame out), "
+             f"of which viewer threads {viewer}")
     if "clients_cpu_cores" in r:
         line += f"; the client process {r['clients_cpu_cores'] * 100:.1f}%"
     if "viewer_fps" in r:
@@ -232,7 +237,8 @@ def main(argv=None) -> int:
         time.sleep(0.2)
     print(f"web viewer benchmark: {pipeline.source.describe()} -> {pipeline.backend.describe()}", flush=True)
     print(f"  viewer {sink.url} (<= {args.viewer_fps:g} fps, JPEG q{args.quality}); {args.seconds:g} s per phase; "
-          f"clients in one separate process at nice {args.client_nice}", flush=True)
+          f"clients in one separate process at nice {args.client_nice}; viewer threads below the pipeline's "
+          f"priority: {'yes' if sink.encoder.lowered else 'no'}", flush=True)
     results = []
     try:
         for viewers in phases:
@@ -247,6 +253,10 @@ def main(argv=None) -> int:
         ref = [results[j]["pipeline_fps"] for j in (i - 1, i + 1) if 0 <= j < len(results) and results[j]["viewers"] == 0]
         if r["viewers"] and ref:
             r["drop"] = 1 - r["pipeline_fps"] / (sum(ref) / len(ref))
+    base = [r["pipeline_fps"] for r in results if r["viewers"] == 0]
+    if len(base) > 1:
+        print(f"  the 0-viewer phases differ by {(max(base) / min(base) - 1) * 100:.1f}% among themselves: "
+              f"fps differences below that are the machine's noise")
     measured = [r for r in loaded if "drop" in r]
     if measured:
         mean_drop = sum(r["drop"] for r in measured) / len(measured)
@@ -254,6 +264,12 @@ def main(argv=None) -> int:
         drops = ", ".join(f"{r['drop'] * 100:.1f}%" for r in measured)
         print(f"  throughput drop with viewers (each against the 0-viewer phases around it): {drops}; mean "
               f"{mean_drop * 100:.1f}% ({verdict} the {TARGET_DROP * 100:.0f}% target)")
+    base_cpu = [r["cpu_ms_per_frame"] for r in results if r["viewers"] == 0 and r["cpu_ms_per_frame"]]
+    loaded_cpu = [r["cpu_ms_per_frame"] for r in loaded if r["cpu_ms_per_frame"]]
+    if base_cpu and loaded_cpu:
+        b, v = sum(base_cpu) / len(base_cpu), sum(loaded_cpu) / len(loaded_cpu)
+        print(f"  CPU per frame out: {b:.1f} ms with 0 viewers, {v:.1f} ms with viewers: a CPU-bound pipeline would "
+              f"lose about {(1 - b / v) * 100:.1f}% throughput (robust to the machine's load, unlike fps)")
     for r in loaded:
         cores = r["cpu_cores"]
         if cores["viewer"] is not None and r["encodes_per_s"] > 0:

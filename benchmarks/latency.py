@@ -14,6 +14,8 @@ Glossary (code name -> meaning / symbol):
     p50/p90/p99     percentiles of t_i, linear between order statistics (numpy's default); with n < 100
                     calls p99 lies between the two slowest calls, so every row keeps its n
     fps             frames per second: B * n / sum(t_i)
+    cpu_ms          process CPU time (all threads, time.process_time) per timed call: unlike wall time it
+                    hardly grows when other jobs share the machine, so it is recorded beside it
     PeakRss         peak resident memory above the resident memory right before warm-up: Linux VmHWM
                     after resetting it through /proc/self/clear_refs
 
@@ -56,8 +58,8 @@ class IterationPolicy:
     min_iters: int = 10
     max_iters: int = 200
     min_seconds: float = 2.0
-    max_seconds: float = 12.0
-    floor_iters: int = 3
+    max_seconds: float = 10.0
+    floor_iters: int = 2
 
     def check(self) -> "IterationPolicy":
         if self.warmup < 1:
@@ -78,6 +80,11 @@ class Timing:
     t0: float  # time.monotonic() at the first timed call (for power intervals)
     t1: float
     last_output: object  # output of the last warm-up call (for the error check; not timed)
+    cpu_s: float = 0.0  # process CPU time over the timed calls
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return self.cpu_s / len(self.times_s) * 1e3
 
     @property
     def iterations(self) -> int:
@@ -102,7 +109,7 @@ def time_calls(fn: Callable[[], object], policy: IterationPolicy) -> Timing:
             break
     times: list[float] = []
     t0 = time.monotonic()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     while True:
         t = time.perf_counter()
         fn()
@@ -112,7 +119,8 @@ def time_calls(fn: Callable[[], object], policy: IterationPolicy) -> Timing:
             break
         if n >= policy.floor_iters and elapsed >= policy.max_seconds:
             break
-    return Timing(done, tuple(times), t0, time.monotonic(), out)
+    cpu_s = time.process_time() - cpu_start
+    return Timing(done, tuple(times), t0, time.monotonic(), out, cpu_s)
 
 
 class PeakRss:
@@ -206,7 +214,7 @@ class LatencyPlan:
     providers: list[str] = field(default_factory=lambda: ["cpu"])  # one ORT lane per entry, e.g. "cuda,cpu"
     torch_device: str = "cpu"
     threads: int | None = None
-    engines: dict[str, Path] = field(default_factory=dict)  # model name -> TensorRT engine
+    engines: dict[str, list[Path]] = field(default_factory=dict)  # model name -> its TensorRT engines
     plugin: Path | None = None
     onnx_dir: Path | None = None  # exported graphs kept (and reused) here; default: a temporary folder
     policy: IterationPolicy = field(default_factory=IterationPolicy)
@@ -304,8 +312,8 @@ class OnnxLane(Lane):
                        "unrolled for one h x w); batched runs use the plugin graph")
         if self.form == "portable" and self.plan.portable_sizes is not None and hw not in self.plan.portable_sizes:
             chosen = ", ".join(f"{w}x{h}" for h, w in self.plan.portable_sizes)
-            raise Skip(f"portable graph run at {chosen} only in this run (--portable-sizes): each size is a "
-                       "separate export")
+            raise Skip(f"portable graph run at {chosen or 'no size'} only (--portable-sizes): each size is a "
+                       "separate export taking minutes of CPU")
 
     def backend_for(self, hw):
         key = hw if self.form == "portable" else "any"
@@ -319,11 +327,12 @@ class OnnxLane(Lane):
 
 
 class TensorRTLane(Lane):
-    def __init__(self, model: ModelSpec, plan: LatencyPlan):
+    """One engine; its precision (from the engine's sidecar) is known once it is open."""
+
+    def __init__(self, model: ModelSpec, plan: LatencyPlan, engine: Path | None):
         super().__init__("tensorrt", "trt-engine", "engine")
-        self.model, self.plan = model, plan
-        self.engine = plan.engines.get(model.name)
-        if self.engine is None:
+        self.model, self.plan, self.engine = model, plan, engine
+        if engine is None:
             self.skip_reason = tensorrt_reason(model.name)
 
     def backend_for(self, hw):
@@ -423,7 +432,11 @@ def make_lanes(model: ModelSpec, plan: LatencyPlan, exporter: Exporter) -> list[
             for form in plan.onnx_graphs:
                 lanes.append(OnnxLane(model, plan, form, providers, exporter))
     if "tensorrt" in plan.backends:
-        lanes.append(TensorRTLane(model, plan))
+        # every model gets as many TensorRT lanes as the model with the most engines, so the models keep
+        # taking turns lane by lane; a model with fewer engines skips the extra lanes
+        n = max([len(v) for v in plan.engines.values()] + [1])
+        engines = list(plan.engines.get(model.name, []))
+        lanes += [TensorRTLane(model, plan, engines[i] if i < len(engines) else None) for i in range(n)]
     return lanes
 
 
@@ -563,10 +576,11 @@ def _measure(lane: Lane, backend, model: ModelSpec, hw, batch, x, key, refs: Ref
         lane, model, run_id, machine, status="ok", input_hw=list(hw), batch=batch, warmup=timing.warmup,
         iterations=timing.iterations, p50_ms=timing.percentile_ms(50), p90_ms=timing.percentile_ms(90),
         p99_ms=timing.percentile_ms(99), mean_ms=float(np.mean(timing.times_s)) * 1e3, fps=timing.fps(batch),
+        cpu_ms=timing.cpu_ms_per_call,
         peak_mem_mb=mem.peak_mb, mem_method=PeakRss.METHOD if mem.peak_mb is not None else mem.why,
         max_abs_err=err, threads=threads, **power_fields,
     )
     _say(f"bench: {model.name} {lane.label} {hw[1]}x{hw[0]} B={batch}: p50 {row.p50_ms:.1f} ms, "
-         f"{row.fps:.2f} fps, {row.iterations} iters, max err {err:.2e}")
+         f"{row.fps:.2f} fps, {row.iterations} iters, CPU {row.cpu_ms:.0f} ms/call, max err {err:.2e}")
     return row
 

@@ -116,6 +116,12 @@ def render_markdown(results: Results) -> str:
         for run in results.runs:
             wall = f", {run['wall_s'] / 60:.1f} min" if run.get("wall_s") is not None else ""
             lines.append(f"- `{run['run_id']}` ({run.get('started', '?')}{wall}): `{run.get('command', '?')}`")
+            if run.get("load_start") or run.get("load_end"):
+                loads = [f"{w} {'/'.join(str(v) for v in run[k])}" for w, k in (("start", "load_start"),
+                         ("end", "load_end")) if run.get(k)]
+                lines.append("  - load average (1/5/15 min): " + "; ".join(loads))
+            if run.get("note"):
+                lines.append(f"  - note: {run['note']}")
         lines.append("")
     lines += _headline(results)
     lines += _latency(results)
@@ -152,18 +158,19 @@ def _latency(results: Results) -> list[str]:
     if not rows:
         return out + ["No latency measurements.", ""]
     out += ["Input is the LR frame (w x h); x4 output. p50/p90/p99 over the timed calls after warm-up; FPS = frames "
-            "(batch items) per second. Max error: max |output - torch fp32 output| of the same model on the same "
+            "(batch items) per second. CPU ms/call: process CPU time (all threads) per timed call, which other "
+            "jobs on a shared machine inflate far less than wall time. Max error: max |output - torch fp32 output| of the same model on the same "
             "frames (the torch fp32 row is the reference). Peak memory: "
             f"{_mem_method(rows)}.", ""]
     power_cols = any(r.watts_avg_above_idle is not None for r in rows)
-    header = ["model", "lane", "input", "B", "warm-up + iters", "p50 ms", "p90 ms", "p99 ms", "FPS", "peak MB",
-              "max err"]
+    header = ["model", "lane", "input", "B", "warm-up + iters", "p50 ms", "p90 ms", "p99 ms", "FPS", "CPU ms/call",
+              "peak MB", "max err"]
     if power_cols:
         header += ["W above idle (avg / peak)", "J/frame (above idle)"]
     body = []
     for r in rows:
         cells = [r.variant, lane_of(r), _size(r.input_hw), str(r.batch), f"{r.warmup} + {r.iterations}",
-                 _ms(r.p50_ms), _ms(r.p90_ms), _ms(r.p99_ms), _fps(r.fps), _num(r.peak_mem_mb, ".0f"),
+                 _ms(r.p50_ms), _ms(r.p90_ms), _ms(r.p99_ms), _fps(r.fps), _ms(r.cpu_ms), _num(r.peak_mem_mb, ".0f"),
                  _err(r.max_abs_err, _is_reference(r))]
         if power_cols:
             watts = ("-" if r.watts_avg_above_idle is None

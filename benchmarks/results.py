@@ -58,6 +58,7 @@ class Row:
     p99_ms: float | None = None
     mean_ms: float | None = None
     fps: float | None = None  # frames (batch items) per second over the timed iterations
+    cpu_ms: float | None = None  # process CPU time (all threads) per timed call
     peak_mem_mb: float | None = None
     mem_method: str | None = None
     max_abs_err: float | None = None
@@ -111,7 +112,7 @@ ROW_FIELDS = tuple(f.name for f in dataclasses.fields(Row))
 class Results:
     device: str
     machine: dict = field(default_factory=dict)  # the latest run's machine description (dict)
-    runs: list[dict] = field(default_factory=list)  # {"run_id", "command", "started", "wall_s", "notes"}
+    runs: list[dict] = field(default_factory=list)  # {"run_id", "command", "started", "wall_s", "note"}
     idle: dict | None = None  # {"source", "idle_w", "seconds"} or {"note"} of the latest power run
     rows: list[Row] = field(default_factory=list)
 

@@ -198,8 +198,8 @@ def main(argv=None) -> int:
     if "rss_drift_pct" in result:
         print(f"soak result over {result['window_s'] / 60:.1f} min after a {args.warmup_minutes:g} min warm-up "
               f"({result['samples']} samples, {result['frames_after_warmup']} frames):")
-        print(f"  RSS {result['rss_first_mib']:.1f} -> {result['rss_last_mib']:.1f} MiB (max {result['rss_max_mib']:.1f}): "
-              f"drift {result['rss_drift_pct']:+.2f}%, slope {result['rss_slope_mib_per_h']:+.2f} MiB/h, "
+        print(f"  RSS {result['rss_first_mib']:.1f} -> {result['rss_last_mib']:.1f} MiB "
+              f"(max {result['rss_max_mib']:.1f}): drift {result['rss_drift_pct']:+.2f}%, slope {result['rss_slope_mib_per_h']:+.2f} MiB/h, "
               f"{result['bytes_per_frame']:+.0f} B/frame")
         print(f"  file descriptors: growth {result['fd_growth']:+d} (max {result['fd_max_growth']:+d}); "
               f"threads: growth {result['thread_growth']:+d} (max {result['thread_max_growth']:+d})")

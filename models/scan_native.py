@@ -234,14 +234,14 @@ def _torch_function():
 
     class SelectiveScanNative(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, directions, height, width):
+        def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, directions, height, width, grads):
             batch, dim, length = u.shape
             dstate = A.shape[-1]
             groups = 1 if B.dim() == 3 else B.shape[1]
             x = {"u": f32(u), "delta": f32(delta), "A": f32(A), "Bm": token_major(B), "Cm": token_major(C),
                  "Dskip": f32(D), "z": f32(z), "delta_bias": f32(delta_bias)}
             out = torch.empty(batch, dim, length, dtype=torch.float32)
-            save = any(ctx.needs_input_grad[:8])
+            save = grads and any(ctx.needs_input_grad[:8])  # checkpoints only when a backward can follow
             y_pregate = torch.empty_like(out) if (save and z is not None) else None
             kd = directions * dim
             checkpoints = torch.empty(batch, kd, _n_chunks(length), _padded_state(dstate), dtype=torch.float32) if save else None
@@ -294,7 +294,7 @@ def _torch_function():
                       dbias_part.sum(0) if delta_bias is not None else None]
             result = [None if (g is None or not need) else g.to(dt)
                       for g, need, dt in zip(result, ctx.needs_input_grad[:8], dtypes)]
-            return (*result, None, None, None, None)
+            return (*result, None, None, None, None, None)
 
     return SelectiveScanNative
 
@@ -313,4 +313,7 @@ def selective_scan_native(
         _function = _torch_function()
     if directions == 4 and (height is None or width is None or height * width != u.shape[-1]):
         raise ValueError(f"directions=4 needs height * width == L ({u.shape[-1]}), got {height} x {width}")
-    return _function.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, directions, height, width)
+    import torch
+
+    grads = torch.is_grad_enabled()  # Function.forward always runs with grad mode off
+    return _function.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, directions, height, width, grads)

@@ -131,7 +131,8 @@ def write_bad_images(folder: Path) -> list[Case]:
         "grey16.png": (_pil_bytes(grey16, "PNG"), False, "16-bit"),
         "rgb16.png": (None, False, "16-bit"),  # written by OpenCV below: Pillow cannot write 16-bit RGB
         "rgba.png": (_pil_bytes(Image.fromarray(rgba, "RGBA"), "PNG"), False, "alpha"),
-        "palette_transparent.png": (_pil_bytes(Image.fromarray(rgb).convert("P"), "PNG", transparency=0), False, "alpha"),
+        "palette_transparent.png": (_pil_bytes(Image.fromarray(rgb).convert("P"), "PNG", transparency=0), False,
+                                    "alpha"),
         "cmyk.jpg": (_pil_bytes(cmyk, "JPEG"), False, ""),
         "jpeg_named.png": (jpg, False, ""),
     }

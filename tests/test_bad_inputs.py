@@ -290,7 +290,8 @@ def test_search_refuses_missing_studies_and_bad_data(corpus, tmp_path, capsys, m
     cases = [
         (["report", "--storage", storage, "--out", out], "no study database"),
         (["cost", "--storage", storage, "--out", out], "no study database"),
-        (["rerun", "--storage", storage, "--trial", "0", "--train", corpus.good[0].parent, *cache], "no study database"),
+        (["rerun", "--storage", storage, "--trial", "0", "--train", corpus.good[0].parent, *cache],
+         "no study database"),
         (["run", "--storage", f"sqlite:///{tmp_path / 'run.db'}", "--trials", "1", *cache], "--train"),
         (["run", "--storage", f"sqlite:///{tmp_path / 'run.db'}", "--trials", "1", "--train", bad_data, *cache],
          "not an image file"),

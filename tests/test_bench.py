@@ -43,7 +43,8 @@ def latency_run(tmp_path_factory, test_weights) -> Path:
     out = tmp_path_factory.mktemp("results")
     rc = main(["bench", "latency", "--device", "ci", "--results-dir", str(out), "--model",
                f"test_x4={test_weights}", "--sizes", "24x16", "--batches", "1,2", "--backends",
-               "torch,onnxruntime,tensorrt", "--onnx-graphs", "portable", "--threads", "1", *FAST])
+               "torch,onnxruntime,tensorrt", "--onnx-graphs", "portable", "--portable-sizes", "24x16", "--threads", "1",
+               *FAST])
     assert rc == 0
     return out
 

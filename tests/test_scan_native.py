@@ -6,6 +6,10 @@ that `chunked` (itself checked against `ref` in test_scan.py) stands in, plus a 
 """
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -231,3 +235,16 @@ def test_missing_library_raises_missing_dependency(monkeypatch):
     tensors, options = make_inputs(1, 2, 4, 8)
     with pytest.raises(MissingDependency, match="native scan library not built"):
         selective_scan(*(tensors[k] for k in NAMES), backend="native", **options)
+
+
+AARCH64_CC = shutil.which("aarch64-linux-gnu-gcc")
+
+
+@pytest.mark.skipif(AARCH64_CC is None, reason="aarch64 cross compiler (apt gcc-aarch64-linux-gnu) not installed")
+def test_kernel_compiles_for_aarch64_without_warnings(tmp_path):
+    """The Jetson build: the same source through the aarch64 compiler (NEON, no x86 clones)."""
+    src = Path(scan_native.__file__).resolve().parent / "csrc" / "selective_scan_cpu.c"
+    flags = ["-O3", "-std=c11", "-fopenmp", "-ffast-math", "-fno-finite-math-only", "-Wall", "-Wextra", "-Werror"]
+    build = subprocess.run([AARCH64_CC, *flags, "-c", str(src), "-o", str(tmp_path / "scan.o")],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr

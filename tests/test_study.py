@@ -135,9 +135,15 @@ def test_tiny_study_runs_resumes_and_reports(tiny_data, tmp_path):
     with pytest.raises(UserError, match="budget"):
         run_search(9, Budget(steps=6, batch=2, patch=8, holdout_every=3, scan_backend="chunked"), data, **kw)
 
+    data_args = ["--storage", storage, "--study-name", "t", "--train", str(root / "train"), "--teacher", "test_xs4_x4",
+                 "--teacher-weights", str(teacher), "--teacher-cache", str(tmp_path / "cache"), "--min-lr-side", "8"]
+    assert main(["search", "rerun", "--trial", "0", "--seed", "1", *data_args]) == 0  # seed noise
+    assert main(["search", "rerun", "--trial", "0", "--steps", "6", *data_args]) == 0  # a longer budget
     stored = load_study(storage, "t")
+    assert {k.split(":", 2)[2] for k in stored.user_attrs if k.startswith("rerun:0:")} == {"seed1:steps4", "seed0:steps6"}
     readme = build_report(storage, "t", tmp_path / "report")
     text = readme.read_text()
+    assert "trial 0: PSNR over 2 seeds" in text and "| 0 | C32 G4 M2 N16 E2 r2 K1 | 95,952 |" in text
     assert "## Decision" in text and "trial 0" in text and (tmp_path / "report" / "pareto.png").is_file()
     assert f"Trials: {len(fit.trial_rows(stored))} (" in text
     assert main(["search", "report", "--storage", storage, "--study-name", "t", "--out", str(tmp_path / "r2")]) == 0

@@ -491,7 +491,9 @@ int selective_scan_fwd(const ScanParams *p) {
     pick_items(nv, &f, &unused);
     const int64_t items = p->batch * p->dim;
     const int nthreads = thread_count(p);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
+    /* Dynamic: on a shared machine a descheduled thread's items go to the others
+     * (every item writes its own rows, so the result does not depend on the split). */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
     for (int64_t it = 0; it < items; it++) f(p, it / p->dim, it % p->dim, nv);
     return SCAN_OK;
 }
@@ -511,11 +513,12 @@ int selective_scan_bwd(const ScanParams *p, const ScanGrads *g) {
     int nthreads = thread_count(p);
     if (nthreads > items) nthreads = items > 0 ? (int)items : 1;
 
-    /* Items are split into nparts contiguous ranges (a fixed split, so the sums are
-     * deterministic for a thread count). A batch whose items fall in one part gets its dB / dC
-     * rows written in place; a batch split between parts (at most nparts - 1 of them) is
-     * accumulated in per-part copies and summed in part order. */
-    const int nparts = nthreads;
+    /* Items are split into nparts contiguous ranges, fixed by the thread count, and the
+     * parts are handed out dynamically (a descheduled thread's parts go to the others). A batch
+     * whose items fall in one part gets its dB / dC rows written in place; a batch split
+     * between parts (at most nparts - 1 of them) is accumulated in per-part copies and summed
+     * in part order, so the result does not depend on which thread ran which part. */
+    const int nparts = nthreads == 1 ? 1 : (int)(items < 4 * nthreads ? items : 4 * nthreads);
     const int64_t D = p->dim, bbs = p->bc_batch_stride;
 #define PART_LO(t) ((int64_t)(t) * items / nparts)
 #define OWNER_OF(it, out)                                                       \
@@ -529,11 +532,6 @@ int selective_scan_bwd(const ScanParams *p, const ScanGrads *g) {
 
 #pragma omp parallel num_threads(nthreads) reduction(| : status)
     {
-        int tid = 0, team = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        team = omp_get_num_threads();
-#endif
         BwdScratch s;
         s.dy = malloc(sizeof(float) * (L + 1));
         s.a = malloc(sizeof(float) * SCAN_CHUNK * NP);
@@ -542,9 +540,10 @@ int selective_scan_bwd(const ScanParams *p, const ScanGrads *g) {
         s.dC = g->dC;
         const int ok = s.dy && s.a && s.h;
         if (!ok) status |= SCAN_OUT_OF_MEMORY;
-        for (int part = tid; ok && part < nparts; part += team) {
+#pragma omp for schedule(dynamic, 1)
+        for (int part = 0; part < nparts; part++) {
             const int64_t lo = PART_LO(part), hi = PART_LO(part + 1);
-            if (lo >= hi) continue;
+            if (!ok || lo >= hi) continue;
             for (int i = 0; i < 2; i++) s.priv[i] = NULL;
             for (int64_t b = lo / D; b <= (hi - 1) / D; b++) {
                 int first, last;
@@ -574,16 +573,17 @@ int selective_scan_bwd(const ScanParams *p, const ScanGrads *g) {
             OWNER_OF((b + 1) * D - 1, last);
             if (first == last) continue;
             float *dBb = g->dB + b * bbs, *dCb = g->dC + b * bbs;
-            memset(dBb, 0, sizeof(float) * bbs);
-            memset(dCb, 0, sizeof(float) * bbs);
-            for (int part = first; part <= last; part++) {
-                const int slot = b == PART_LO(part) / D ? 0 : 1;
-                const float *src = priv + (int64_t)(part * 2 + slot) * 2 * bbs;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-                for (int64_t e = 0; e < bbs; e++) {
-                    dBb[e] += src[e];
-                    dCb[e] += src[bbs + e];
+            for (int64_t e = 0; e < bbs; e++) {
+                float sb = 0.0f, sc = 0.0f;
+                for (int part = first; part <= last; part++) {
+                    const int slot = b == PART_LO(part) / D ? 0 : 1;
+                    const float *src = priv + (int64_t)(part * 2 + slot) * 2 * bbs;
+                    sb += src[e];
+                    sc += src[bbs + e];
                 }
+                dBb[e] = sb;
+                dCb[e] = sc;
             }
         }
     }

@@ -98,7 +98,8 @@ def _noise_lines(study, rows: list[dict], tolerance: float) -> list[str]:
     """What one seed per trial can resolve: reruns of stored trials with other seeds (`mambalitesr search rerun`)."""
     import statistics
 
-    reruns = [v for k, v in sorted(study.user_attrs.items()) if k.startswith("rerun:")]
+    steps = study.user_attrs.get("budget", {}).get("steps")
+    reruns = [v for k, v in sorted(study.user_attrs.items()) if k.startswith("rerun:") and v.get("steps", steps) == steps]
     lines = [f"Caveat: every trial is one training run (seed {study.user_attrs.get('seed')}) at a short budget."]
     if not reruns:
         return lines + ["No trial was re-run with another seed yet (`mambalitesr search rerun --trial N --seed S`), so "
@@ -118,6 +119,23 @@ def _noise_lines(study, rows: list[dict], tolerance: float) -> list[str]:
     lines.append(f"Seed-to-seed sd, pooled: {math.sqrt(statistics.mean(s * s for s in spreads)):.3f} dB: differences "
                  "below about twice this are not resolved by one run per config.")
     return lines
+
+
+def _longer_budget_lines(study, rows: list[dict]) -> list[str]:
+    """Trials re-trained with more steps (`mambalitesr search rerun --steps T`): does the short budget's ranking hold?"""
+    steps = study.user_attrs.get("budget", {}).get("steps")
+    longer = [v for k, v in sorted(study.user_attrs.items()) if k.startswith("rerun:") and v.get("steps", steps) != steps]
+    lines = ["## Does the ranking hold with more steps?", ""]
+    if not longer:
+        return lines + ["Not checked yet: `mambalitesr search rerun --trial N ... --steps T` re-trains trials with a longer "
+                        "budget and stores the result here.", ""]
+    by_number = {r["number"]: r for r in rows}
+    lines += ["| trial | config | params | PSNR at the study's budget | steps | seed | PSNR | gain |", "|---|---|---|---|---|---|---|---|"]
+    for v in sorted(longer, key=lambda v: (v["steps"], v["trial"])):
+        r = by_number[v["trial"]]
+        lines.append(f"| {v['trial']} | {_cfg_text(r)} | {r['params']:,} | {_fmt(r['psnr'], '.3f')} | {v['steps']} | "
+                     f"{v['seed']} | {v['psnr']:.3f} | {v['psnr'] - r['psnr']:+.3f} |")
+    return lines + [""]
 
 
 def _cost_section(cost: dict | None) -> list[str]:
@@ -276,6 +294,7 @@ def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY
     else:
         L += ["Too few completed trials.", ""]
 
+    L += _longer_budget_lines(study, rows)
     L += _cost_section(cost)
 
     # -- exactness of the analytic model -------------------------------------------------------------

@@ -69,11 +69,13 @@ def register(subparsers) -> None:
     c.add_argument("--tolerance", type=float, default=0.1)
     c.set_defaults(func=_cost)
 
-    rr = sub.add_parser("rerun", help="train a stored trial again (its config, a and budget), optionally another seed")
+    rr = sub.add_parser("rerun", help="train stored trials again (config, a, budget): another seed (noise) or more steps "
+                                      "(does the ranking hold?); results are stored with the study and reported")
     common(rr)
     data_args(rr)
     rr.add_argument("--trial", type=int, required=True, action="append", help="trial number (repeatable)")
     rr.add_argument("--seed", type=int, help="training seed (default: the study's)")
+    rr.add_argument("--steps", type=int, help="training steps (default: the study's budget)")
     rr.set_defaults(func=_rerun)
 
 
@@ -160,8 +162,10 @@ def _rerun(args: argparse.Namespace) -> int:
 
     study = load_study(args.storage, args.study_name)
     budget = Budget(**study.user_attrs["budget"])
-    if args.seed is not None:
-        budget = dataclasses.replace(budget, seed=args.seed)
+    try:
+        budget = dataclasses.replace(budget, **{k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None})
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     data = _data(args)
     pairs = load_training_pairs(budget, data)
     for number in args.trial:
@@ -170,8 +174,9 @@ def _rerun(args: argparse.Namespace) -> int:
         t = study.trials[number]
         result = run_trial(SRConfig.from_json(t.user_attrs["config"]), t.params["alpha"], budget, data, pairs)
         stored = t.user_attrs.get("psnr")
-        study.set_user_attr(f"rerun:{number}:seed{budget.seed}", {"trial": number, "seed": budget.seed,
-                                                                  "psnr": result["psnr"], "stored_psnr": stored})
-        print(f"trial {number} seed {budget.seed}: PSNR {result['psnr']:.3f} dB"
+        study.set_user_attr(f"rerun:{number}:seed{budget.seed}:steps{budget.steps}", {
+            "trial": number, "seed": budget.seed, "steps": budget.steps, "psnr": result["psnr"],
+            "half_psnr": result["half_psnr"], "stored_psnr": stored, "train_cpu_s": result["train_cpu_s"]})
+        print(f"trial {number} seed {budget.seed} steps {budget.steps}: PSNR {result['psnr']:.3f} dB"
               + (f" (stored, seed {study.user_attrs['seed']}: {stored:.3f} dB)" if stored is not None else ""))
     return 0

@@ -4,7 +4,8 @@ Glossary (code name -> meaning):
     offer        the sink thread hands over the newest Output (a reference, no copy: the pipeline makes a
                  fresh SR array and a fresh captured frame each time); an Output not yet encoded is
                  replaced by the next one, so the pipeline never waits for the encoder
-    tick         one encode, at most ``fps`` per second and only while ``viewers`` > 0
+    tick         one encode, at most ``fps`` per second and only while ``viewers`` > 0, in a thread of lower
+                 priority than the pipeline's (priority.py)
     Encoded      the published frame: ``seq`` (1, 2, ... per encode), the frame ``index``, the JPEG bytes,
                  the picture size; immutable, so any number of readers share it without copies
     picture      (s*H, 2*s*W, 3) BGR: left half the bicubic upscale of the captured frame, right half the
@@ -21,12 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mambalitesr.runtime.web.priority import lower_this_thread
+
+BOUNDARY = "mambalitesr-frame"
+
 
 @dataclass(frozen=True)
 class Encoded:
     seq: int
     index: int
     jpeg: bytes
+    part: bytes  # the whole multipart part (headers, JPEG, CRLF): built once, written to every viewer
     width: int  # the whole picture: bicubic | SR
     height: int
     encode_ms: float
@@ -60,6 +66,7 @@ class FrameEncoder:
         self.latest: Encoded | None = None
         self.encodes = 0
         self.error: BaseException | None = None
+        self.lowered = False  # the thread runs below the pipeline's priority
         self._cond = threading.Condition()
         self._pending = None
         self._viewers = 0
@@ -108,6 +115,7 @@ class FrameEncoder:
     def _run(self) -> None:
         import cv2
 
+        self.lowered = lower_this_thread()
         params = [int(cv2.IMWRITE_JPEG_QUALITY), self.quality]
         last = -self.period
         try:
@@ -124,8 +132,11 @@ class FrameEncoder:
                 if not ok:
                     raise RuntimeError(f"OpenCV could not JPEG-encode a {picture.shape} picture")
                 self.encodes += 1
-                self.latest = Encoded(self.encodes, out.index, buf.tobytes(), picture.shape[1], picture.shape[0],
-                                      (time.perf_counter() - last) * 1000.0)
+                jpeg = buf.tobytes()
+                head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+                        f"X-Frame-Index: {out.index}\r\nX-Frame-Seq: {self.encodes}\r\n\r\n").encode()
+                self.latest = Encoded(self.encodes, out.index, jpeg, head + jpeg + b"\r\n", picture.shape[1],
+                                      picture.shape[0], (time.perf_counter() - last) * 1000.0)
                 if self.on_publish is not None:
                     self.on_publish(self.latest)
         except BaseException as exc:  # the sink reports it and stops the run: no silent frozen viewer

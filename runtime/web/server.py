@@ -26,9 +26,10 @@ import threading
 from pathlib import Path
 
 from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.runtime.web.frames import BOUNDARY
+from mambalitesr.runtime.web.priority import lower_this_thread
 
 STATIC = Path(__file__).resolve().parent / "static"
-BOUNDARY = "mambalitesr-frame"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; connect-src 'self'; "
                                "style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'none'",
@@ -118,6 +119,7 @@ class ViewerServer:
 
     # -- event loop thread ----------------------------------------------------------------
     def _serve(self) -> None:
+        lower_this_thread()  # serving viewers must not take CPU time the pipeline needs
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
@@ -195,8 +197,8 @@ class ViewerServer:
 
     async def _summary(self, request):
         extra = self.describe()
-        extra["viewer"] = {**extra.get("viewer", {}), "viewers": self.encoder.viewers,
-                           "encodes": self.encoder.encodes, "picture": self._picture()}
+        extra["viewer"] = {**extra.get("viewer", {}), "viewers": self.encoder.viewers, "encodes": self.encoder.encodes,
+                           "below_pipeline_priority": self.encoder.lowered, "picture": self._picture()}
         body = await asyncio.get_running_loop().run_in_executor(None, self.telemetry.summary, extra)
         return self._json(body)
 
@@ -224,12 +226,10 @@ class ViewerServer:
                 frame = await self._next_frame(seq)
                 if frame is None:
                     break
-                head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
-                        f"X-Frame-Index: {frame.index}\r\nX-Frame-Seq: {frame.seq}\r\n\r\n").encode()
                 # write() returns once the socket has room again: the wait that makes a slow viewer skip
-                await response.write(head + frame.jpeg + b"\r\n")
+                await response.write(frame.part)
                 seq = frame.seq
-        except ConnectionResetError:
+        except ConnectionError:  # reset, broken pipe, or aiohttp's "Connection lost" while waiting for room
             pass  # the viewer left
         finally:
             self.encoder.add_viewer(-1)

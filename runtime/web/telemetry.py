@@ -2,8 +2,8 @@
 
 Glossary (code name -> meaning):
     point       one chart sample, taken by the sink thread at most every SAMPLE_S: ``t`` (s since the first
-                frame out), ``fps`` (frames that reached the sink since the previous point / the time between the
-                two points), ``ms`` (per
+                frame out), ``fps`` (frames that reached the sink over the last FPS_WINDOW_S or more / that time;
+                None for the first point), ``ms`` (per
                 stage and end-to-end: mean of the RunStats entries added since the previous point, None
                 when the stage recorded nothing), ``watts`` (PowerLink.latest_watts; None when unmeasured),
                 ``frames_out``, ``dropped``, ``index`` and ``seq`` (1, 2, ... for incremental polling)
@@ -24,6 +24,7 @@ from collections import deque
 from mambalitesr.runtime.stream.stats import STAGES
 
 SAMPLE_S = 0.25
+FPS_WINDOW_S = 1.0
 HISTORY = 480  # 2 minutes at SAMPLE_S
 SUMMARY_CACHE_S = 1.0
 SERIES = STAGES + ("end_to_end",)
@@ -51,7 +52,7 @@ class LiveTelemetry:
         self._t0: float | None = None
         self._last_sample = -math.inf
         self._frames = 0  # frames that reached the sink
-        self._frames_at_sample = 0
+        self._window: deque[tuple[float, int]] = deque()  # (time, frames) of recent points, for fps
         self._summary: tuple[float, dict] | None = None
 
     def watch(self, pipeline) -> None:
@@ -70,8 +71,13 @@ class LiveTelemetry:
             self._t0 = now
         if now - self._last_sample < self.sample_s:
             return
-        fps = (self._frames - self._frames_at_sample) / (now - self._last_sample) if self._frames_at_sample else None
-        self._last_sample, self._frames_at_sample = now, self._frames
+        self._last_sample = now
+        window = self._window
+        window.append((now, self._frames))
+        while len(window) > 2 and now - window[1][0] >= FPS_WINDOW_S:  # keep just over FPS_WINDOW_S
+            window.popleft()
+        (t_old, n_old) = window[0]
+        fps = (self._frames - n_old) / (now - t_old) if now > t_old else None
         point = {"t": round(now - self._t0, 3), "fps": fps, "index": index, "ms": {}, "watts": None,
                  "frames_out": None, "dropped": None}
         if self.pipeline is not None:

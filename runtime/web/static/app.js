@@ -12,7 +12,7 @@
   const canvas = $('canvas'), ctx = canvas.getContext('2d');
   const view = $('view'), handle = $('split'), lens = $('lens'), lensCtx = lens.getContext('2d');
   const statusEl = $('status');
-  const STATS_MS = 500, SUMMARY_MS = 3000, RETRY_MS = 2000, MAX_POINTS = 240, LENS = 240;
+  const STATS_MS = 500, SUMMARY_MS = 2000, RETRY_MS = 2000, MAX_POINTS = 240, LENS = 240;
   const STAGE_COLORS = {
     capture: '#90a4ae', preprocess: '#ffb74d', infer: '#4fc3f7', postprocess: '#ba68c8',
     sink: '#a1887f', end_to_end: '#e57373',
