@@ -256,10 +256,16 @@ def test_images_sink_stops_at_enospc_and_keeps_whole_frames(sr_model, tmp_path, 
 # ------------------------------------------------------------------------------------------- signals
 
 
+def _default_sigint() -> None:
+    # A shell's background job starts with SIGINT ignored, and Python keeps an ignored SIGINT ignored:
+    # give the child the default disposition, as an interactive user's process has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(*args) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "mambalitesr", *map(str, args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> str:
