@@ -16,7 +16,6 @@ error over ``TOLERANCE`` (fp32) fails the export and leaves no file.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time

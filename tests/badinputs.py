@@ -15,6 +15,9 @@ Decisions (one rule each, also what the tests assert):
     - Grey, 16-bit, alpha, palette and CMYK images are read as RGB uint8 (a warning says what was dropped).
     - A 1x1 image is a valid image: ``upscale`` makes 4x4 of it; ``eval`` and ``train`` refuse or skip it
       as too small for their protocol.
+    - A folder named like an image (``folder.png``) is a folder: ``read_image`` refuses it ("not a regular
+      file"), folder listings skip it, and ``upscale`` given it as an argument refuses the whole invocation
+      before any job when it holds no images (an argument error, not a bad file among others).
     - Weights are only ever read as safetensors or with ``torch.load(weights_only=True)``.
 
 Nothing here needs TensorRT, a GPU or network access; torch is imported only by the weights makers.

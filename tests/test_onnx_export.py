@@ -17,7 +17,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from mambalitesr.errors import MissingDependency, UserError  # noqa: E402
+from mambalitesr.errors import MissingDependency  # noqa: E402
 from mambalitesr.models.registry import REGISTRY, create_model  # noqa: E402
 from mambalitesr.models.weights_io import save_weights, sha256_file  # noqa: E402
 
