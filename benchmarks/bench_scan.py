@@ -261,7 +261,8 @@ def main(argv=None) -> int:
         if peak:
             f_rate = updates / native["fwd"][1] * threads
             fb_rate = updates / native["fwd+bwd"][1] * threads
-            print(f"  native at the machine limit (CPU time): forward {f_rate / peak:.0%}, fwd+bwd {fb_rate / peak:.0%}")
+            print(f"  native at the machine limit (CPU time): forward {f_rate / peak:.0%}, "
+                  f"fwd+bwd {fb_rate / peak:.0%}")
         print(f"  native vs chunked forward max rel error {err:.1e}")
     return 0
 

@@ -244,7 +244,9 @@ def _torch_function():
             save = grads and any(ctx.needs_input_grad[:8])  # checkpoints only when a backward can follow
             y_pregate = torch.empty_like(out) if (save and z is not None) else None
             kd = directions * dim
-            checkpoints = torch.empty(batch, kd, _n_chunks(length), _padded_state(dstate), dtype=torch.float32) if save else None
+            checkpoints = None
+            if save:
+                checkpoints = torch.empty(batch, kd, _n_chunks(length), _padded_state(dstate), dtype=torch.float32)
             shape = (batch, dim, dstate, length, groups, directions)
             ptrs = {k: ptr(v) for k, v in x.items()}
             ptrs.update(out=ptr(out), y_pregate=ptr(y_pregate), checkpoints=ptr(checkpoints))
@@ -313,6 +315,9 @@ def selective_scan_native(
         _function = _torch_function()
     if directions == 4 and (height is None or width is None or height * width != u.shape[-1]):
         raise ValueError(f"directions=4 needs height * width == L ({u.shape[-1]}), got {height} x {width}")
+    devices = {t.device.type for t in (u, delta, A, B, C, D, z, delta_bias) if t is not None}
+    if devices != {"cpu"}:
+        raise ValueError(f"the native scan runs on CPU tensors; got {sorted(devices)} (use the chunked backend)")
     import torch
 
     grads = torch.is_grad_enabled()  # Function.forward always runs with grad mode off

@@ -11,8 +11,9 @@
  * state entering every chunk of T tokens; the backward walks the chunks in reverse,
  * recomputes the T states and decays of one chunk from its checkpoint into a small
  * buffer (2 * T * N floats, stays in L1) and runs the adjoint recurrence over it.
- * B_t and C_t are shared by the channels of a group, so dB / dC go to one buffer
- * per thread, summed at the end (fixed order: deterministic for a thread count).
+ * B_t and C_t are shared by the channels of a group: the items are cut into a few
+ * contiguous parts; a batch inside one part gets dB / dC written in place, a batch cut
+ * between parts is summed from per-part copies in part order (deterministic).
  */
 #include "selective_scan_cpu.h"
 
@@ -61,19 +62,23 @@ ALWAYS_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 /* out[i] = sum of the 8 lanes of rows[i], for 8 rows at a time: a transpose-and-add
  * tree of shuffles (3 adds per row instead of a 7-add chain per row). */
 _Static_assert(SCAN_LANES == 8, "row_sums8 is written for 8 lanes");
+#if defined(__clang__)
+#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
+#else
 typedef int32_t vmask __attribute__((vector_size(SCAN_LANES * 4)));
-ALWAYS_INLINE vf pair_sums(vf a, vf b, vmask even, vmask odd) {
-    return __builtin_shuffle(a, b, even) + __builtin_shuffle(a, b, odd);
-}
+#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
+    __builtin_shuffle(a, b, (vmask){i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
+/* Pairwise lane sums of a and b, interleaved: level 1 pairs lanes, 2 pairs of pairs, 3 halves. */
+#define SUMS1(a, b) (SHUFFLE8(a, b, 0, 8, 2, 10, 4, 12, 6, 14) + SHUFFLE8(a, b, 1, 9, 3, 11, 5, 13, 7, 15))
+#define SUMS2(a, b) (SHUFFLE8(a, b, 0, 1, 8, 9, 4, 5, 12, 13) + SHUFFLE8(a, b, 2, 3, 10, 11, 6, 7, 14, 15))
+#define SUMS3(a, b) (SHUFFLE8(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + SHUFFLE8(a, b, 4, 5, 6, 7, 12, 13, 14, 15))
 ALWAYS_INLINE void row_sums8(const float *rows, float *out) {
-    const vmask e1 = {0, 8, 2, 10, 4, 12, 6, 14}, o1 = {1, 9, 3, 11, 5, 13, 7, 15};
-    const vmask e2 = {0, 1, 8, 9, 4, 5, 12, 13}, o2 = {2, 3, 10, 11, 6, 7, 14, 15};
-    const vmask e3 = {0, 1, 2, 3, 8, 9, 10, 11}, o3 = {4, 5, 6, 7, 12, 13, 14, 15};
-    const vf a = pair_sums(vload(rows), vload(rows + 8), e1, o1);       /* rows 0, 1 */
-    const vf b = pair_sums(vload(rows + 16), vload(rows + 24), e1, o1); /* rows 2, 3 */
-    const vf c = pair_sums(vload(rows + 32), vload(rows + 40), e1, o1);
-    const vf d = pair_sums(vload(rows + 48), vload(rows + 56), e1, o1);
-    vstore(out, pair_sums(pair_sums(a, b, e2, o2), pair_sums(c, d, e2, o2), e3, o3));
+    const vf r0 = vload(rows), r1 = vload(rows + 8), r2 = vload(rows + 16), r3 = vload(rows + 24);
+    const vf r4 = vload(rows + 32), r5 = vload(rows + 40), r6 = vload(rows + 48), r7 = vload(rows + 56);
+    const vf a = SUMS1(r0, r1), b = SUMS1(r2, r3), c = SUMS1(r4, r5), d = SUMS1(r6, r7);
+    const vf ab = SUMS2(a, b), cd = SUMS2(c, d);
+    vstore(out, SUMS3(ab, cd));
 }
 ALWAYS_INLINE void row_sums(const float *rows, int64_t n, float *out) {
     for (int64_t i = 0; i < n; i += 8) row_sums8(rows + i * SCAN_LANES, out + i);
@@ -491,6 +496,7 @@ int selective_scan_fwd(const ScanParams *p) {
     pick_items(nv, &f, &unused);
     const int64_t items = p->batch * p->dim;
     const int nthreads = thread_count(p);
+    (void)nthreads; /* unused without OpenMP */
     /* Dynamic: on a shared machine a descheduled thread's items go to the others
      * (every item writes its own rows, so the result does not depend on the split). */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
