@@ -11,6 +11,8 @@ Each call is timed twice: wall time (the fastest of R runs after a warm-up) and 
 CPU time (the least of R runs). On a shared machine the wall time mostly measures the
 neighbours; CPU time does not, so speed-ups are given on both, and "idle Gupd/s" projects the
 CPU-time throughput to all cores of an idle machine (updates / CPU-seconds x threads).
+CPU time includes OpenMP's spin-waiting: torch's libgomp (which the kernel shares) lets idle
+threads spin ~300k PAUSEs (milliseconds) before sleeping; OMP_WAIT_POLICY=passive leaves that out.
 
 `ref` loops over L in Python and its autograd grows as O(B D N L^2) (each step's slice backward
 touches the whole (B, D, N, L) tensor), so ref is timed on a short L and extrapolated per token,
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
     scan_native.load_library()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"selective scan benchmark: {threads} threads on {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"load average {load:.1f} at start")
+          f"load average {load:.1f} at start, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}")
     per_core, peak_wall, how = measure_peak(threads)
     peak = per_core * threads if per_core else None
     if peak:

@@ -227,6 +227,14 @@ def test_numpy_directions4_needs_grid():
         scan_native.selective_scan_numpy(*(arrays[k] for k in NAMES), **{**options, "width": 5})
 
 
+@needs_native
+def test_non_cpu_tensors_are_refused():
+    tensors, options = make_inputs(1, 2, 4, 8)
+    tensors["u"] = torch.empty(1, 2, 8, device="meta")  # stands in for a CUDA tensor
+    with pytest.raises(ValueError, match="CPU tensors"):
+        selective_scan(*(tensors[k] for k in NAMES), backend="native", **options)
+
+
 def test_missing_library_raises_missing_dependency(monkeypatch):
     monkeypatch.setattr(scan_native, "_lib", None)
     monkeypatch.setattr(scan_native, "library_path", lambda: None)
