@@ -186,8 +186,13 @@ def _set_profile(builder, network, config, profile) -> None:
 
 
 def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, min_shape=None, opt_shape=None,
-                 max_shape=None, timing_cache=None, workspace_mb: int | None = None, verbose: bool = False) -> dict:
-    """Parse ``onnx_path``, build a TensorRT engine on this GPU, write it and its sidecar; returns the sidecar."""
+                 max_shape=None, timing_cache=None, workspace_mb: int | None = None, verbose: bool = False,
+                 tf32: bool = True) -> dict:
+    """Parse ``onnx_path``, build a TensorRT engine on this GPU, write it and its sidecar; returns the sidecar.
+
+    ``tf32=False`` keeps fp32 layers off TF32 tensor cores (TensorRT allows them by default on Ampere and newer,
+    Orin included), for engines checked against PyTorch at fp32 accuracy.
+    """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise UserError(f"{onnx_path}: no such ONNX file")
@@ -218,6 +223,8 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, mi
         if not builder.platform_has_fast_fp16:
             raise UserError(f"--fp16: {gpu['name']} has no fast fp16; build an fp32 engine instead")
         config.set_flag(trt.BuilderFlag.FP16)
+    if not tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
     _set_profile(builder, network, config, profile)
     if timing_cache is not None:
         timing_cache = Path(timing_cache)
@@ -237,7 +244,8 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, mi
 
     sidecar = make_sidecar(
         engine_path=engine_path, engine_sha256=hashlib.sha256(data).hexdigest(), engine_bytes=len(data),
-        tensorrt_version=trt.__version__, gpu=gpu, precision="fp16" if fp16 else "fp32",
+        tensorrt_version=trt.__version__, gpu=gpu,
+        precision="fp16" if fp16 else ("fp32" if tf32 else "fp32 (no TF32)"),
         inputs=io(network.get_input(i) for i in range(network.num_inputs)),
         outputs=io(network.get_output(i) for i in range(network.num_outputs)),
         profile=profile, plugin=plugin, onnx_path=onnx_path, onnx_sha256=sha256_file(onnx_path),

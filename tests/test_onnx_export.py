@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SET5, native_scan_available
+from conftest import native_scan_available
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -35,7 +35,6 @@ needs_plugin_runtime = pytest.mark.skipif(not (HAVE_EXTENSIONS and native_scan_a
 HW = (16, 20)
 TOL = 1e-4
 FORBIDDEN = {"Loop", "Scan", "Einsum", "CumSum"}
-SHIPPED = REGISTRY["mambalitesr_x4"].weights_path
 
 
 def all_nodes(model):
@@ -277,17 +276,17 @@ def test_student_architecture_exports_both_forms(tmp_path, scan):
     assert max_error(out, scan, "mambalitesr_x4", weights, lr_input((48, 64), seed=5), backend) <= TOL
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason=f"shipped student weights not found at {SHIPPED} (training)")
-@pytest.mark.skipif(not SET5.is_dir(), reason=f"shared Set5 images not found at {SET5}")
-@needs_plugin_runtime
-def test_shipped_student_on_set5_image(tmp_path, capsys):
+def test_verify_image_of_another_size_is_area_resized_to_the_fixed_size(tmp_path, capsys):
+    """The shipped student on the Set5 images (both forms, CLI check, metadata): tests/test_export_set5.py."""
     from mambalitesr.cli import main
+    from mambalitesr.export.onnx_export import test_pattern
+    from mambalitesr.imageio import write_image
 
-    out = tmp_path / "shipped.onnx"
-    image = SET5 / "bird.png"  # 288 x 288, area-downscaled to the 72 x 72 LR the export runs at
-    assert main(["export", "onnx", "-o", str(out), "--scan", "plugin", "--height", "72", "--width", "72",
+    image = tmp_path / "big.png"
+    write_image(image, test_pattern(20, 26))
+    out = tmp_path / "m.onnx"
+    assert main(["export", "onnx", "--model", "test_x4", "-o", str(out), "--height", "8", "--width", "10",
                  "--verify-image", str(image)]) == 0
-    captured = capsys.readouterr()
-    assert "max |ONNX Runtime - PyTorch|" in captured.err
-    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert meta["model"] == "mambalitesr_x4" and meta["weights_sha256"] == sha256_file(SHIPPED)
+    err = capsys.readouterr().err
+    assert "area-resized to the export size 10x8" in err and "verify 1x3x8x10: max |ONNX Runtime - PyTorch|" in err
+    assert out.is_file()
