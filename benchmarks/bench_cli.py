@@ -16,6 +16,7 @@ Imports nothing heavy at module level.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 import time
@@ -26,8 +27,9 @@ from mambalitesr.errors import UserError
 
 DEFAULT_MODELS = ("mambalitesr_x4", "dvmsr_x4")
 DEFAULT_SIZES = "160x90,320x180,640x360"
-# The portable graph is one export (minutes of CPU) per size: by default only the camera path's frame.
-DEFAULT_PORTABLE_SIZES = "320x180"
+# The portable graph is one export (minutes of CPU) per size, and its unrolled chunked scan needs memory
+# that grows fast with h x w on ONNX Runtime CPU: by default it runs at the smallest size only.
+DEFAULT_PORTABLE_SIZES = "160x90"
 
 
 def register(subparsers) -> None:
@@ -87,8 +89,11 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
                    help=f"sizes at which to export and run the portable graph, each a separate export taking "
                         f"minutes of CPU (default {DEFAULT_PORTABLE_SIZES}, where it is among --sizes; 'all': every size)")
     g.add_argument("--providers", action="append", default=None, metavar="LIST",
-                   help="onnxruntime providers of one lane, e.g. cpu or cuda,cpu (repeat for more lanes; default cpu)")
-    g.add_argument("--torch-device", default="cpu", help="torch device: cpu or cuda[:N] (default cpu)")
+                   help="onnxruntime providers of one lane, e.g. cpu or cuda,cpu (repeat for more lanes; default "
+                        "cpu and cuda,cpu: a provider this onnxruntime lacks gives a skipped row)")
+    g.add_argument("--torch-device", default="cpu,cuda", metavar="LIST",
+                   help="torch devices, comma-separated: cpu, cuda[:N] (default cpu,cuda: without CUDA the CUDA "
+                        "lanes are skipped rows with the reason)")
     g.add_argument("--engine", action="append", default=[], metavar="MODEL=FILE",
                    help="TensorRT engine of a model (repeat, also for several engines of one model, e.g. fp16 "
                         "and fp32), e.g. mambalitesr_x4=/data/student_fp16.engine")
@@ -100,10 +105,13 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--min-iters", type=int, default=10, help="timed calls at least (default 10) ...")
     t.add_argument("--min-seconds", type=float, default=2.0, help="... and at least this long (default 2)")
     t.add_argument("--max-iters", type=int, default=200, help="timed calls at most (default 200)")
-    t.add_argument("--max-seconds", type=float, default=10.0,
-                   help="stop after this long once --floor-iters calls are done (default 10): slow "
+    t.add_argument("--max-seconds", type=float, default=5.0,
+                   help="stop after this long once --floor-iters calls are done (default 5): slow "
                         "configurations get fewer calls, and each row records its count")
-    t.add_argument("--floor-iters", type=int, default=2, help="timed calls never fewer than this (default 2)")
+    t.add_argument("--floor-iters", type=int, default=1, help="timed calls never fewer than this (default 1)")
+    t.add_argument("--skip-warmup-above", type=float, default=5.0, metavar="SECONDS",
+                   help="no warm-up for a shape whose one call, projected from the same (already warm) backend's "
+                        "smaller shapes, takes longer than this (default 5): the row records warmup 0")
 
 
 def _quality_options(p: argparse.ArgumentParser, required: bool) -> None:
@@ -257,7 +265,7 @@ def run(args) -> int:
         run_record["note"] = args.note
     run_record["load_start"] = _loadavg()
     results.runs.append(run_record)
-    wall_start = time.perf_counter()
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
 
     def keep(row) -> None:
         results.merge([row])
@@ -268,7 +276,6 @@ def run(args) -> int:
     power = None
     try:
         if what in ("power", "all"):
-            from mambalitesr.benchmarks.latency import IterationPolicy
             from mambalitesr.benchmarks.power import MIN_POWER_SECONDS, PowerContext
 
             power = PowerContext.open(args.power, args.power_interval_ms, args.tegrastats_cmd, args.idle_seconds,
@@ -276,8 +283,8 @@ def run(args) -> int:
             results.idle = power.idle_record()
             if power.monitor is not None and plan.policy.min_seconds < MIN_POWER_SECONDS:
                 p = plan.policy
-                plan.policy = IterationPolicy(p.warmup, p.warmup_seconds, p.min_iters, p.max_iters, MIN_POWER_SECONDS,
-                                              max(p.max_seconds, MIN_POWER_SECONDS), p.floor_iters)
+                plan.policy = dataclasses.replace(p, min_seconds=MIN_POWER_SECONDS,
+                                                  max_seconds=max(p.max_seconds, MIN_POWER_SECONDS))
         if plan is not None:
             from mambalitesr.benchmarks.latency import run_latency
 
@@ -293,6 +300,7 @@ def run(args) -> int:
         if power is not None:
             power.close()
     run_record["wall_s"] = round(time.perf_counter() - wall_start, 1)
+    run_record["cpu_s"] = round(time.process_time() - cpu_start, 1)  # all threads of this process
     run_record["load_end"] = _loadavg()
     _prune_runs(results)
     save_results(results, paths["json"])
@@ -331,7 +339,7 @@ def _scale(models) -> int:
 
 
 def _latency_plan(args, models):
-    from mambalitesr.benchmarks.latency import BACKENDS, ONNX_GRAPHS, IterationPolicy, LatencyPlan
+    from mambalitesr.benchmarks.latency import BACKENDS, DEFAULT_PROVIDERS, ONNX_GRAPHS, IterationPolicy, LatencyPlan
 
     sizes = _sizes(args.sizes, "--sizes")
     if args.portable_sizes == "all":
@@ -346,15 +354,26 @@ def _latency_plan(args, models):
         raise UserError(f"--engine for {', '.join(sorted(unknown))}, which is not among the --model list")
     policy = IterationPolicy(warmup=args.warmup, min_iters=args.min_iters, max_iters=args.max_iters,
                              min_seconds=args.min_seconds, max_seconds=args.max_seconds,
-                             floor_iters=args.floor_iters).check()
+                             floor_iters=args.floor_iters, skip_warmup_above=args.skip_warmup_above).check()
     return LatencyPlan(
         models=models, sizes=sizes, batches=_ints(args.batches, "--batches"),
         backends=_choices(args.backends, BACKENDS, "--backends"),
         onnx_graphs=_choices(args.onnx_graphs, ONNX_GRAPHS, "--onnx-graphs"),
-        portable_sizes=portable, providers=args.providers or ["cpu"], torch_device=args.torch_device,
+        portable_sizes=portable, providers=args.providers or list(DEFAULT_PROVIDERS),
+        torch_devices=_torch_devices(args.torch_device),
         threads=args.threads, engines=engines, plugin=Path(args.plugin) if args.plugin else None,
         onnx_dir=Path(args.onnx_dir) if args.onnx_dir else None, policy=policy,
     )
+
+
+def _torch_devices(text: str) -> list[str]:
+    devices = _csv(text, "--torch-device")
+    bad = [d for d in devices if d != "cpu" and not (d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()))]
+    if bad:
+        raise UserError(f"--torch-device: unknown {', '.join(bad)}; use cpu, cuda or cuda:N")
+    if len(set(devices)) != len(devices) or sum(d.startswith("cuda") for d in devices) > 1:
+        raise UserError("--torch-device: give cpu and at most one CUDA device, each once")
+    return devices
 
 
 def _quality_entries(args, models) -> list:

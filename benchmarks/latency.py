@@ -18,6 +18,12 @@ Glossary (code name -> meaning / symbol):
                     hardly grows when other jobs share the machine, so it is recorded beside it
     PeakRss         peak resident memory above the resident memory right before warm-up: Linux VmHWM
                     after resetting it through /proc/self/clear_refs
+    MemoryGuard     a lane's measured peak MB per input pixel (h w B) at the sizes run so far; a larger
+                    shape whose projected peak exceeds MemAvailable is skipped with both numbers, instead
+                    of letting the kernel's OOM killer end the whole run
+    CallRates       an open backend's slowest measured seconds per input pixel (h w B): a shape whose one
+                    call it projects above ``skip_warmup_above`` runs without warm-up on that (already
+                    warm) backend, and its row says warmup 0
 
 A lane that cannot run here (no CUDA, no TensorRT, no engine) gives one ``skipped`` row with the
 reason; a shape a lane cannot take gives a ``skipped`` row for that shape. Nothing is estimated.
@@ -41,6 +47,9 @@ from mambalitesr.errors import MissingDependency, UserError
 DEFAULT_SIZES = ((90, 160), (180, 320), (360, 640))  # (h, w): x4 gives 640x360 .. 2560x1440
 DEFAULT_BATCHES = (1, 4)
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
+# CUDA lanes are tried by default: where there is no CUDA they are one skipped row each, with the reason
+DEFAULT_TORCH_DEVICES = ("cpu", "cuda")
+DEFAULT_PROVIDERS = ("cpu", "cuda,cpu")
 ONNX_GRAPHS = ("plugin", "portable")
 NOT_MEASURED_POWER = "not measured: `bench latency` reads no power telemetry (use `bench power` or `bench all`)"
 
@@ -58,8 +67,11 @@ class IterationPolicy:
     min_iters: int = 10
     max_iters: int = 200
     min_seconds: float = 2.0
-    max_seconds: float = 10.0
-    floor_iters: int = 2
+    max_seconds: float = 5.0
+    floor_iters: int = 1
+    # A lane already warm from a smaller shape skips the warm-up of a shape whose one call is projected to
+    # take longer than this: one-time costs are negligible there, and the warm-up would double the run.
+    skip_warmup_above: float = 5.0
 
     def check(self) -> "IterationPolicy":
         if self.warmup < 1:
@@ -70,6 +82,8 @@ class IterationPolicy:
         if self.min_seconds < 0 or self.max_seconds < self.min_seconds:
             raise UserError(f"seconds must satisfy 0 <= --min-seconds ({self.min_seconds}) <= --max-seconds "
                             f"({self.max_seconds})")
+        if not self.skip_warmup_above > 0:
+            raise UserError(f"--skip-warmup-above must be > 0 seconds, got {self.skip_warmup_above}")
         return self
 
 
@@ -79,7 +93,7 @@ class Timing:
     times_s: tuple[float, ...]
     t0: float  # time.monotonic() at the first timed call (for power intervals)
     t1: float
-    last_output: object  # output of the last warm-up call (for the error check; not timed)
+    last_output: object  # output of the last call (for the error check)
     cpu_s: float = 0.0  # process CPU time over the timed calls
 
     @property
@@ -97,12 +111,15 @@ class Timing:
         return batch * len(self.times_s) / sum(self.times_s)
 
 
-def time_calls(fn: Callable[[], object], policy: IterationPolicy) -> Timing:
-    """Warm up ``fn``, then time it under ``policy``; returns the call times and the last warm-up output."""
+def time_calls(fn: Callable[[], object], policy: IterationPolicy, warm: bool = False) -> Timing:
+    """Warm up ``fn``, then time it under ``policy``; returns the call times and the last call's output.
+
+    ``warm``: no warm-up calls (the caller judged one-time costs negligible; the row records warmup 0).
+    """
     out = None
     warm_start = time.perf_counter()
     done = 0
-    while done < policy.warmup:
+    while done < policy.warmup and not warm:
         out = fn()
         done += 1
         if time.perf_counter() - warm_start >= policy.warmup_seconds:
@@ -112,7 +129,7 @@ def time_calls(fn: Callable[[], object], policy: IterationPolicy) -> Timing:
     start, cpu_start = time.perf_counter(), time.process_time()
     while True:
         t = time.perf_counter()
-        fn()
+        out = fn()
         times.append(time.perf_counter() - t)
         elapsed, n = time.perf_counter() - start, len(times)
         if n >= policy.max_iters or (n >= policy.min_iters and elapsed >= policy.min_seconds):
@@ -155,6 +172,57 @@ class PeakRss:
             self.peak_mb = max(0, self._status_kb("VmHWM") - self._base_kb) / 1024.0
         except (OSError, ValueError) as err:
             self.why = f"not measured ({err})"
+
+
+def mem_available_mb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class MemoryGuard:
+    """Skip shapes whose peak memory, projected from the same lane's smaller shapes, would not fit."""
+
+    HEADROOM = 0.8  # of MemAvailable
+
+    def __init__(self) -> None:
+        self._per_pixel: dict[tuple, float] = {}
+
+    def record(self, key: tuple, hw, batch: int, peak_mb: float | None) -> None:
+        if peak_mb is not None:
+            rate = peak_mb / (hw[0] * hw[1] * batch)
+            self._per_pixel[key] = max(rate, self._per_pixel.get(key, 0.0))
+
+    def check(self, key: tuple, hw, batch: int) -> None:
+        rate, avail = self._per_pixel.get(key), mem_available_mb()
+        if rate is None or avail is None:
+            return
+        projected = rate * hw[0] * hw[1] * batch
+        if projected > self.HEADROOM * avail:
+            raise Skip(f"projected peak memory {projected / 1024:.1f} GiB (this lane's measured MB per input pixel "
+                       f"at smaller shapes x {hw[1]}x{hw[0]}x{batch}) exceeds {self.HEADROOM:.0%} of the "
+                       f"{avail / 1024:.1f} GiB available")
+
+
+class CallRates:
+    """Project one call's seconds on an open backend from its earlier (smaller) shapes."""
+
+    def __init__(self) -> None:
+        self._per_pixel: dict[int, tuple[object, float]] = {}  # id(backend) -> (backend, s per pixel)
+
+    def record(self, backend, hw, batch: int, seconds: float) -> None:
+        rate = seconds / (hw[0] * hw[1] * batch)
+        old = self._per_pixel.get(id(backend))
+        self._per_pixel[id(backend)] = (backend, max(rate, old[1] if old else 0.0))  # keeps id() unique
+
+    def projected_s(self, backend, hw, batch: int) -> float | None:
+        """None: this backend has not run yet (it needs its warm-up)."""
+        entry = self._per_pixel.get(id(backend))
+        return None if entry is None else entry[1] * hw[0] * hw[1] * batch
 
 
 # ---------------------------------------------------------------- what to run
@@ -211,8 +279,8 @@ class LatencyPlan:
     backends: list[str] = field(default_factory=lambda: list(BACKENDS))
     onnx_graphs: list[str] = field(default_factory=lambda: list(ONNX_GRAPHS))
     portable_sizes: list[tuple[int, int]] | None = None  # None: every size (one export each)
-    providers: list[str] = field(default_factory=lambda: ["cpu"])  # one ORT lane per entry, e.g. "cuda,cpu"
-    torch_device: str = "cpu"
+    providers: list[str] = field(default_factory=lambda: list(DEFAULT_PROVIDERS))  # one ORT lane per entry
+    torch_devices: list[str] = field(default_factory=lambda: list(DEFAULT_TORCH_DEVICES))  # one lane set each
     threads: int | None = None
     engines: dict[str, list[Path]] = field(default_factory=dict)  # model name -> its TensorRT engines
     plugin: Path | None = None
@@ -282,21 +350,27 @@ class Lane:
 
 
 class TorchLane(Lane):
-    def __init__(self, model: ModelSpec, plan: LatencyPlan, precision: str):
-        scan = "native" if plan.torch_device == "cpu" else "chunked"
+    """The torch backend on one device: the native C scan on the CPU, the chunked scan on CUDA."""
+
+    def __init__(self, model: ModelSpec, plan: LatencyPlan, device: str, precision: str):
+        scan = "native" if device == "cpu" else "chunked"
         super().__init__("torch", f"pytorch-{scan}-scan", precision)
-        self.model, self.plan, self.scan = model, plan, scan
+        self.model, self.plan, self.device, self.scan = model, plan, device, scan
         if precision == "bf16":
             self.skip_reason = bf16_reason()
-        elif precision == "fp16" and not plan.torch_device.startswith("cuda"):
-            self.skip_reason = "fp16 runs on CUDA only in the torch backend; this run uses --torch-device cpu"
+        elif precision == "fp16" and device == "cpu":
+            self.skip_reason = ("fp16 runs on CUDA only in the torch backend (see the torch CUDA lanes)"
+                                if any(d.startswith("cuda") for d in plan.torch_devices)
+                                else "fp16 runs on CUDA only in the torch backend; this run has no --torch-device cuda")
+        elif device.startswith("cuda"):
+            self.skip_reason = cuda_reason()
 
     def backend_for(self, hw):
         if "any" not in self._open:
             from mambalitesr.runtime.backends import create_backend
 
             self._open["any"] = create_backend("torch", model=self.model.name, weights=str(self.model.weights),
-                                               device=self.plan.torch_device, precision=self.precision,
+                                               device=self.device, precision=self.precision,
                                                scan_backend=self.scan, threads=self.plan.threads)
         return self._open["any"]
 
@@ -305,6 +379,7 @@ class OnnxLane(Lane):
     def __init__(self, model: ModelSpec, plan: LatencyPlan, form: str, providers: str, exporter: "Exporter"):
         super().__init__("onnxruntime", f"onnx-{form}", "fp32", providers)
         self.model, self.plan, self.form, self.exporter = model, plan, form, exporter
+        self.skip_reason = providers_reason(providers)  # before any export: a missing provider costs nothing
 
     def check_shape(self, hw, batch):
         if self.form == "portable" and batch != 1:
@@ -313,7 +388,7 @@ class OnnxLane(Lane):
         if self.form == "portable" and self.plan.portable_sizes is not None and hw not in self.plan.portable_sizes:
             chosen = ", ".join(f"{w}x{h}" for h, w in self.plan.portable_sizes)
             raise Skip(f"portable graph run at {chosen or 'no size'} only (--portable-sizes): each size is a "
-                       "separate export taking minutes of CPU")
+                       "separate export taking minutes of CPU, and its unrolled scan's memory grows fast with h x w")
 
     def backend_for(self, hw):
         key = hw if self.form == "portable" else "any"
@@ -371,6 +446,34 @@ def bf16_reason() -> str:
             f"and {hw}")
 
 
+def cuda_reason() -> str | None:
+    """Why torch cannot run on CUDA here (None: it can)."""
+    try:
+        import torch
+    except ImportError as exc:
+        return f"torch is not installed ({exc})"
+    if torch.cuda.is_available():
+        return None
+    build = "is a CPU-only build" if torch.version.cuda is None else f"(CUDA {torch.version.cuda}) finds no GPU"
+    return f"no CUDA: torch {torch.__version__} {build}; a CUDA build of torch and an NVIDIA GPU run this lane"
+
+
+def providers_reason(providers: str) -> str | None:
+    """Why an onnxruntime lane with these providers cannot run here (None: every one is installed)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        return f"onnxruntime is not installed ({exc}): pip install onnxruntime"
+    from mambalitesr.runtime.backends.onnxruntime_backend import provider_name
+
+    available = ort.get_available_providers()
+    missing = [provider_name(p) for p in providers.split(",") if p.strip() and provider_name(p) not in available]
+    if not missing:
+        return None
+    return (f"onnxruntime {ort.__version__} has no {', '.join(missing)} (available: {', '.join(available)}); "
+            "an onnxruntime build with it (e.g. onnxruntime-gpu with CUDA and cuDNN) runs this lane")
+
+
 def tensorrt_reason(model_name: str) -> str:
     try:
         from mambalitesr.export.trt_runtime import import_tensorrt
@@ -384,14 +487,32 @@ def tensorrt_reason(model_name: str) -> str:
 
 
 class Exporter:
-    """ONNX files for the lanes: exported once per (model, weights, form, size) and kept in ``folder``."""
+    """ONNX files for the lanes: exported once per (model, weights, form, size) and kept in ``folder``.
 
-    def __init__(self, folder: Path | None):
+    A dynamic (plugin) graph is traced and verified at ``trace_hw``, the run's smallest size: its export-time
+    check then costs seconds instead of minutes, and every benchmarked size is checked anyway (max error
+    against PyTorch in each row).
+    """
+
+    def __init__(self, folder: Path | None, trace_hw: tuple[int, int] | None = None):
         self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="mambalitesr-bench-")
         self.folder = Path(folder) if folder else Path(self._tmp.name)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.trace_hw = trace_hw
         self.failed: dict[tuple, str] = {}
         self.seconds: dict[str, float] = {}
+
+    def _trace_image(self) -> Path | None:
+        """The export test pattern at ``trace_hw`` as a PNG (export_onnx traces a dynamic graph at its size)."""
+        if self.trace_hw is None:
+            return None
+        from mambalitesr.export.onnx_export import test_pattern
+        from mambalitesr.imageio import write_image
+
+        path = self.folder / f"trace-{self.trace_hw[1]}x{self.trace_hw[0]}.png"
+        if not path.is_file():
+            write_image(path, test_pattern(*self.trace_hw))
+        return path
 
     def get(self, model: ModelSpec, form: str, hw: tuple[int, int] | None) -> Path:
         from mambalitesr.export.onnx_export import export_onnx
@@ -404,10 +525,11 @@ class Exporter:
         if path.is_file():
             return path
         _say(f"bench: exporting {model.name} ({form} graph, {shape}) to {path}")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             export_onnx(model.name, str(model.weights), path, scan=form, height=hw[0] if hw else None,
-                        width=hw[1] if hw else None, dynamic=hw is None, log=lambda m: _say(f"  {m}"))
+                        width=hw[1] if hw else None, dynamic=hw is None,
+                        verify_image=self._trace_image() if hw is None else None, log=lambda m: _say(f"  {m}"))
         except MissingDependency as exc:  # onnx / onnxruntime missing: this lane cannot run here
             self.failed[key] = str(exc)
             raise Skip(str(exc)) from None
@@ -415,6 +537,8 @@ class Exporter:
             self.failed[key] = f"ONNX export ({form}, {shape}) failed: {exc}"
             raise ExportFailed(self.failed[key]) from None
         self.seconds[path.name] = time.perf_counter() - start
+        _say(f"bench: exported {path.name} in {self.seconds[path.name]:.0f} s "
+             f"({time.process_time() - cpu_start:.0f} s CPU)")
         return path
 
     def close(self) -> None:
@@ -426,7 +550,11 @@ def make_lanes(model: ModelSpec, plan: LatencyPlan, exporter: Exporter) -> list[
     """Every lane of ``plan`` for ``model``; the torch fp32 lane first (it gives the reference)."""
     lanes: list[Lane] = []
     if "torch" in plan.backends:
-        lanes += [TorchLane(model, plan, "fp32"), TorchLane(model, plan, "fp16"), TorchLane(model, plan, "bf16")]
+        for device in plan.torch_devices:
+            precisions = ("fp32", "fp16", "bf16") if device == "cpu" else ("fp32", "fp16")
+            if device == "cpu" and len(plan.torch_devices) > 1:
+                precisions = ("fp32", "bf16")  # fp16 is a CUDA lane
+            lanes += [TorchLane(model, plan, device, p) for p in precisions]
     if "onnxruntime" in plan.backends:
         for providers in plan.providers:
             for form in plan.onnx_graphs:
@@ -490,12 +618,13 @@ def run_latency(plan: LatencyPlan, run_id: str, machine: str, power=None,
         if on_row:
             on_row(row)
 
-    exporter = Exporter(plan.onnx_dir)
+    exporter = Exporter(plan.onnx_dir, trace_hw=min(plan.sizes, key=lambda hw: hw[0] * hw[1], default=None))
     # Every model's lanes are open together and the models take turns on each (size, batch, lane), so a
     # student / teacher pair is measured back to back, under the same load of a shared machine.
     lanes = {m.name: make_lanes(m, plan, exporter) for m in plan.models}
     refs = {m.name: ReferenceOutputs(plan) for m in plan.models}
     noted: set = set()
+    guard, rates = MemoryGuard(), CallRates()
     try:
         for model in plan.models:
             for lane in lanes[model.name]:
@@ -511,8 +640,10 @@ def run_latency(plan: LatencyPlan, run_id: str, machine: str, power=None,
                         if lane.skip_reason:
                             continue
                         row = _try_measure(lane, model, hw, batch, x, refs[model.name], plan, run_id, machine,
-                                           power, noted)
+                                           power, noted, guard, rates)
                         if row is not None:
+                            if row.status == "ok":
+                                guard.record((model.name, lane.label), hw, batch, row.peak_mem_mb)
                             emit(row)
                 for r in refs.values():
                     r.set(None, None)
@@ -527,10 +658,11 @@ def run_latency(plan: LatencyPlan, run_id: str, machine: str, power=None,
 
 
 def _try_measure(lane: Lane, model: ModelSpec, hw, batch, x, refs: "ReferenceOutputs", plan: LatencyPlan,
-                 run_id: str, machine: str, power, noted: set) -> Row | None:
+                 run_id: str, machine: str, power, noted: set, guard: MemoryGuard, rates: CallRates) -> Row | None:
     """The row of one (lane, model, h x w, B): measured, or skipped / failed with the reason (None: said already)."""
     try:
         lane.check_shape(hw, batch)
+        guard.check((model.name, lane.label), hw, batch)
         backend = lane.backend_for(hw)
         lane.check_shape(hw, batch)  # an engine's limits are known once it is open
     except Skip as exc:
@@ -544,20 +676,26 @@ def _try_measure(lane: Lane, model: ModelSpec, hw, batch, x, refs: "ReferenceOut
     except UserError as exc:  # MissingDependency included: the whole lane is out for this model
         lane.skip_reason = str(exc)
         return _lane_row(lane, model, run_id, machine, status="skipped", reason=str(exc))
-    return _measure(lane, backend, model, hw, batch, x, (model.name, hw, batch), refs, plan, run_id, machine, power)
+    projected = rates.projected_s(backend, hw, batch)
+    warm = projected is not None and projected > plan.policy.skip_warmup_above
+    row = _measure(lane, backend, model, hw, batch, x, (model.name, hw, batch), refs, plan, run_id, machine, power,
+                   warm)
+    if row.status == "ok":
+        rates.record(backend, hw, batch, row.mean_ms / 1e3)
+    return row
 
 
 def _measure(lane: Lane, backend, model: ModelSpec, hw, batch, x, key, refs: ReferenceOutputs, plan: LatencyPlan,
-             run_id: str, machine: str, power) -> Row:
+             run_id: str, machine: str, power, warm: bool = False) -> Row:
     gc.collect()
     try:
         with PeakRss() as mem:
-            timing = time_calls(lambda: backend.infer(x), plan.policy)
+            timing = time_calls(lambda: backend.infer(x), plan.policy, warm=warm)
     except UserError as exc:  # the backend refused this input (shape outside what it was built for)
         return _lane_row(lane, model, run_id, machine, status="skipped", reason=str(exc), input_hw=list(hw),
                          batch=batch)
     out = timing.last_output
-    if lane.backend == "torch" and lane.precision == "fp32" and plan.torch_device == "cpu":
+    if isinstance(lane, TorchLane) and lane.precision == "fp32" and lane.device == "cpu":
         refs.set(key, out)
         err = 0.0
     else:

@@ -86,8 +86,9 @@ def speedups(results: Results) -> list[dict]:
             continue
         t = index.get((r.run_id, lane_of(r), tuple(r.input_hw), r.batch, TEACHER))
         if t is not None:
+            cpu = t.cpu_ms / r.cpu_ms if t.cpu_ms and r.cpu_ms else None
             pairs.append({"lane": lane_of(r), "input_hw": r.input_hw, "batch": r.batch, "student": r, "teacher": t,
-                          "speedup": t.p50_ms / r.p50_ms})
+                          "speedup": t.p50_ms / r.p50_ms, "cpu_speedup": cpu})
     return pairs
 
 
@@ -115,6 +116,8 @@ def render_markdown(results: Results) -> str:
         lines += ["**Runs** (every row names its run; ratios only compare rows of one run):", ""]
         for run in results.runs:
             wall = f", {run['wall_s'] / 60:.1f} min" if run.get("wall_s") is not None else ""
+            if run.get("cpu_s") is not None:
+                wall += f" wall, {run['cpu_s'] / 60:.1f} min CPU"
             lines.append(f"- `{run['run_id']}` ({run.get('started', '?')}{wall}): `{run.get('command', '?')}`")
             if run.get("load_start") or run.get("load_end"):
                 loads = [f"{w} {'/'.join(str(v) for v in run[k])}" for w, k in (("start", "load_start"),
@@ -138,16 +141,27 @@ def _headline(results: Results) -> list[str]:
     out = ["## Headline: student vs teacher", ""]
     if not pairs:
         return out + [f"No run measured both {STUDENT} (student) and {TEACHER} (teacher) on the same lane.", ""]
-    out += [f"Speed-up = {TEACHER} p50 / {STUDENT} p50 on the same lane, input and batch, measured in the same run.",
+    out += [f"Speed-up = {TEACHER} p50 / {STUDENT} p50 on the same lane, input and batch, measured in the same run "
+            "(the two models take turns on each configuration); CPU speed-up = the same ratio of CPU time per call.",
             ""]
     summary = speedup_summary(pairs)
     out += _table(["lane", "student faster in", "speed-up (geometric mean)", "min", "max"],
                   [[lane, f"{s['faster']} of {s['n']}", f"{s['geomean']:.2f}x", f"{s['min']:.2f}x", f"{s['max']:.2f}x"]
                    for lane, s in summary.items()])
     out.append("")
-    out += _table(["lane", "input", "B", "student p50 ms", "teacher p50 ms", "student FPS", "teacher FPS", "speed-up"],
+    for run_id in OrderedDict.fromkeys(p["student"].run_id for p in pairs):
+        mine = [p for p in pairs if p["student"].run_id == run_id]
+        slower = [f"{p['lane']} {_size(p['input_hw'])} B{p['batch']}" for p in mine if p["speedup"] <= 1]
+        ratios = ", ".join(f"{lane} {s['geomean']:.2f}x" for lane, s in speedup_summary(mine).items())
+        verdict = (f"the student is faster than the teacher in all {len(mine)} paired configurations"
+                   if not slower else f"the student is NOT faster in {len(slower)} of {len(mine)} paired "
+                   f"configurations ({'; '.join(slower)})")
+        out += [f"Run `{run_id}`: {verdict}; teacher/student p50 (geometric mean per lane): {ratios}.", ""]
+    out += _table(["lane", "input", "B", "student p50 ms", "teacher p50 ms", "student FPS", "teacher FPS", "speed-up",
+                   "CPU speed-up"],
                   [[p["lane"], _size(p["input_hw"]), str(p["batch"]), _ms(p["student"].p50_ms),
-                    _ms(p["teacher"].p50_ms), _fps(p["student"].fps), _fps(p["teacher"].fps), f"{p['speedup']:.2f}x"]
+                    _ms(p["teacher"].p50_ms), _fps(p["student"].fps), _fps(p["teacher"].fps), f"{p['speedup']:.2f}x",
+                    "-" if p["cpu_speedup"] is None else f"{p['cpu_speedup']:.2f}x"]
                    for p in pairs])
     return out + [""]
 
@@ -159,8 +173,8 @@ def _latency(results: Results) -> list[str]:
         return out + ["No latency measurements.", ""]
     out += ["Input is the LR frame (w x h); x4 output. p50/p90/p99 over the timed calls after warm-up; FPS = frames "
             "(batch items) per second. CPU ms/call: process CPU time (all threads) per timed call, which other "
-            "jobs on a shared machine inflate far less than wall time. Max error: max |output - torch fp32 output| of the same model on the same "
-            "frames (the torch fp32 row is the reference). Peak memory: "
+            "jobs on a shared machine inflate far less than wall time. Max error: max |output - torch fp32 output| "
+            "of the same model on the same frames (the torch fp32 row is the reference). Peak memory: "
             f"{_mem_method(rows)}.", ""]
     power_cols = any(r.watts_avg_above_idle is not None for r in rows)
     header = ["model", "lane", "input", "B", "warm-up + iters", "p50 ms", "p90 ms", "p99 ms", "FPS", "CPU ms/call",
@@ -181,8 +195,17 @@ def _latency(results: Results) -> list[str]:
         body.append(cells)
     out += _table(header, body)
     threads = sorted({str(r.threads) if r.threads else "library default" for r in rows})
-    out += ["", f"CPU threads: {', '.join(threads)}.", ""]
-    return out
+    out += ["", f"CPU threads: {', '.join(threads)}."]
+    few = sum(r.iterations < 3 for r in rows)
+    if few:
+        out.append(f"{few} slow configurations ran fewer than 3 timed calls (the count is in the table): their "
+                   "percentiles are those calls themselves.")
+    cold = sum(r.warmup == 0 for r in rows)
+    if cold:
+        out.append(f"{cold} configurations ran without warm-up at their shape (0 in the warm-up column): the same "
+                   "backend had already run smaller shapes, and one call was projected to take longer than "
+                   "`--skip-warmup-above` seconds; any one-time cost of a new shape is in their times.")
+    return out + [""]
 
 
 def _mem_method(rows: list[Row]) -> str:
@@ -268,6 +291,22 @@ def _plots(results: Results) -> list[str]:
 # ---------------------------------------------------------------- plots
 
 
+def _spread(ys: list[float], gap: float) -> list[float]:
+    """Label heights for points at ``ys``: in the same order, at least ``gap`` apart, shifted as little as
+    the spacing allows (so close points such as a published and a measured figure do not overprint)."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    placed: list[float] = []
+    for i in order:
+        placed.append(ys[i] if not placed else max(ys[i], placed[-1] + gap))
+    if placed:
+        shift = sum(ys[i] - p for i, p in zip(order, placed)) / len(placed)  # re-centre on the points
+        placed = [p + shift for p in placed]
+    out = [0.0] * len(ys)
+    for i, p in zip(order, placed):
+        out[i] = p
+    return out
+
+
 def _latency_series(results: Results) -> "OrderedDict[tuple, list[Row]]":
     series: OrderedDict[tuple, list[Row]] = OrderedDict()
     for r in results.rows:
@@ -322,23 +361,33 @@ def render_plots(results: Results, results_dir: str | Path) -> list[Path]:
             ax.legend(fontsize=7)
         save(fig, paths["latency_png"])
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for i, p in enumerate(sorted(PUBLISHED_SET5_X4, key=lambda p: p.params)):
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    labels = []  # (x, y, text, colour, size)
+    for p in PUBLISHED_SET5_X4:
         ax.scatter(p.params, p.psnr_y, marker="o", facecolors="none", edgecolors="grey")
-        # neighbours alternate above / below their point so that close labels do not overprint
-        ax.annotate(f"{p.name} (published)", (p.params, p.psnr_y), fontsize=7, xytext=(-20, 7 if i % 2 else -12),
-                    textcoords="offset points", color="grey")
+        labels.append((p.params, p.psnr_y, f"{p.name} (published)", "grey", 7))
     measured = [r for r in results.rows if r.kind == "quality" and r.status == "ok" and r.params
                 and (r.dataset or "").lower() == "set5"]
     for r in measured:
         ax.scatter(r.params, r.psnr_y, marker="*", s=140, color="tab:red" if r.variant == STUDENT else "tab:blue")
-        ax.annotate(f"{r.variant} ({r.backend}, measured)", (r.params, r.psnr_y), fontsize=8, xytext=(4, -10),
-                    textcoords="offset points")
+        labels.append((r.params, r.psnr_y, f"{r.variant} ({r.backend}, measured)", "black", 8))
     bicubic = [r for r in results.rows if r.kind == "quality" and r.status == "ok" and r.variant == "bicubic"
                and (r.dataset or "").lower() == "set5"]
     for r in bicubic:
         ax.axhline(r.psnr_y, color="grey", linestyle=":", linewidth=1)
         ax.annotate("bicubic (measured)", (10_000, r.psnr_y), fontsize=7, xytext=(0, 3), textcoords="offset points")
+    ys = [y for _, y, *_ in labels] + [r.psnr_y for r in bicubic]
+    # labels in a column right of every point, spread vertically, each joined to its point by a line
+    span = max(max(ys) - min(ys), 1.0)
+    label_ys = _spread([y for _, y, *_ in labels], gap=0.055 * span)
+    column_x = max(x for x, *_ in labels) * 2.5
+    for (x, y, text, colour, size), ly in zip(labels, label_ys):
+        ax.annotate(text, (x, y), xytext=(column_x, ly), textcoords="data", fontsize=size, color=colour,
+                    va="center", arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.4, "alpha": 0.6})
+    xs = [x for x, *_ in labels]
+    ax.set_xlim(min(xs + [10_000]) * 0.7, column_x * 12)  # room on the right for the label column
+    all_ys = ys + label_ys
+    ax.set_ylim(min(all_ys) - 0.05 * span, max(all_ys) + 0.05 * span)
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("Set5 x4 PSNR-Y (dB)")

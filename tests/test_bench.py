@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mambalitesr.benchmarks import report as report_mod
-from mambalitesr.benchmarks.latency import IterationPolicy, time_calls
+from mambalitesr.benchmarks.latency import CallRates, IterationPolicy, time_calls
 from mambalitesr.benchmarks.power import PowerContext
 from mambalitesr.benchmarks.results import ROW_FIELDS, Results, Row, load_results, results_paths
 from mambalitesr.cli import main
@@ -38,13 +38,28 @@ def test_weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def latency_run(tmp_path_factory, test_weights) -> Path:
-    """One `bench latency` run: torch and the portable ONNX graph at 24x16, batches 1 and 2; tensorrt skipped."""
+def tiny_dataset(tmp_path_factory) -> Path:
+    """Two small HR images (smooth gradients plus noise), enough for the x4 quality protocol."""
+    from mambalitesr.imageio import write_image
+
+    folder = tmp_path_factory.mktemp("TinySet")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:40]
+    for k in range(2):
+        base = np.stack([(xx * 5 + k * 30) % 256, (yy * 4) % 256, (xx + yy) * 2 % 256], axis=-1)
+        write_image(folder / f"img{k}.png", np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def latency_run(tmp_path_factory, test_weights, tiny_dataset) -> Path:
+    """One `bench all` run of test_x4: torch, the plugin and the portable ONNX graphs at 24x16, batches 1 and 2,
+    tensorrt skipped, no power telemetry; then quality on a tiny dataset."""
     out = tmp_path_factory.mktemp("results")
-    rc = main(["bench", "latency", "--device", "ci", "--results-dir", str(out), "--model",
+    rc = main(["bench", "all", "--device", "ci", "--results-dir", str(out), "--model",
                f"test_x4={test_weights}", "--sizes", "24x16", "--batches", "1,2", "--backends",
-               "torch,onnxruntime,tensorrt", "--onnx-graphs", "portable", "--portable-sizes", "24x16", "--threads", "1",
-               *FAST])
+               "torch,onnxruntime,tensorrt", "--onnx-graphs", "plugin,portable", "--portable-sizes", "24x16",
+               "--threads", "1", "--power", "none", "--data", str(tiny_dataset), "--no-progress", *FAST])
     assert rc == 0
     return out
 
@@ -57,10 +72,11 @@ def test_latency_rows_follow_the_schema(latency_run):
     raw = json.loads(results_paths(latency_run, "ci")["json"].read_text())
     assert raw["schema"] == 1 and raw["device"] == "ci"
     assert all(set(r) == set(ROW_FIELDS) for r in raw["rows"])
-    rows = _rows(latency_run)
+    rows = [r for r in _rows(latency_run) if r.kind == "latency"]
     ok = [r for r in rows if r.status == "ok"]
     lanes = {(r.backend, r.graph, r.precision, r.batch) for r in ok}
     assert lanes == {("torch", "pytorch-native-scan", "fp32", 1), ("torch", "pytorch-native-scan", "fp32", 2),
+                     ("onnxruntime", "onnx-plugin", "fp32", 1), ("onnxruntime", "onnx-plugin", "fp32", 2),
                      ("onnxruntime", "onnx-portable", "fp32", 1)}
     for r in ok:
         assert r.kind == "latency" and r.variant == "test_x4" and r.input_hw == [16, 24]
@@ -70,9 +86,11 @@ def test_latency_rows_follow_the_schema(latency_run):
         assert r.machine and r.run_id and r.params == 6144 and r.weights == "test_x4.safetensors"
         assert r.power_note and r.watts_avg_above_idle is None and r.joules_per_frame is None
         assert r.peak_mem_mb is None or r.peak_mem_mb >= 0
-    errors = {r.backend: r.max_abs_err for r in ok}
-    assert errors["torch"] == 0.0  # the reference itself
-    assert 0 <= errors["onnxruntime"] < 1e-4  # the export's own tolerance
+    for r in ok:
+        if r.backend == "torch":
+            assert r.max_abs_err == 0.0  # the reference itself
+        else:
+            assert 0 <= r.max_abs_err < 1e-4, r.key()  # the export's own tolerance
     skipped = {(r.backend, r.precision): r.reason for r in rows if r.status == "skipped"}
     assert "CUDA" in skipped[("torch", "fp16")] and "bf16" in skipped[("torch", "bf16")]
     assert skipped[("tensorrt", "engine")]  # no TensorRT here, or no engine given: a reason either way
@@ -91,10 +109,21 @@ def test_markdown_is_rendered_from_the_json(latency_run):
     assert main(["bench", "report", "--device", "ci", "--results-dir", str(latency_run)]) == 0
     assert paths["md"].read_text() == md
     # ... and a change in the JSON shows in the markdown
-    row = next(r for r in results.rows if r.status == "ok" and r.backend == "torch")
+    row = next(r for r in results.rows if r.kind == "latency" and r.status == "ok" and r.backend == "torch")
     row.p50_ms, row.p90_ms, row.p99_ms = 1234.5, 2345.6, 3456.7
     changed = report_mod.render_markdown(results)
     assert changed != md and "1234 | 2346 | 3457" in changed
+
+
+def test_quality_rows_score_bicubic_and_the_model(latency_run, tiny_dataset):
+    rows = [r for r in _rows(latency_run) if r.kind == "quality"]
+    assert {(r.variant, r.backend, r.status) for r in rows} == {("bicubic", "bicubic", "ok"),
+                                                               ("test_x4", "torch", "ok")}
+    for r in rows:
+        assert r.dataset == tiny_dataset.name and r.images == 2 and r.scale == 4
+        assert 5 < r.psnr_y < 60 and 0 < r.ssim_y <= 1
+    md = results_paths(latency_run, "ci")["md"].read_text()
+    assert f"| {tiny_dataset.name} |" in md.splitlines()[md.splitlines().index("## Quality") + 4]
 
 
 def test_plots_exist(latency_run):
@@ -188,6 +217,20 @@ def test_time_calls_follows_its_policy():
         IterationPolicy(min_iters=5, max_iters=2).check()
 
 
+def test_a_warm_backend_skips_the_warm_up_of_a_slow_shape():
+    calls = []
+    timing = time_calls(lambda: calls.append(1) or len(calls), IterationPolicy(warmup=2, min_iters=3, max_iters=3),
+                        warm=True)
+    assert timing.warmup == 0 and timing.iterations == 3 and len(calls) == 3
+    assert timing.last_output == 3  # the error check sees a timed call's output
+    rates, backend = CallRates(), object()
+    assert rates.projected_s(backend, (90, 160), 1) is None  # never run: it gets its warm-up
+    rates.record(backend, (90, 160), 1, 0.5)
+    rates.record(backend, (180, 320), 1, 1.0)  # faster per pixel: the slower rate is kept
+    assert rates.projected_s(backend, (360, 640), 4) == pytest.approx(0.5 * 16 * 4)
+    assert rates.projected_s(object(), (90, 160), 1) is None  # per backend, not per lane
+
+
 def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(SystemExit):
         main(["bench", "latency", "--sizes"])
@@ -196,8 +239,32 @@ def test_bad_arguments_are_refused(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
-@pytest.mark.skipif(not any(COMMITTED.glob("*.json")), reason="no committed results in benchmarks/results yet")
-@pytest.mark.parametrize("path", sorted(COMMITTED.glob("*.json")), ids=lambda p: p.name)
+COMMITTED_JSON = sorted(COMMITTED.glob("*.json"))
+THIS_MACHINE = "cpu-x86_64-2core"  # the file the acceptance checks below hold the committed run to
+
+
+@pytest.mark.skipif(not COMMITTED_JSON, reason="no results committed in benchmarks/results yet (run "
+                    "`mambalitesr bench all` as in benchmarks/results/README.md)")
+@pytest.mark.parametrize("path", COMMITTED_JSON, ids=lambda p: p.name)
+def test_committed_results_follow_the_schema(path):
+    raw = json.loads(path.read_text())
+    assert raw["schema"] == 1 and path.stem == raw["device"]
+    assert raw["machine"] and raw["runs"] and raw["rows"]
+    assert all(set(r) == set(ROW_FIELDS) for r in raw["rows"])
+    results = load_results(path)  # validates every row
+    run_ids = {r["run_id"] for r in results.runs}
+    assert all(r.run_id in run_ids for r in results.rows)
+    assert all(r["wall_s"] is not None for r in results.runs), "a run that did not finish"
+    for r in results.rows:
+        assert r.machine
+        if r.kind == "latency" and r.status == "ok":
+            assert r.max_abs_err is not None and r.peak_mem_mb is not None
+            # power: a measured figure with its source, or null with the reason; never a bare null
+            assert (r.watts_avg_above_idle is not None and r.power_source) or r.power_note
+
+
+@pytest.mark.skipif(not COMMITTED_JSON, reason="no results committed in benchmarks/results yet")
+@pytest.mark.parametrize("path", COMMITTED_JSON, ids=lambda p: p.name)
 def test_committed_markdown_is_generated_from_its_json(path):
     results = load_results(path)
     md = path.with_suffix(".md")
@@ -205,4 +272,29 @@ def test_committed_markdown_is_generated_from_its_json(path):
     assert md.read_text() == report_mod.render_markdown(results), (
         f"{md} differs from what `mambalitesr bench report --device {results.device}` renders from {path.name}")
     for key in ("latency_png", "quality_png"):
-        assert results_paths(COMMITTED, results.device)[key].is_file()
+        assert results_paths(COMMITTED, results.device)[key].read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.skipif(not (COMMITTED / f"{THIS_MACHINE}.json").is_file(),
+                    reason=f"no committed {THIS_MACHINE}.json yet (run `mambalitesr bench all` on this machine)")
+def test_committed_cpu_results_cover_the_issue():
+    """Issue #8's acceptance on the committed CPU file: every size and batch on the torch and ORT plugin lanes
+    for both models, the student faster than the teacher on every lane, no invented power figures."""
+    results = load_results(COMMITTED / f"{THIS_MACHINE}.json")
+    ok = [r for r in results.rows if r.kind == "latency" and r.status == "ok"]
+    for variant in (report_mod.STUDENT, report_mod.TEACHER):
+        for graph in ("pytorch-native-scan", "onnx-plugin"):
+            have = {(tuple(r.input_hw), r.batch) for r in ok if r.variant == variant and r.graph == graph}
+            want = {(hw, b) for hw in ((90, 160), (180, 320), (360, 640)) for b in (1, 4)}
+            assert have == want, f"{variant} {graph}: missing {sorted(want - have)}"
+    pairs = report_mod.speedups(results)
+    assert {p["lane"] for p in pairs} >= {"torch / pytorch-native-scan / fp32",
+                                          "onnxruntime / onnx-plugin / fp32 [cpu]"}
+    assert all(p["speedup"] > 1 for p in pairs), [(p["lane"], p["input_hw"], p["batch"]) for p in pairs
+                                                   if p["speedup"] <= 1]
+    assert all(r.watts_avg_above_idle is None and r.joules_per_frame is None and "not measured" in r.power_note
+               for r in ok), "this machine has no power telemetry"
+    skipped = {r.backend for r in results.rows if r.status == "skipped"}
+    assert "tensorrt" in skipped
+    quality = {r.variant for r in results.rows if r.kind == "quality" and r.status == "ok" and r.dataset == "Set5"}
+    assert {"bicubic", report_mod.STUDENT, report_mod.TEACHER} <= quality
