@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,9 +57,27 @@ def test_pareto_front_fit_and_decision():
     assert decision["vs_paper"]["psnr_gain_db"] == pytest.approx(-0.05)
     # an exact line is recovered with R^2 = 1
     line = [_row(i, 20 + 2 * np.log10(p) + (0.3 if K == 4 else 0), p, 1, K=K)
-            for i, (p, K) in enumerate([(1e4, 1), (3e4, 1), (1e5, 1), (2e4, 4), (2e5, 4)])]
+            for i, (p, K) in enumerate([(1e4, 1), (3e4, 1), (1e5, 1), (2e4, 4), (2e5, 4), (6e4, 4)])]
     j = fit.fit_psnr_vs_size(line)["joint"]
     assert (j["b0"], j["b1"], j["bK4"], j["r2"]) == pytest.approx((20, 2, 0.3, 1.0))
+    # a lone K = 4 trial gets no K term of its own (it would be fitted exactly by it): one line over all
+    j = fit.fit_psnr_vs_size(line[:4])["joint"]
+    assert j["bK4"] is None and j["r2"] < 1
+
+
+def test_front_position_seed_noise_and_paired_gain():
+    rows = [_row(0, 28.0, 50_000, 10), _row(1, 28.3, 100_000, 30), _row(2, 28.2, 120_000, 20)]
+    assert fit.front_position(rows[0], rows) is None  # nothing is smaller
+    assert fit.front_position(rows[1], rows) == pytest.approx(0.3)  # on the front, 0.3 dB above trial 0
+    assert fit.front_position(rows[2], rows) == pytest.approx(-0.1)  # trial 1 is smaller and 0.1 dB better
+    assert fit.front_position(rows[2], rows, "latency_ms") == pytest.approx(0.2)  # but faster than trial 1
+    runs = {100: {0: {0: 28.0, 1: 28.2}, 1: {0: 28.5, 1: 28.5}, 2: {0: 27.0}}, 1000: {0: {0: 29.0}, 1: {0: 29.4}}}
+    sd, pooled = fit.seed_sd(runs[100])
+    assert pooled == 2 and sd == pytest.approx(np.sqrt(0.02 / 2))  # one dof per twice-run trial
+    gains = {g["steps"]: g for g in fit.paired_gain(runs, 1, 0)}
+    assert gains[100]["seeds"] == [0, 1] and gains[100]["mean"] == pytest.approx(0.4)
+    assert gains[100]["resolved"] is True  # 0.4 dB > 2 x sqrt(2) x 0.1 / sqrt(2)
+    assert gains[1000]["mean"] == pytest.approx(0.4) and gains[1000]["resolved"] is None  # no seed noise measured there
 
 
 def test_prune_rule_diverged_and_dominated():
@@ -76,6 +96,59 @@ def test_prune_rule_diverged_and_dominated():
     assert "trial 2" in rule(25.85)  # trial 2 (3000 params, 26.0 dB at half) is smaller and 0.15 dB ahead
     assert rule(25.95) is None  # within the margin of every smaller trial
     assert search._prune_rule(study, 23.0, params=500, macs=5000)(23.5) is None  # nothing is smaller
+
+
+STUDY_DIR = Path(__file__).resolve().parents[1] / "models" / "study"
+
+
+@pytest.fixture(scope="module")
+def stored_study(tmp_path_factory):
+    """A copy of the committed study folder (database, train_cost.json), so that no test can write the original."""
+    folder = tmp_path_factory.mktemp("stored") / "study"
+    folder.mkdir()
+    for name in ("study.db", "train_cost.json"):
+        if (STUDY_DIR / name).is_file():
+            shutil.copy(STUDY_DIR / name, folder / name)
+    if not (folder / "study.db").is_file():
+        pytest.fail("models/study/study.db is missing: the study is part of the product")
+    return folder
+
+
+def test_every_stored_trial_has_the_analytic_size(stored_study):
+    """Acceptance: analytic params == counted for every stored trial; analytic MACs within 1% of measured."""
+    from mambalitesr.models.config import SRConfig
+    from mambalitesr.models.network import MambaSR
+    from mambalitesr.models.study.search import load_study
+
+    rows = fit.complete(fit.trial_rows(load_study(f"sqlite:///{stored_study / 'study.db'}")))
+    assert len(rows) >= 30
+    families = {}
+    for r in rows:
+        cfg = SRConfig.from_json(r["config"])
+        assert analytic_params(cfg) == count_params(MambaSR(cfg)) == r["params"], r["number"]
+        # the MACs torch's flop counter measured at 320x180 when the trial ran
+        assert abs(analytic_macs(cfg, 180, 320) - r["macs"]) <= 0.01 * r["macs"], r["number"]
+        families.setdefault((cfg.directions, space.effective_rank(cfg) is None), cfg)
+    # and measured again now (at a small input: the counter costs ~1 s a model) for one trial of each kind of mixer
+    assert len(families) >= 3
+    for cfg in families.values():
+        measured = measure_macs(MambaSR(cfg).set_scan_backend("ref"), 6, 10)
+        assert abs(analytic_macs(cfg, 6, 10) - measured) <= 0.01 * measured, cfg
+
+
+def test_committed_report_is_generated_from_the_db(stored_study, tmp_path):
+    """Acceptance: models/study/README.md is exactly what `search report` writes from the stored study."""
+    from mambalitesr.models.study.report import build_report
+
+    committed = STUDY_DIR / "README.md"
+    assert committed.is_file(), "models/study/README.md is missing: run `mambalitesr search report`"
+    fresh = build_report(f"sqlite:///{stored_study / 'study.db'}", out_dir=tmp_path).read_text()
+    old, new = committed.read_text(), fresh
+    table = lambda text: text[text.index("## All trials"):]  # noqa: E731
+    assert table(old) == table(new), "the trial table is stale: run `mambalitesr search report`"
+    assert old == new, "models/study/README.md is stale or hand-edited: run `mambalitesr search report`"
+    for png in ("pareto.png", "fit.png", "rung.png"):
+        assert (tmp_path / png).stat().st_size > 10_000 and (STUDY_DIR / png).is_file(), png
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +211,15 @@ def test_tiny_study_runs_resumes_and_reports(tiny_data, tmp_path):
     data_args = ["--storage", storage, "--study-name", "t", "--train", str(root / "train"), "--teacher", "test_xs4_x4",
                  "--teacher-weights", str(teacher), "--teacher-cache", str(tmp_path / "cache"), "--min-lr-side", "8"]
     assert main(["search", "rerun", "--trial", "0", "--seed", "1", *data_args]) == 0  # seed noise
-    assert main(["search", "rerun", "--trial", "0", "--steps", "6", *data_args]) == 0  # a longer budget
+    assert main(["search", "promote", "--steps", "6", "--limit", "3", *data_args]) == 0  # a longer budget
     stored = load_study(storage, "t")
     assert {k.split(":", 2)[2] for k in stored.user_attrs if k.startswith("rerun:0:")} == {"seed1:steps4", "seed0:steps6"}
+    promoted = sorted(v["trial"] for k, v in stored.user_attrs.items() if k.endswith(":steps6"))
+    assert len(promoted) == 3 and promoted[:2] == [0, 2]  # both references (trial 1 was the interrupted student)
     readme = build_report(storage, "t", tmp_path / "report")
     text = readme.read_text()
-    assert "trial 0: PSNR over 2 seeds" in text and "| 0 | C32 G4 M2 N16 E2 r2 K1 | 95,952 |" in text
+    assert "trial 0, 4 steps: PSNR over 2 seeds" in text and "| 0 | C32 G4 M2 N16 E2 r2 K1 | 95,952 |" in text
+    assert "Basis: the 3 trials promoted to a 6-step budget" in text and (tmp_path / "report" / "rung.png").is_file()
     assert "## Decision" in text and "trial 0" in text and (tmp_path / "report" / "pareto.png").is_file()
     assert f"Trials: {len(fit.trial_rows(stored))} (" in text
     assert main(["search", "report", "--storage", storage, "--study-name", "t", "--out", str(tmp_path / "r2")]) == 0

@@ -8,6 +8,6 @@ PSNR the held-out PSNR-Y (dB) after a fixed short distillation budget.
 Modules: space (the search space and the two reference configs), latency (CPU latency and
 measured MACs of a config), trial (one short distillation run of a config), search (the
 Optuna study: storage, pruning rule, resume), fit (PSNR against size, Pareto front, decision),
-train_cost (low-rank vs full-rank training cost), report (models/study/README.md and its
-plots), search_cli (`mambalitesr search ...`).
+train_cost (low-rank vs full-rank training cost), report (models/study/README.md), plots
+(its figures), search_cli (`mambalitesr search ...`).
 """

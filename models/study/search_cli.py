@@ -1,4 +1,4 @@
-"""``mambalitesr search``: the hyper-parameter study (run / report / cost / rerun).
+"""``mambalitesr search``: the hyper-parameter study (run / report / cost / rerun / promote).
 
 Glossary: see :mod:`mambalitesr.models.study` (C, G, M, N, E, r, K, a; PSNR held-out PSNR-Y).
 """
@@ -57,13 +57,13 @@ def register(subparsers) -> None:
     rep.add_argument("--tolerance", type=float, default=0.1, help="dB: smallest model within this of the best")
     rep.set_defaults(func=_report)
 
-    c = sub.add_parser("cost", help="training cost of rank r against full rank (paper, student, chosen configs)")
+    c = sub.add_parser("cost", help="training cost of rank r against full rank (paper, shipped and picked configs); "
+                                    "writes train_cost.json next to the study database, which the report reads")
     common(c)
-    c.add_argument("--out", default=str(STUDY_DIR), metavar="DIR", help="where train_cost.json goes")
-    c.add_argument("--steps", type=int, default=10)
-    c.add_argument("--batch", type=int, default=16)
-    c.add_argument("--patch", type=int, default=48)
-    c.add_argument("--repeats", type=int, default=2)
+    c.add_argument("--steps", type=int, default=8, help="timed steps per process (default %(default)s)")
+    c.add_argument("--batch", type=int, default=8)
+    c.add_argument("--patch", type=int, default=32, help="LR patch side (default %(default)s)")
+    c.add_argument("--repeats", type=int, default=2, help="processes per variant (default %(default)s)")
     c.add_argument("--scan", choices=["native", "chunked", "ref"], default="native")
     c.add_argument("--budget-params", type=int, default=150_000)
     c.add_argument("--tolerance", type=float, default=0.1)
@@ -77,6 +77,15 @@ def register(subparsers) -> None:
     rr.add_argument("--seed", type=int, help="training seed (default: the study's)")
     rr.add_argument("--steps", type=int, help="training steps (default: the study's budget)")
     rr.set_defaults(func=_rerun)
+
+    pr = sub.add_parser("promote", help="re-train the candidates of the decision with a longer budget (both references "
+                                        "and the PSNR-parameters front); the report decides on the longest such rung")
+    common(pr)
+    data_args(pr)
+    pr.add_argument("--steps", type=int, required=True, help="training steps of the longer budget")
+    pr.add_argument("--limit", type=int, default=6, help="at most this many trials (default %(default)s)")
+    pr.add_argument("--budget-params", type=int, default=150_000)
+    pr.set_defaults(func=_promote)
 
 
 def _data(args):
@@ -128,49 +137,77 @@ def _cost(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from mambalitesr.errors import UserError
     from mambalitesr.imageio import atomic_path
     from mambalitesr.models.config import SRConfig
     from mambalitesr.models.registry import STUDENT
     from mambalitesr.models.study import fit, space
-    from mambalitesr.models.study.search import load_study
+    from mambalitesr.models.study.report import COST_FILE
+    from mambalitesr.models.study.search import load_study, sqlite_path
     from mambalitesr.models.study.train_cost import compare_ranks
 
-    configs = {"paper (r=2)": space.decode(space.PAPER)[0], f"student (r={STUDENT.rank})": STUDENT}
-    decision = fit.decide(fit.trial_rows(load_study(args.storage, args.study_name)), args.budget_params, args.tolerance)
+    db = sqlite_path(args.storage)
+    if db is None:
+        raise UserError("`search cost` writes train_cost.json next to the study database: use a sqlite:/// storage")
+    configs = {"paper (r=2)": space.decode(space.PAPER)[0], f"shipped (r={STUDENT.rank})": STUDENT}
+    decision = fit.study_decision(load_study(args.storage, args.study_name), args.budget_params, args.tolerance)["decision"]
     if decision.get("chosen"):
         chosen = SRConfig(**decision["chosen_config"])
-        if chosen.rank is not None and space.effective_rank(chosen) is not None:
-            configs[f"shipped, trial {decision['chosen']['number']} (r={chosen.rank})"] = chosen
+        if chosen == STUDENT:
+            pass  # the pick is the shipped config, already measured
+        elif chosen.rank is not None and space.effective_rank(chosen) is not None:
+            configs[f"study's pick, trial {decision['chosen']['number']} (r={chosen.rank})"] = chosen
         else:
-            print("the chosen config is full rank: nothing to compare for it", file=sys.stderr)
+            print("the study's pick is full rank: nothing to compare for it", file=sys.stderr)
     result = compare_ranks(configs, steps=args.steps, batch=args.batch, patch=args.patch, backend=args.scan,
                            repeats=args.repeats, say=lambda m: print(m, file=sys.stderr, flush=True))
-    path = Path(args.out) / "train_cost.json"
+    path = db.parent / COST_FILE
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=1))
+        Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
     print(path)
     return 0
 
 
 def _rerun(args: argparse.Namespace) -> int:
+    from mambalitesr.models.study.search import load_study
+
+    study = load_study(args.storage, args.study_name)
+    _retrain(study, args.trial, _data(args), seed=args.seed, steps=args.steps)
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from mambalitesr.models.study import fit
+    from mambalitesr.models.study.search import load_study
+
+    study = load_study(args.storage, args.study_name)
+    numbers = fit.promotion_candidates(fit.trial_rows(study), args.budget_params, args.limit)
+    seed = study.user_attrs["seed"]
+    todo = [n for n in numbers if f"rerun:{n}:seed{seed}:steps{args.steps}" not in study.user_attrs]
+    print(f"promoting trials {numbers} to {args.steps} steps ({len(numbers) - len(todo)} already done)", file=sys.stderr)
+    if todo:
+        _retrain(study, todo, _data(args), seed=None, steps=args.steps)
+    return 0
+
+
+def _retrain(study, numbers: list[int], data, seed: int | None, steps: int | None) -> None:
+    """Train stored trials again with the study's budget (seed and steps optionally changed); store each result."""
     import dataclasses
 
     from mambalitesr.errors import UserError
     from mambalitesr.models.config import SRConfig
-    from mambalitesr.models.study.search import load_study
     from mambalitesr.models.study.trial import Budget, load_training_pairs, run_trial
 
-    study = load_study(args.storage, args.study_name)
     budget = Budget(**study.user_attrs["budget"])
     try:
-        budget = dataclasses.replace(budget, **{k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None})
+        budget = dataclasses.replace(budget, **{k: v for k, v in (("seed", seed), ("steps", steps)) if v is not None})
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    data = _data(args)
-    pairs = load_training_pairs(budget, data)
-    for number in args.trial:
+    for number in numbers:
         if not 0 <= number < len(study.trials) or "config" not in study.trials[number].user_attrs:
             raise UserError(f"trial {number} has no stored config")
+    pairs = load_training_pairs(budget, data)
+    for number in numbers:
         t = study.trials[number]
         result = run_trial(SRConfig.from_json(t.user_attrs["config"]), t.params["alpha"], budget, data, pairs)
         stored = t.user_attrs.get("psnr")
@@ -178,5 +215,4 @@ def _rerun(args: argparse.Namespace) -> int:
             "trial": number, "seed": budget.seed, "steps": budget.steps, "psnr": result["psnr"],
             "half_psnr": result["half_psnr"], "stored_psnr": stored, "train_cpu_s": result["train_cpu_s"]})
         print(f"trial {number} seed {budget.seed} steps {budget.steps}: PSNR {result['psnr']:.3f} dB"
-              + (f" (stored, seed {study.user_attrs['seed']}: {stored:.3f} dB)" if stored is not None else ""))
-    return 0
+              + (f" (stored, seed {study.user_attrs['seed']}: {stored:.3f} dB)" if stored is not None else ""), flush=True)

@@ -102,7 +102,19 @@ def compare_ranks(configs: dict, steps: int = 10, batch: int = 16, patch: int = 
                 say(f"train cost: {label} {kind}: {runs[kind][-1]['step_cpu_ms']:.0f} ms/step CPU, "
                     f"peak {runs[kind][-1]['peak_rss_mb']:.0f} MB")
         out[label] = {"config": json.loads(cfg.to_json()), **runs}
-    return {"steps": steps, "batch": batch, "patch": patch, "backend": backend, "repeats": repeats, "results": out}
+    return {"steps": steps, "batch": batch, "patch": patch, "backend": backend, "repeats": repeats, "host": _host(),
+            "results": out}
+
+
+def _host() -> str:
+    """The CPU the figures were measured on (model name, logical cores), for the report."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical cores"
 
 
 def main(argv=None) -> int:

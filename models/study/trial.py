@@ -76,7 +76,7 @@ def train_config(cfg: SRConfig, alpha: float, budget: Budget, data: Data, out_di
 
 def run_trial(cfg: SRConfig, alpha: float, budget: Budget, data: Data, pairs=None,
               prune_at_half: Callable[[float], bool] = lambda psnr: False) -> dict:
-    """Train ``cfg`` for ``budget.steps``; {half_psnr, psnr, ssim, pruned, train_s, holdout_images}.
+    """Train ``cfg`` for ``budget.steps``; {half_psnr, psnr, ssim, pruned, train_cpu_s, holdout_images}.
 
     ``pairs``: the loaded training images with teacher outputs (all of them; the trainer holds out
     every ``holdout_every``-th), so a study decodes them once. ``prune_at_half(half_psnr)`` may stop the
