@@ -602,6 +602,17 @@ def _lane_row(lane: Lane, model: ModelSpec, run_id: str, machine: str, **extra) 
                params=model.params, **extra)
 
 
+def _return_freed_heap() -> None:
+    """Give freed heap pages back to the OS (glibc keeps them otherwise), so MemAvailable, which the
+    MemoryGuard reads, sees what the closed sessions and dropped frames really left free."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim, the guard is only more cautious
+
+
 def run_latency(plan: LatencyPlan, run_id: str, machine: str, power=None,
                 on_row: Callable[[Row], None] | None = None) -> list[Row]:
     """Measure every (model, size, batch, lane) of ``plan``; rows in the order measured.
@@ -645,10 +656,16 @@ def run_latency(plan: LatencyPlan, run_id: str, machine: str, power=None,
                             if row.status == "ok":
                                 guard.record((model.name, lane.label), hw, batch, row.peak_mem_mb)
                             emit(row)
+                        if isinstance(lane, OnnxLane):
+                            # ONNX Runtime's CPU arena keeps its peak until the session ends: one model's
+                            # 640x360 x4 arena would otherwise starve the other model's turn on the same shape.
+                            lane.close()
+                            _return_freed_heap()
                 for r in refs.values():
                     r.set(None, None)
                 del x
                 gc.collect()
+                _return_freed_heap()
     finally:
         for model_lanes in lanes.values():
             for lane in model_lanes:
