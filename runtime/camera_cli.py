@@ -34,7 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--input-size", default=None, metavar="WxH", help="resize captured frames to WxH before SR")
     p.add_argument("--batch", type=int, default=1, help="frames per inference call (default 1)")
     p.add_argument("--tile", type=int, default=0,
-                   help="LR tile side for large frames (default 0: whole frames unless the backend has a fixed shape)")
+                   help="LR tile height for large frames (default 0: whole frames unless the backend's shape is fixed)")
+    p.add_argument("--tile-width", type=int, default=0,
+                   help="LR tile width (default 0: the full frame width, strips; see `mambalitesr upscale --help`)")
     p.add_argument("--tile-overlap", type=int, default=16, help="LR overlap between tiles (default 16)")
     p.add_argument("--overlay", action="store_true", help="draw FPS, latency and watts onto the output")
     p.add_argument("--warmup", type=int, default=3, help="warm-up inferences before timing (default 3)")
@@ -89,15 +91,16 @@ def run(args) -> int:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
     if args.batch < 1:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
-    if args.tile < 0 or args.tile_overlap < 0:
-        raise UserError("--tile and --tile-overlap must be >= 0")
+    if args.tile < 0 or args.tile_width < 0 or args.tile_overlap < 0:
+        raise UserError("--tile, --tile-width and --tile-overlap must be >= 0")
     input_size = parse_size(args.input_size) if args.input_size else None
     options = backend_options(args)
     source = parse_source(args.source)
     sink = parse_sink(args.sink)
     backend = create_backend(args.backend, **options)
     power = open_power(args.power, args.power_interval_ms, args.tegrastats_cmd)
-    processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap, input_size=input_size)
+    processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap, input_size=input_size,
+                               tile_width=args.tile_width or None)
     pipeline = Pipeline(
         source, processor, sink, batch=args.batch, max_frames=args.frames, overlay=args.overlay, power=power,
         warmup=args.warmup, reconnect_timeout=args.reconnect_timeout,

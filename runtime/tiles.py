@@ -10,11 +10,15 @@ Glossary (code name -> symbol):
 Along each axis tiles start every t - o pixels and the last one is moved back onto the border,
 so every tile is full size (its overlap with the previous one may then exceed o).
 
-Feathering is separable: an SR tile's weight at (y, x) is wy_i(y) * wx_j(x). Along an axis a
-tile's raw weight is 1 in its interior and falls linearly towards its ends over the width of its
-overlap with the neighbour on that side (never at the frame border); sampled at pixel centres it
-is never 0 inside the tile, and two tiles' ramps in a shared zone add up to 1. The weights are then
-normalised over the covering tiles, so they sum to 1 at every pixel, also where three tiles meet.
+Feathering is separable: an SR tile's weight at (y, x) is wy_i(y) * wx_j(x). Along an axis, where a
+tile overlaps a neighbour by O SR pixels (O = s * its LR overlap o'), the outer D = s * (o' // 4) SR
+pixels next to the tile's edge get weight 0, the next O - 2D pixels ramp linearly up to 1 (sampled at
+pixel centres), and the rest is 1; never at the frame border. So in a shared zone one tile's ramp
+falls exactly where the other's rises (they add up to 1), and neither tile's outermost quarter of the
+overlap counts at all: a network with a wide receptive field (the Mamba scan, the convolutions' zero
+padding) is least like its untiled self right at a tile's edge, and there the other tile is used
+instead. The weights are then normalised over the covering tiles, so they sum to 1 at every pixel,
+also where three tiles meet; every pixel keeps a positive total weight (tested).
 """
 from __future__ import annotations
 
@@ -40,20 +44,31 @@ def tile_starts(n: int, t: int, o: int) -> tuple[int, ...]:
     return tuple(starts)
 
 
+def edge_discard(o: int) -> int:
+    """LR pixels at a tile's edge that get weight 0 for an LR overlap o with the neighbour there."""
+    return o // 4
+
+
+def _ramp(q: np.ndarray, overlap_lr: int, s: int) -> np.ndarray:
+    """Raw weight at SR distance q from a shared edge: 0 over the discarded band, then linear to 1."""
+    O, D = overlap_lr * s, edge_discard(overlap_lr) * s
+    return np.clip((q - D) / (O - 2 * D), 0.0, 1.0)
+
+
 def _raw_ramps(starts: tuple[int, ...], t: int, s: int) -> np.ndarray:
-    """(K, t*s) raw weights: 1 inside, linear ramps (at pixel centres) over each neighbour overlap."""
+    """(K, t*s) raw weights: 0 on the discarded band of each shared edge, ramps, 1 inside."""
     T = t * s
     q = np.arange(T, dtype=np.float64) + 0.5  # pixel centres, local SR coordinate
     ramps = np.ones((len(starts), T))
     for i, a in enumerate(starts):
         if i > 0:
-            left = (starts[i - 1] + t - a) * s  # SR overlap with the previous tile
+            left = starts[i - 1] + t - a  # LR overlap with the previous tile
             if left > 0:
-                ramps[i] = np.minimum(ramps[i], q / left)
+                ramps[i] = np.minimum(ramps[i], _ramp(q, left, s))
         if i + 1 < len(starts):
-            right = (a + t - starts[i + 1]) * s
+            right = a + t - starts[i + 1]
             if right > 0:
-                ramps[i] = np.minimum(ramps[i], (T - q) / right)
+                ramps[i] = np.minimum(ramps[i], _ramp(T - q, right, s))
     return ramps
 
 
@@ -69,6 +84,8 @@ def axis_weights(starts: tuple[int, ...], t: int, n: int, s: int) -> np.ndarray:
     """(K, t*s) normalised feathering weights of each tile, in tile-local SR coordinates (sum 1 per pixel)."""
     ramps = _raw_ramps(starts, t, s)
     total = _place(starts, t, s, n, ramps).sum(axis=0)  # (n*s,)
+    if not (total > 0).all():  # cannot happen for starts from tile_starts; guards hand-made ones
+        raise ValueError(f"tile starts {starts} (tile {t}) leave pixels with no positive weight")
     return np.stack([ramps[i] / total[a * s : (a + t) * s] for i, a in enumerate(starts)])
 
 
@@ -76,11 +93,16 @@ def axis_ratios(starts: tuple[int, ...], t: int, n: int, s: int) -> np.ndarray:
     """(K, t*s) float32 running-mean ratios: raw weight over the sum of raw weights of tiles 0..i.
 
     Folding tiles in order with out += ratio * (tile - out) gives the normalised weighted mean;
-    the first tile covering a pixel has ratio exactly 1.
+    the first tile with weight at a pixel has ratio exactly 1 (tiles before it there have ratio 0).
     """
     ramps = _raw_ramps(starts, t, s)
     cumulative = np.cumsum(_place(starts, t, s, n, ramps), axis=0)  # (K, n*s)
-    ratios = np.stack([ramps[i] / cumulative[i, a * s : (a + t) * s] for i, a in enumerate(starts)])
+    ratios = np.zeros((len(starts), t * s))
+    for i, a in enumerate(starts):
+        c = cumulative[i, a * s : (a + t) * s]
+        # 0 where no tile so far has weight (this one's discarded band before the next tile takes over):
+        # the fold then leaves the pixel alone, and the first tile with weight lands with ratio 1.
+        np.divide(ramps[i], c, out=ratios[i], where=c > 0)
     return ratios.astype(np.float32)
 
 

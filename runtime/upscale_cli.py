@@ -2,7 +2,11 @@
 
 Glossary (code name -> meaning):
     IN...        image files, video files, or folders (their images); -o OUT a file for one input, else a folder
-    --tile t     LR tile side (0 = whole images); --tile-overlap o, feathered (runtime/tiles.py)
+    --tile t     LR tile height (0 = whole images); --tile-width: LR tile width, 0 (default) = the full
+                 image width, i.e. strips: the model's row-major scan sees whole rows, so strips match the
+                 untiled result within 1/255 while narrower tiles do not (runtime/stream/processing.py);
+                 --tile-overlap o, the outer quarter of each overlap discarded, the middle feathered
+                 (runtime/tiles.py)
     job          one input -> one output, written atomically; a failed job is reported and the rest go on,
                  and the exit status is non-zero when any failed
 """
@@ -15,6 +19,8 @@ from pathlib import Path
 from mambalitesr.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+DEFAULT_TILE = 64  # LR rows per strip
+DEFAULT_OVERLAP = 16  # LR rows shared by neighbouring strips: 4 discarded at each edge, 8 feathered
 
 
 def register(subparsers) -> None:
@@ -23,15 +29,23 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "upscale",
         help="super-resolve images and videos (tiled, any size)",
-        description="Super-resolve image and video files. Large inputs are split into overlapping tiles and merged "
-        "with feathering, so memory stays bounded by the tile size. Outputs are written atomically.",
+        description="Super-resolve image and video files. Large inputs are split into overlapping strips of full "
+        "rows (the model scans whole rows) and merged with feathering, so memory stays bounded by the strip "
+        "size, and the result matches the untiled one within 1/255. Outputs are written atomically.",
     )
     p.add_argument("inputs", nargs="+", metavar="IN", help="image or video files, or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (one input) or folder (several inputs, or an existing folder)")
     add_backend_arguments(p, ("torch", "onnxruntime"), default="torch")
-    p.add_argument("--tile", type=int, default=256, help="LR tile side in pixels, 0 for whole images (default 256)")
-    p.add_argument("--tile-overlap", type=int, default=16, help="LR overlap between tiles (default 16)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                   help=f"LR tile height in pixels, 0 for whole images (default {DEFAULT_TILE})")
+    p.add_argument("--tile-width", type=int, default=0,
+                   help="LR tile width, 0 for the full image width (default: strips; narrower tiles bound memory "
+                   "for very wide images, but the model's row scan then loses context: measured up to 31/255 off "
+                   "the untiled result)")
+    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP,
+                   help=f"LR overlap between tiles (default {DEFAULT_OVERLAP}; its outer quarter on each side is "
+                   "discarded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -184,13 +198,16 @@ def run(args) -> int:
 
     if args.tile < 0 or (0 < args.tile < 8):
         raise UserError(f"--tile must be 0 (whole images) or at least 8, got {args.tile}")
-    if args.tile_overlap < 0 or (args.tile and args.tile_overlap >= args.tile):
+    if args.tile_width < 0 or (0 < args.tile_width < 8):
+        raise UserError(f"--tile-width must be 0 (full width) or at least 8, got {args.tile_width}")
+    if args.tile_overlap < 0 or any(t and args.tile_overlap >= t for t in (args.tile, args.tile_width)):
         raise UserError(f"--tile-overlap must be in [0, tile), got {args.tile_overlap}")
     options = backend_options(args)
     files, had_folder = expand_inputs(args.inputs)
     pairs = plan_outputs(files, Path(args.output), had_folder)
     backend = create_backend(args.backend, **options)
-    processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap)
+    processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap,
+                               tile_width=args.tile_width or None)
     print(f"upscale: {backend.describe()}", file=sys.stderr)
     failures = 0
     for src, dst in pairs:

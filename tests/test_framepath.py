@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from mambalitesr.errors import MissingDependency
 from mambalitesr.runtime import framepath as fp
 from mambalitesr.runtime import framepath_ref as ref
-from mambalitesr.runtime.tiles import TileGrid, axis_weights, tile_starts
+from mambalitesr.runtime.tiles import TileGrid, axis_ratios, axis_weights, edge_discard, tile_starts
 
 DTYPES = (np.float32, np.float16)
 SIZES = ((1, 2), (7, 11), (16, 32), (33, 64), (45, 2))
@@ -251,14 +251,34 @@ def test_tile_starts_cover_the_frame_with_full_tiles():
 
 
 @pytest.mark.parametrize("n,t,o,s", [(100, 32, 8, 1), (100, 32, 8, 4), (37, 16, 12, 2), (33, 32, 0, 3), (64, 64, 4, 2)])
-def test_axis_weights_sum_to_one_and_are_positive(n, t, o, s):
+def test_axis_weights_sum_to_one_and_skip_only_the_edge_bands(n, t, o, s):
     starts = tile_starts(n, t, o)
     w = axis_weights(starts, t, n, s)
     total = np.zeros(n * s)
     for i, a in enumerate(starts):
         total[a * s : (a + t) * s] += w[i]
     np.testing.assert_allclose(total, 1.0, atol=1e-12)
-    assert (w > 0).all()
+    assert (w >= 0).all()
+    for i, a in enumerate(starts):  # weight 0 exactly on the outer quarter of each shared overlap
+        left = starts[i - 1] + t - a if i else 0
+        right = a + t - starts[i + 1] if i + 1 < len(starts) else 0
+        lo, hi = s * edge_discard(left), t * s - s * edge_discard(right)
+        assert (w[i, :lo] == 0).all() and (w[i, hi:] == 0).all() and (w[i, lo:hi] > 0).all(), (i, lo, hi)
+
+
+@settings(max_examples=300, deadline=None)
+@given(t=st.integers(1, 40), o=st.integers(0, 39), extra=st.integers(0, 90), s=st.integers(1, 4))
+def test_every_pixel_keeps_a_positive_weight(t, o, extra, s):
+    o = min(o, t - 1)
+    n = t + extra
+    starts = tile_starts(n, t, o)
+    w = axis_weights(starts, t, n, s)  # raises if some pixel had no positive weight
+    total = np.zeros(n * s)
+    for i, a in enumerate(starts):
+        total[a * s : (a + t) * s] += w[i]
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    r = axis_ratios(starts, t, n, s)
+    assert np.isfinite(r).all() and ((r >= 0) & (r <= 1)).all()
 
 
 GEOMS = [(37, 53, 16, 20, 5, 3), (64, 64, 64, 64, 0, 2), (45, 90, 20, 32, 15, 1), (31, 40, 16, 16, 2, 4)]
@@ -281,7 +301,18 @@ def test_merge_feathers_instead_of_cutting():
     grid = TileGrid.plan(4, 12, 4, 8, 3)  # x starts 0 and 4 (last on the border): overlap columns 4..7
     tiles = np.stack([np.zeros((1, 4, 8)), np.ones((1, 4, 8))]).astype(np.float32)
     row = fp.merge_tiles(tiles, grid)[0, 0]
-    np.testing.assert_allclose(row, [0, 0, 0, 0, 0.125, 0.375, 0.625, 0.875, 1, 1, 1, 1], atol=1e-6)
+    # overlap 4: each tile's outer quarter (1 column) is skipped, the middle 2 columns ramp
+    np.testing.assert_allclose(row, [0, 0, 0, 0, 0, 0.25, 0.75, 1, 1, 1, 1, 1], atol=1e-6)
+
+
+def test_merge_skips_the_outer_quarter_of_the_overlap_and_ramps_in_the_middle():
+    grid = TileGrid.plan(12, 40, 12, 24, 8, scale=2)  # x starts 0, 16: LR overlap 8, SR columns 32..47
+    tiles = np.stack([np.zeros((1, 24, 48)), np.ones((1, 24, 48))]).astype(np.float32)
+    row = fp.merge_tiles(tiles, grid)[0, 0]
+    np.testing.assert_array_equal(row[:36], 0)  # the right tile's first 2 LR (4 SR) columns count for nothing
+    np.testing.assert_allclose(row[36:44], (np.arange(8) + 0.5) / 8, atol=1e-6)
+    np.testing.assert_array_equal(row[44:], 1)  # nor do the left tile's last 2 LR columns
+    np.testing.assert_allclose(row, ref.merge_ref(tiles, grid)[0, 0], atol=1e-6)
 
 
 def test_merge_places_scaled_tiles():

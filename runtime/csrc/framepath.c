@@ -388,7 +388,7 @@ int mlsr_fp_merge(const mlsr_fp_merge_params *p) {
                 for (int i = 0; i < g->n_y; ++i) {
                     const int ty = Y - g->y0[i] * s;
                     if (ty < 0 || ty >= TH) continue;
-                    /* Zero first: the first covering tile then lands as 0 + 1 * (v - 0) = v exactly. */
+                    /* Zero first: the first tile with weight lands as 0 + 1 * (v - 0) = v exactly. */
                     for (int X = 0; X < WS; ++X) tmp[X] = 0.0f;
                     for (int j = 0; j < g->n_x; ++j) {
                         const int64_t at = ((int64_t)i * g->n_x + j) * tile_elems + (int64_t)c * TH * TW +

@@ -106,7 +106,8 @@ typedef struct {
  *
  * The blend is separable: along x, the tiles of one tile row are folded in order into a running
  * weighted mean, out <- out + ratio_x * (tile - out), where ratio_x[j][q] = w_j / (sum of w of
- * tiles 0..j covering that column); then the tile rows are folded along y the same way with
+ * tiles 0..j covering that column), 0 where that sum is 0 (a tile's zero-weight edge band before the
+ * next tile takes over); then the tile rows are folded along y the same way with
  * ratio_y. The result is sum_ij wy_i wx_j tile_ij with normalised weights (sum 1 everywhere),
  * and a value that all covering tiles agree on comes back bit-exact (no seams, no drift). */
 typedef struct {

@@ -11,8 +11,8 @@ Glossary (code name -> meaning):
     source        "jtop" | "tegrastats" | "nvml"; `--power auto` tries them in that order
 
 Modules: sample (the sample type and the source interface), tegrastats, jtop_reader,
-nvml_reader (the sources), energy (integration), monitor (background collection and
-interval reports), choose (`--power` choice and its messages; not "select", which would
+nvml_reader (the sources; polling: the read loop jtop and NVML share), energy (integration),
+monitor (background collection and interval reports), choose (`--power` choice and its messages; not "select", which would
 shadow the standard module for anyone running from this folder).
 """
 from mambalitesr.runtime.power.energy import IntervalReport, integrate

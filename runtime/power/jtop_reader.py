@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any
 
 from mambalitesr.errors import MissingDependency
+from mambalitesr.runtime.power.polling import PolledSource
 from mambalitesr.runtime.power.sample import PowerSample
 
 HOW_TO_GET = "pip install jetson-stats, then sudo systemctl start jtop (Jetson only)"
@@ -27,12 +28,15 @@ def sample_from_power(power: dict[str, Any], t_monotonic: float) -> PowerSample:
     return PowerSample(t_monotonic, total, rails, "jtop")
 
 
-class JtopSource:
+class JtopSource(PolledSource):
     """Samples jetson.power each time jtop reports new data (every interval_ms at most)."""
 
     name = "jtop"
+    label = "jtop"
+    ended_text = "service no longer answering"
 
     def __init__(self, interval_ms: int = 100) -> None:
+        super().__init__()
         try:
             from jtop import jtop  # jetson-stats
         except ImportError:
@@ -44,35 +48,11 @@ class JtopSource:
             raise MissingDependency(
                 f"jtop service not active ({exc}): sudo systemctl start jtop, pip install jetson-stats"
             ) from None
-        self.exit_reason: str | None = None
-        self._closed = False
-        self._lock = threading.Lock()
 
-    def samples(self, stop: threading.Event) -> Iterator[PowerSample]:
-        count = 0
-        try:
-            while not stop.is_set():
-                if not self._jetson.ok():  # blocks until the next update; False once jtop stops
-                    break
-                if stop.is_set():
-                    break
-                yield sample_from_power(self._jetson.power, time.monotonic())
-                count += 1
-        except Exception as exc:  # the service went away mid-run
-            if not stop.is_set():
-                self.exit_reason = f"jtop stopped after {count} samples: {exc}"
-        else:
-            if not stop.is_set():
-                self.exit_reason = f"jtop stopped after {count} samples (service no longer answering)"
-        finally:
-            self.close()
+    def _read(self, stop: threading.Event) -> PowerSample | None:
+        if not self._jetson.ok():  # blocks until the next update; False once jtop stops
+            return None
+        return sample_from_power(self._jetson.power, time.monotonic())
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        try:
-            self._jetson.close()
-        except Exception:  # already closed by the service going away: nothing left to release
-            pass
+    def _release(self) -> None:
+        self._jetson.close()

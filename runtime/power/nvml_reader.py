@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator
 
 from mambalitesr.errors import MissingDependency
+from mambalitesr.runtime.power.polling import PolledSource
 from mambalitesr.runtime.power.sample import PowerSample
 
 HOW_TO_GET = "pip install nvidia-ml-py, with an NVIDIA driver and a discrete GPU"
 
 
-class NvmlSource:
+class NvmlSource(PolledSource):
     """Polls GPU 0's board power every interval_ms."""
 
     name = "nvml"
+    label = "NVML"
 
     def __init__(self, interval_ms: int = 100) -> None:
+        super().__init__()
         try:
             import pynvml  # provided by nvidia-ml-py
         except ImportError:
@@ -37,31 +39,16 @@ class NvmlSource:
             pynvml.nvmlShutdown()
             raise MissingDependency(f"NVML cannot read the power of GPU 0 ({exc}): {HOW_TO_GET}") from None
         self.interval_s = interval_ms / 1000
-        self.exit_reason: str | None = None
-        self._closed = False
-        self._lock = threading.Lock()
+        self._count, self._mean = 0, 0.0
 
-    def samples(self, stop: threading.Event) -> Iterator[PowerSample]:
-        count, mean = 0, 0.0
-        try:
-            while not stop.is_set():
-                mw = float(self._nvml.nvmlDeviceGetPowerUsage(self._handle))
-                count += 1
-                mean += (mw - mean) / count
-                yield PowerSample(time.monotonic(), mw, {"GPU0_BOARD": (mw, mean)}, "nvml")
-                stop.wait(self.interval_s)
-        except Exception as exc:  # driver reset, GPU lost
-            if not stop.is_set():
-                self.exit_reason = f"NVML stopped after {count} samples: {exc}"
-        finally:
-            self.close()
+    def _read(self, stop: threading.Event) -> PowerSample:
+        mw = float(self._nvml.nvmlDeviceGetPowerUsage(self._handle))
+        self._count += 1
+        self._mean += (mw - self._mean) / self._count
+        return PowerSample(time.monotonic(), mw, {"GPU0_BOARD": (mw, self._mean)}, "nvml")
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        try:
-            self._nvml.nvmlShutdown()
-        except Exception:  # NVML already torn down with the driver: nothing left to release
-            pass
+    def _pause(self, stop: threading.Event) -> None:
+        stop.wait(self.interval_s)
+
+    def _release(self) -> None:
+        self._nvml.nvmlShutdown()

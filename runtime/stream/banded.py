@@ -10,7 +10,10 @@ Glossary (code name -> meaning / symbol):
                    merge as ``framepath.merge_tiles`` on the whole grid (x first, then y, in order)
 
 Rows above s*y0[i+1] are covered by no later tile, so they are converted to uint8 as soon as band i+1
-arrives; the float working set is two bands and one row of tiles, whatever the image height.
+arrives. Each band's LR rows are packed to planar float only when the band runs, so the float working
+set is one LR band, two SR bands and one row of tiles, whatever the image height; only the uint8 input
+and result scale with the image. The network sees one tile per call (the default strips are one tile
+per band), so its working set is bounded by the tile: th x W for strips, th x tw for narrower tiles.
 """
 from __future__ import annotations
 
@@ -39,9 +42,7 @@ def upscale_image(
         return out
     s, grid = plan.scale, plan.grid
     image = resize_frame(frame, processor.input_size)
-    planar = np.empty((3, plan.pad_h, plan.pad_w), dtype=processor.backend.input_dtype)  # (3, PH, PW) LR
-    fp.pack(image, frame.fmt, out=planar[:, :h, :w])
-    edge_pad(planar, h, w)
+    band_lr = np.empty((3, plan.tile_h, plan.pad_w), dtype=processor.backend.input_dtype)  # (3, th, PW) LR
     band_grid = TileGrid.plan(plan.tile_h, plan.pad_w, plan.tile_h, plan.tile_w, grid.overlap, s)
     assert band_grid.x0 == grid.x0  # one tile row of the frame grid
     result = np.empty((s * h, s * w, 3), dtype=np.uint8)
@@ -54,9 +55,12 @@ def upscale_image(
 
     pending, p0 = None, 0
     for i, y in enumerate(grid.y0):
-        tiles = fp.split_tiles(planar[:, y : y + plan.tile_h], band_grid)  # (n_x, 3, th, tw)
+        rows = min(plan.tile_h, h - y)  # below h: the pad of a frame shorter than one tile
+        fp.pack(image[y : y + rows], frame.fmt, out=band_lr[:, :rows, :w])
+        edge_pad(band_lr, rows, w)
+        tiles = fp.split_tiles(band_lr, band_grid)  # (n_x, 3, th, tw)
         work = Work([frame], plan, tiles)
-        for part in processor.chunks(work):
+        for part in _calls(processor, work):
             pend = processor.backend.submit(processor.chunk_input(work, part))
             processor.store(work, part, pend.wait(), pend.compute_s)
             if progress:
@@ -71,3 +75,12 @@ def upscale_image(
         pending, p0 = band, b0
     emit(pending, p0)
     return result
+
+
+def _calls(processor: FrameProcessor, work: Work) -> list[slice]:
+    """The backend calls of one band: one call for a strip; tile by tile (or by the backend's fixed batch)
+    when the band holds several tiles, so that narrow tiles bound the network's working set too."""
+    if len(work.batch) == 1:
+        return processor.chunks(work)
+    step = processor.backend.fixed_batch or 1
+    return [slice(k, min(k + step, len(work.batch))) for k in range(0, len(work.batch), step)]

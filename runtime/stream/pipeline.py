@@ -159,7 +159,7 @@ class Pipeline:
                 if frame is None:
                     self.request_stop("end of input")
                     break
-                self.stats.stage_s["capture"].append(time.perf_counter() - start)
+                self.stats.stage_s["capture"].add(time.perf_counter() - start)
                 self._deliver(frame)
                 captured += 1
                 last_index = frame.index
@@ -226,7 +226,7 @@ class Pipeline:
             start = time.perf_counter()
             work = self.processor.prepare(frames)
             elapsed = time.perf_counter() - start
-            stats.stage_s["preprocess"].extend([elapsed] * len(frames))
+            stats.stage_s["preprocess"].add(elapsed, len(frames))
             if not self._put(self.q_pre, work) or ended:
                 break
         self._put(self.q_pre, END)
@@ -246,8 +246,8 @@ class Pipeline:
                 del remaining[id(work)]
                 elapsed = time.perf_counter() - started.pop(id(work))
                 n = len(work.frames)
-                self.stats.stage_s["infer"].extend([elapsed] * n)
-                self.stats.compute_s.extend([work.compute_s / n] * n)
+                self.stats.stage_s["infer"].add(elapsed, n)
+                self.stats.compute_s.add(work.compute_s / n, n)
                 self._put(self.q_infer, work)
 
         while True:
@@ -279,7 +279,7 @@ class Pipeline:
             start = time.perf_counter()
             images = self.processor.finish(work, order="bgr")
             elapsed = time.perf_counter() - start
-            self.stats.stage_s["postprocess"].extend([elapsed] * len(images))
+            self.stats.stage_s["postprocess"].add(elapsed, len(images))
             for frame, sr in zip(work.frames, images):
                 if not self._put(self.q_post, Output(sr, frame, frame.index)):
                     break
@@ -304,7 +304,7 @@ class Pipeline:
                 self.failed = self.failed or self.sink.stop_is_error
                 self.request_stop(self.sink.stop_reason or "the sink stopped")
                 continue
-            stats.stage_s["sink"].append(now - start)
+            stats.stage_s["sink"].add(now - start)
             stats.mark_out(out.frame.t_capture, now)
             if stats.frames_out == 1:
                 self.log(f"streaming: first frame out {(now - out.frame.t_capture) * 1000:.0f} ms after capture")

@@ -3,8 +3,17 @@
 Glossary (code name -> meaning / symbol):
     H, W         the frame size after the optional ``input_size`` resize (LR)
     PH, PW       the padded size: at least one tile; the pad is an edge replica, cropped after inference
-    th, tw       tile size: the backend's fixed input shape, else ``tile`` (capped by a profile max)
+    th, tw       tile size: the backend's fixed input shape, else th = ``tile`` rows by tw = ``tile_width``
+                 columns, the whole frame width when that is None (capped by a profile max)
     o (overlap)  LR overlap between neighbouring tiles (feathered merge, see runtime/tiles.py)
+    strips       the default tiles: ``tile`` rows of the full width. The Mamba scan runs row-major over the
+                 whole frame, so a pixel's output depends on everything to its left in its row. Measured on
+                 the shipped student (480x270 DIV2K mosaic): cutting the frame on the left changes the output
+                 by up to 17/255 even 100 LR px into the cut part and still 3/255 at 250 px, while a cut above
+                 fades within a few rows (0.25/255 at 4 LR rows, under 0.03/255 past 8). So square tiles
+                 differ from the untiled result by up to 24-31/255 whatever the overlap, while full-width
+                 strips, with the outer quarter of each overlap discarded, stay within 1/255 (float error
+                 0.08/255 at overlap 16). Memory is bounded by th x W
     N            tiles per frame (1 when the frame goes through in one call)
     s            the backend's scale; SR output (3, s*H, s*W) -> uint8 BGR (s*H, s*W, 3)
     FramePlan    how frames of one size go through: padding and the tile grid (computed once per size)
@@ -45,12 +54,12 @@ class FramePlan:
 
 
 def plan_frame(height: int, width: int, scale: int, fixed_hw=None, max_hw=None, tile: int | None = None,
-               overlap: int = 16, min_hw=None) -> FramePlan:
+               overlap: int = 16, min_hw=None, tile_width: int | None = None) -> FramePlan:
     """Padding and tiling for an (H, W) frame on a backend with the given fixed / max / min shape."""
     if fixed_hw:
         th, tw = fixed_hw
     else:
-        th, tw = (tile, tile) if tile else (height, width)
+        th, tw = tile or height, tile_width or width
         if max_hw:
             th, tw = min(th, max_hw[0]), min(tw, max_hw[1])
         th, tw = min(th, height), min(tw, width)  # a dynamic backend takes a small frame as it is...
@@ -97,13 +106,17 @@ def edge_pad(buf: np.ndarray, h: int, w: int) -> None:
 class FrameProcessor:
     """Frames of any size through one backend; plans are cached per frame size."""
 
-    def __init__(self, backend, tile: int | None = None, overlap: int = 16, input_size: tuple[int, int] | None = None):
+    def __init__(self, backend, tile: int | None = None, overlap: int = 16, input_size: tuple[int, int] | None = None,
+                 tile_width: int | None = None):
         if tile is not None and tile < 8 and tile != 0:
             raise UserError(f"tile size {tile} is too small (at least 8, or 0 for whole frames)")
+        if tile_width is not None and tile_width < 8 and tile_width != 0:
+            raise UserError(f"tile width {tile_width} is too small (at least 8, or 0 for the full frame width)")
         if overlap < 0:
             raise UserError(f"tile overlap must be >= 0, got {overlap}")
         self.backend = backend
         self.tile = tile or None
+        self.tile_width = tile_width or None
         self.overlap = overlap
         self.input_size = input_size
         self._plans: dict[tuple[int, int], FramePlan] = {}
@@ -112,7 +125,8 @@ class FrameProcessor:
         key = (height, width)
         if key not in self._plans:
             b = self.backend
-            self._plans[key] = plan_frame(height, width, b.scale, b.fixed_hw, b.max_hw, self.tile, self.overlap, b.min_hw)
+            self._plans[key] = plan_frame(height, width, b.scale, b.fixed_hw, b.max_hw, self.tile, self.overlap,
+                                          b.min_hw, self.tile_width)
         return self._plans[key]
 
     def frame_hw(self, frame) -> tuple[int, int]:

@@ -11,6 +11,11 @@ Glossary (code name -> meaning):
     drop           a live frame discarded because a newer one arrived before it was taken (stale)
     gap            an interval with no camera: lost -> reconnected, with the back-off attempts it took
     J/frame        energy over the run (PowerMonitor) / frames out
+    p50, p99       percentiles of each stage's per-frame times over the run, from a bounded reservoir
+                   (runtime/stream/series.py): exact up to CAPACITY frames per series, a uniform sample of
+                   the whole run beyond; counts, sums (backend fps) and maxima stay exact
+
+Memory does not grow with the length of the run: every per-frame measurement is a ``Series``.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
+from mambalitesr.runtime.stream.series import Series
 
 STAGES = ("capture", "preprocess", "infer", "postprocess", "sink")
 
@@ -42,17 +47,17 @@ class Gap:
         return f"after frame {self.after_index}: {self.seconds:.2f} s without frames ({self.reason}); {state}"
 
 
-def percentile_ms(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q) * 1000.0) if values else float("nan")
+def percentile_ms(series: Series, q: float) -> float:
+    return series.percentile(q) * 1000.0
 
 
 @dataclass
 class RunStats:
-    """Everything one run measured; stages append to their own lists only (no lock needed)."""
+    """Everything one run measured; each stage adds to its own series (one writer per series)."""
 
-    stage_s: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
-    end_to_end_s: list[float] = field(default_factory=list)
-    compute_s: list[float] = field(default_factory=list)  # per frame
+    stage_s: dict[str, Series] = field(default_factory=lambda: {s: Series() for s in STAGES})
+    end_to_end_s: Series = field(default_factory=Series)
+    compute_s: Series = field(default_factory=Series)  # per frame
     captured: int = 0
     dropped: int = 0
     frames_out: int = 0
@@ -70,7 +75,7 @@ class RunStats:
             self.dropped += n
 
     def mark_out(self, t_capture: float, now: float) -> None:
-        self.end_to_end_s.append(now - t_capture)
+        self.end_to_end_s.add(now - t_capture)
         self.frames_out += 1
         if self.first_out is None:
             self.first_out = now
@@ -90,12 +95,12 @@ class RunStats:
 
     @property
     def backend_fps(self) -> float:
-        total = sum(self.compute_s)
-        return len(self.compute_s) / total if total > 0 else float("nan")
+        count, total, _ = self.compute_s.snapshot()
+        return count / total if total > 0 else float("nan")
 
     def to_dict(self) -> dict:
         lat = {
-            name: {"p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99), "n": len(v)}
+            name: {"p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99), "n": v.count}
             for name, v in list(self.stage_s.items()) + [("end_to_end", self.end_to_end_s)]
         }
         return {
@@ -108,7 +113,7 @@ class RunStats:
             "wall_s": self.wall_s,
             "pipeline_fps": self.pipeline_fps,
             "backend_fps": self.backend_fps,
-            "pipeline_vs_backend": self.pipeline_fps / self.backend_fps if self.compute_s else float("nan"),
+            "pipeline_vs_backend": self.pipeline_fps / self.backend_fps if self.compute_s.count else float("nan"),
             "latency": lat,
             "power": self.power,
             "joules_per_frame": (self.power or {}).get("j_per_frame"),

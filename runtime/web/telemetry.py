@@ -3,16 +3,18 @@
 Glossary (code name -> meaning):
     point       one chart sample, taken by the sink thread at most every SAMPLE_S: ``t`` (s since the first
                 frame out), ``fps`` (frames that reached the sink over the last FPS_WINDOW_S or more / that time;
-                None for the first point), ``ms`` (per
-                stage and end-to-end: mean of the RunStats entries added since the previous point, None
-                when the stage recorded nothing), ``watts`` (PowerLink.latest_watts; None when unmeasured),
-                ``frames_out``, ``dropped``, ``index`` and ``seq`` (1, 2, ... for incremental polling)
+                None for the first point), ``ms`` (per stage and end-to-end: mean of the values the RunStats
+                series recorded since the previous point, from the change of their running count and sum;
+                None when the stage recorded nothing, or recorded a NaN meanwhile), ``watts``
+                (PowerLink.latest_watts; None when unmeasured), ``frames_out``, ``dropped``, ``index`` and
+                ``seq`` (1, 2, ... for incremental polling)
     history     the last HISTORY points (a bounded deque)
     summary     RunStats.to_dict() and its text, plus the run's description; built on request, cached
                 SUMMARY_CACHE_S so many viewers cost one computation
 
-Stage lists in RunStats are appended by their own threads; reading a slice under the GIL gives a
-consistent prefix, which is all a chart needs.
+RunStats keeps bounded series (runtime/stream/series.py), not per-frame lists: a point needs only each
+series' (count, sum, NaN count) snapshot, so the telemetry holds three numbers per series whatever the
+length of the run.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ class LiveTelemetry:
         self.pipeline = None
         self._points: deque[dict] = deque(maxlen=history)
         self._lock = threading.Lock()
-        self._seen = {name: 0 for name in SERIES}  # how many entries of each list earlier points used
+        self._seen = {name: (0, 0.0, 0) for name in SERIES}  # (count, sum, NaN count) at the previous point
         self._seq = 0
         self._t0: float | None = None
         self._last_sample = -math.inf
@@ -58,7 +60,7 @@ class LiveTelemetry:
     def watch(self, pipeline) -> None:
         self.pipeline = pipeline
 
-    def _lists(self) -> dict[str, list]:
+    def _series(self) -> dict:
         stats = self.pipeline.stats
         return {**stats.stage_s, "end_to_end": stats.end_to_end_s}
 
@@ -81,11 +83,12 @@ class LiveTelemetry:
         point = {"t": round(now - self._t0, 3), "fps": fps, "index": index, "ms": {}, "watts": None,
                  "frames_out": None, "dropped": None}
         if self.pipeline is not None:
-            for name, values in self._lists().items():
-                n = len(values)
-                new = values[self._seen[name]:n]
-                self._seen[name] = n
-                point["ms"][name] = 1000.0 * sum(new) / len(new) if new else None
+            for name, series in self._series().items():
+                count, total, nonfinite = series.snapshot()
+                count0, total0, nonfinite0 = self._seen[name]
+                self._seen[name] = count, total, nonfinite
+                fresh = count > count0 and nonfinite == nonfinite0
+                point["ms"][name] = 1000.0 * (total - total0) / (count - count0) if fresh else None
             stats = self.pipeline.stats
             point["frames_out"], point["dropped"] = stats.frames_out, stats.dropped
             latest_watts = getattr(self.pipeline.power, "latest_watts", None)  # what the overlay shows
