@@ -289,7 +289,9 @@ def test_search_refuses_missing_studies_and_bad_data(corpus, tmp_path, capsys, m
     cache = ["--teacher-cache", tmp_path / "cache"]
     cases = [
         (["report", "--storage", storage, "--out", out], "no study database"),
-        (["cost", "--storage", storage, "--out", out], "no study database"),
+        (["cost", "--storage", storage], "no study database"),
+        (["promote", "--storage", storage, "--steps", "10", "--train", corpus.good[0].parent, *cache],
+         "no study database"),
         (["rerun", "--storage", storage, "--trial", "0", "--train", corpus.good[0].parent, *cache],
          "no study database"),
         (["run", "--storage", f"sqlite:///{tmp_path / 'run.db'}", "--trials", "1", *cache], "--train"),
@@ -536,6 +538,7 @@ def test_bench_refuses_bad_weights_data_and_arguments_and_writes_no_results(corp
 
 
 COVERED = {"upscale", "eval", "models", "train", "search run", "search report", "search cost", "search rerun",
+           "search promote",
            "export onnx", "export engine", "camera", "bench latency", "bench power", "bench quality", "bench all",
            "bench report"}
 
