@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                    help=f"LR tile height in pixels, 0 for whole images (default {DEFAULT_TILE})")
     p.add_argument("--tile-width", type=int, default=0,
                    help="LR tile width, 0 for the full image width (default: strips; narrower tiles bound memory "
-                   "for very wide images, but the model's row scan then loses context: measured up to 31/255 off "
+                   "for very wide images, but the model's row scan then loses context: measured up to 40/255 off "
                    "the untiled result)")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP,
                    help=f"LR overlap between tiles (default {DEFAULT_OVERLAP}; its outer quarter on each side is "
