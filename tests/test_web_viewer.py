@@ -36,6 +36,7 @@ from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
 from mambalitesr.runtime.stream.sinks import parse_sink  # noqa: E402
 from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
 from mambalitesr.runtime.web.address import parse_address  # noqa: E402
+from mambalitesr.runtime.web.priority import thread_is_lowered  # noqa: E402
 from mambalitesr.runtime.web.server import STATIC  # noqa: E402
 from mambalitesr.runtime.web.sink import WebSink  # noqa: E402
 
@@ -240,8 +241,10 @@ def test_nothing_is_encoded_without_viewers_and_the_run_end_closes_the_port():
     port = run.sink.port
     stats = run.stop(wait_for_end=True)
     assert stats.frames_out == 15
-    assert run.sink.encoder.encodes == 0  # nobody watched: the JPEG encoder never ran
+    # nobody watched: no frame was copied for the viewer, the JPEG encoder never ran
+    assert run.sink.viewer.frames_sent == 0 and run.sink.encodes == 0
     assert port_is_closed(port)
+    assert not run.sink.viewer.running, "the viewer process outlived the run"
 
 
 def test_two_viewers_share_one_encode_per_tick():
@@ -262,10 +265,12 @@ def test_two_viewers_share_one_encode_per_tick():
         common = by_seq_a.keys() & by_seq_b.keys()
         assert common, "the two viewers never saw the same tick"
         assert all(by_seq_a[s] is not None and by_seq_a[s] == by_seq_b[s] for s in common)
-        if sys.platform.startswith("linux") and os.getpriority(os.PRIO_PROCESS, 0) < 19:  # yields to the pipeline
-            encoder = next(t for t in threading.enumerate() if t.name == "web-encoder")
-            assert run.sink.encoder.lowered
-            assert os.getpriority(os.PRIO_PROCESS, encoder.native_id) > os.getpriority(os.PRIO_PROCESS, 0)
+        if sys.platform.startswith("linux"):  # every thread of the viewer process yields to the pipeline
+            assert run.sink.viewer.lowered == "SCHED_IDLE"
+            tids = [int(t) for t in os.listdir(f"/proc/{run.sink.viewer.pid}/task")]
+            assert len(tids) >= 3  # main, encoder, server at least
+            assert all(thread_is_lowered(tid) for tid in tids)
+            assert not thread_is_lowered(threading.get_native_id())  # the pipeline's threads are not
     finally:
         run.stop()
 
@@ -309,6 +314,81 @@ def test_foreign_host_names_are_refused_on_loopback():
         assert asyncio.run(probe()) == (403, 200)
     finally:
         run.stop()
+
+
+# -- the viewer process: hand-off, never blocking, dying ---------------------------------------------
+def test_the_frame_slot_hands_over_each_shape_and_order():
+    from mambalitesr.runtime.stream.sinks import Output
+    from mambalitesr.runtime.stream.sources import Frame
+    from mambalitesr.runtime.web.slot import SlotReader, SlotWriter
+
+    rng = np.random.default_rng(0)
+    writer, reader = SlotWriter(), SlotReader()
+    try:
+        generations = []
+        for i, (h, w, fmt) in enumerate([(8, 8, "bgr"), (20, 12, "rgb"), (6, 10, "bgr")]):
+            lr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            sr = rng.integers(0, 256, (4 * h, 4 * w, 3), dtype=np.uint8)
+            message, fds = writer.put(Output(sr, Frame(lr[:, ::-1][:, ::-1], i, 0.0, fmt), i))  # a strided view
+            generations.append((message["generation"], len(fds)))
+            out = reader.take(json.loads(json.dumps(message)), [os.dup(fd) for fd in fds])
+            assert out.index == i and out.frame.fmt == fmt
+            np.testing.assert_array_equal(out.frame.image, lr)
+            np.testing.assert_array_equal(out.sr, sr)
+        # a new buffer (and its descriptor) only when a frame does not fit the current one
+        assert generations == [(1, 1), (2, 1), (2, 0)]
+        with pytest.raises(RuntimeError, match="without its memory"):
+            SlotReader().take(message, [])
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_the_channel_never_blocks_the_sender_and_reports_a_closed_peer():
+    from mambalitesr.runtime.web.channel import Channel, ChannelClosed, socket_pair
+
+    a, b = (Channel(s) for s in socket_pair())
+    sent, t0 = 0, time.monotonic()
+    while a.try_send({"points": [{"seq": sent, "pad": "x" * 1000}]}):
+        sent += 1
+        assert sent < 100_000, "the socket never filled"
+    assert time.monotonic() - t0 < 5.0 and sent > 0  # a full peer is a False, not a wait
+    message, fds = b.receive()
+    assert message["points"][0]["seq"] == 0 and fds == []
+    assert a.try_send({"close": True})  # room again after one read
+    b.close()
+    with pytest.raises(ChannelClosed):
+        a.receive(timeout=1.0)
+        a.try_send({"close": True})
+
+
+def test_a_stopped_viewer_process_never_stalls_the_pipeline():
+    run = Running(source=SyntheticSource(64, 48, fps=20))
+    pid = run.sink.viewer.pid
+    try:
+        asyncio.run(read_parts(run.url, 2))
+        os.kill(pid, signal.SIGSTOP)  # a viewer the scheduler starves completely
+        try:
+            before, t0 = run.pipeline.stats.frames_out, time.monotonic()
+            time.sleep(3.0)
+            rate = (run.pipeline.stats.frames_out - before) / (time.monotonic() - t0)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert rate > 10, f"the pipeline slowed to {rate:.1f} fps of 20 while its viewer process was stopped"
+        parts = asyncio.run(read_parts(run.url, 3))  # and watching resumes
+        assert len(parts) == 3
+        assert run.sink.stop_reason == ""
+    finally:
+        run.stop()
+    assert not run.sink.viewer.running
+
+
+def test_a_dead_viewer_process_ends_the_run_with_the_reason():
+    run = Running(source=SyntheticSource(64, 48, fps=20))
+    os.kill(run.sink.viewer.pid, signal.SIGKILL)
+    stats = run.stop(wait_for_end=True)  # the run ends by itself
+    assert "viewer process stopped" in run.sink.stop_reason and run.sink.stop_is_error
+    assert stats.frames_out >= 0
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -509,11 +589,49 @@ async def _drive_browser(url: str, port: int) -> None:
             assert dt.requests and not foreign, f"the page requested other hosts: {foreign}"
 
 
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie nobody has reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_sigterm_stops_the_camera_command_with_its_summary(camera):
     proc, url, lines = camera
     port = int(url.rsplit(":", 1)[1].strip("/"))
+    viewers = children(proc.pid) if sys.platform.startswith("linux") else []
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, "".join(lines)
     assert "summary:" in out and "frames out" in out
     assert port_is_closed(port)
+    assert not any(alive(pid) for pid in viewers), "the viewer process outlived the command"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the viewer process through Linux /proc")
+def test_the_viewer_process_goes_when_the_camera_command_is_killed():
+    cmd = [sys.executable, "-m", "mambalitesr", "camera", "--source", "synthetic:32x24@10", "--backend", "torch",
+           "--model", "test_x4", "--threads", "1", "--sink", "http://127.0.0.1:0", "--power", "none", "--warmup", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:  # the viewer is up once its address is printed
+            if URL_LINE.search(line):
+                break
+        viewers = children(proc.pid)
+        assert len(viewers) == 1, viewers
+        proc.kill()  # no chance to close anything: the viewer process must notice by itself
+        proc.wait(30)
+        deadline = time.monotonic() + 15
+        while alive(viewers[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(viewers[0]), "the viewer process outlived its pipeline"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,11 +1,11 @@
 """One JPEG per tick for every viewer: the newest output, bicubic | SR side by side, encoded once and shared.
 
 Glossary (code name -> meaning):
-    offer        the sink thread hands over the newest Output (a reference, no copy: the pipeline makes a
-                 fresh SR array and a fresh captured frame each time); an Output not yet encoded is
-                 replaced by the next one, so the pipeline never waits for the encoder
-    tick         one encode, at most ``fps`` per second and only while ``viewers`` > 0, in a thread of lower
-                 priority than the pipeline's (priority.py)
+    offer        the viewer process's main loop hands over the newest Output (its own copy, out of the
+                 frame slot); an Output not yet encoded is replaced by the next one, so nothing upstream
+                 ever waits for the encoder
+    tick         one encode, at most ``fps`` per second and only while ``viewers`` > 0, in a thread that runs
+                 only on CPU time the pipeline leaves (SCHED_IDLE, priority.py)
     Encoded      the published frame: ``seq`` (1, 2, ... per encode), the frame ``index``, the JPEG bytes,
                  the picture size; immutable, so any number of readers share it without copies
     picture      (s*H, 2*s*W, 3) BGR: left half the bicubic upscale of the captured frame, right half the
@@ -66,7 +66,7 @@ class FrameEncoder:
         self.latest: Encoded | None = None
         self.encodes = 0
         self.error: BaseException | None = None
-        self.lowered = False  # the thread runs below the pipeline's priority
+        self.lowered = ""  # how the thread runs below the pipeline ("SCHED_IDLE", "nice +10"; "" not at all)
         self._cond = threading.Condition()
         self._pending = None
         self._viewers = 0

@@ -14,8 +14,8 @@ Glossary (code name -> meaning):
     host check     bound to loopback, requests must name a loopback host (blocks DNS-rebinding pages)
     CSP            every response forbids fetching from, or sending to, any other origin
 
-The pipeline never waits on this thread: frames arrive through FrameEncoder, figures through
-LiveTelemetry, both read here without blocking the stages.
+It runs in the viewer process (viewer_process.py): frames arrive through FrameEncoder, figures through
+TelemetryStore, both filled from the pipeline process's messages; the pipeline never waits on it.
 """
 from __future__ import annotations
 
@@ -129,7 +129,6 @@ class ViewerServer:
                 self.error = exc
         finally:
             self._ready.set()
-            loop.run_until_complete(loop.shutdown_default_executor())  # the /summary worker
             loop.close()
 
     async def _main(self) -> None:
@@ -196,11 +195,10 @@ class ViewerServer:
         return self._json(self.telemetry.stats(since))
 
     async def _summary(self, request):
-        extra = self.describe()
+        extra = dict(self.describe())
         extra["viewer"] = {**extra.get("viewer", {}), "viewers": self.encoder.viewers, "encodes": self.encoder.encodes,
-                           "below_pipeline_priority": self.encoder.lowered, "picture": self._picture()}
-        body = await asyncio.get_running_loop().run_in_executor(None, self.telemetry.summary, extra)
-        return self._json(body)
+                           "below_pipeline_priority": self.encoder.lowered or "no", "picture": self._picture()}
+        return self._json(self.telemetry.summary(extra))
 
     def _picture(self):
         latest = self.encoder.latest

@@ -3,20 +3,23 @@
 Glossary (code name -> meaning):
     watch(pipeline)  the pipeline introduces itself (before ``open``): the sink reads its RunStats, power
                      link and description for the charts and the summary; it never writes them
-    write            hands the Output to the FrameEncoder (no copy, no encode on the pipeline's thread) and
-                     takes a chart point; returns False only when the viewer itself broke (encoder or
-                     server died), so a viewer never stops a run by watching or leaving
-    open / close     start / stop the encoder thread and the server; the port is bound at ``open``
+    write            on the sink thread, per frame: read the viewer process's state, take a chart point,
+                     send new points (every SAMPLE_S) and the summary (every SUMMARY_CACHE_S), and copy the
+                     output into the frame slot when someone watches, the slot is free and the fps cap
+                     allows. Nothing waits for the viewer process; returns False only when the viewer
+                     itself broke, so a viewer never stops a run by watching or leaving
+    open / close     start / stop the viewer process (viewer_process.py); the port is bound at ``open``
 """
 from __future__ import annotations
 
 import sys
+import time
 
 from mambalitesr.runtime.stream.sinks import Sink
 from mambalitesr.runtime.web.address import ViewerAddress, check_bindable, parse_address
-from mambalitesr.runtime.web.frames import FrameEncoder
-from mambalitesr.runtime.web.server import ViewerServer, require_aiohttp
+from mambalitesr.runtime.web.server import require_aiohttp
 from mambalitesr.runtime.web.telemetry import LiveTelemetry
+from mambalitesr.runtime.web.viewer_process import ViewerProcess
 
 
 def _log(msg: str) -> None:
@@ -30,10 +33,10 @@ class WebSink(Sink):
         check_bindable(self.address)  # a busy port is reported now, not after the model has loaded
         self.log = log
         self.telemetry = LiveTelemetry()
-        self.encoder: FrameEncoder | None = None
-        self.server: ViewerServer | None = None
+        self.viewer: ViewerProcess | None = None
         self.port: int | None = None
         self.frames = 0
+        self._points_sent = 0  # seq of the last chart point the viewer process has
 
     def watch(self, pipeline) -> None:
         self.telemetry.watch(pipeline)
@@ -42,14 +45,20 @@ class WebSink(Sink):
     def url(self) -> str | None:
         return None if self.port is None else self.address.url(self.port)
 
+    @property
+    def viewers(self) -> int:
+        return 0 if self.viewer is None else self.viewer.state["viewers"]
+
+    @property
+    def encodes(self) -> int:
+        return 0 if self.viewer is None else self.viewer.state["encodes"]
+
     def open(self, fps) -> None:
         super().open(fps)
         a = self.address
-        self.encoder = FrameEncoder(a.fps, a.quality, a.width)
-        self.server = ViewerServer(a.host, a.port, self.encoder, self.telemetry, self._describe, loopback=a.loopback)
-        self.encoder.on_publish = self.server.publish
-        self.port = self.server.start()
-        self.encoder.start()
+        self.viewer = ViewerProcess(a)
+        self.port = self.viewer.start()
+        self._send_summary(force=True)
         warning = a.exposure_warning(self.port)
         if warning:
             print(warning, file=sys.stderr, flush=True)
@@ -64,28 +73,30 @@ class WebSink(Sink):
         return {"sink": self.describe(),
                 "viewer": {"url": self.url, "max_fps": a.fps, "jpeg_quality": a.quality, "max_width": a.width}}
 
+    def _send_summary(self, force: bool = False) -> None:
+        body = self.telemetry.describe_run() if force else self.telemetry.summary_due()
+        if body is not None:
+            self.viewer.send({"summary": {**body, "extra": self._describe()}})
+
     def write(self, out) -> bool:
-        broken = self._broken()
+        broken = self.viewer.poll()
         if broken:
             self.stop_reason, self.stop_is_error = broken, True
             return False
-        self.encoder.offer(out)
         self.telemetry.tick(out.index)
+        if self.telemetry.last_seq > self._points_sent:
+            points = self.telemetry.points_after(self._points_sent)
+            if self.viewer.send({"points": points}):
+                self._points_sent = points[-1]["seq"]
+        self._send_summary()
+        if self.viewer.wants_frame(time.monotonic()):
+            self.viewer.send_frame(out)
         self.frames += 1
         return True
 
-    def _broken(self) -> str:
-        if self.encoder.error is not None:
-            return f"web viewer: the JPEG encoder failed ({self.encoder.error})"
-        if not self.server.alive:
-            return f"web viewer: the server stopped ({self.server.error or 'no error recorded'})"
-        return ""
-
     def close(self) -> None:
-        if self.encoder is not None:
-            self.encoder.close()
-        if self.server is not None:
-            self.server.stop()
+        if self.viewer is not None:
+            self.viewer.close()
 
     def describe(self) -> str:
         a = self.address

@@ -9,8 +9,11 @@ Glossary (code name -> meaning):
                 (PowerLink.latest_watts; None when unmeasured), ``frames_out``, ``dropped``, ``index`` and
                 ``seq`` (1, 2, ... for incremental polling)
     history     the last HISTORY points (a bounded deque)
-    summary     RunStats.to_dict() and its text, plus the run's description; built on request, cached
-                SUMMARY_CACHE_S so many viewers cost one computation
+    summary     RunStats.to_dict() and its text, plus the run's description; built by the sink thread
+                every SUMMARY_CACHE_S while the run goes on (``summary_due``), so many viewers cost one
+    LiveTelemetry    the pipeline side: takes the points, builds the summary
+    TelemetryStore   the viewer process's copy: the points and summary the sink sent over, answered to
+                     ``/stats`` and ``/summary`` without touching the pipeline
 
 RunStats keeps bounded series (runtime/stream/series.py), not per-frame lists: a point needs only each
 series' (count, sum, NaN count) snapshot, so the telemetry holds three numbers per series whatever the
@@ -55,7 +58,8 @@ class LiveTelemetry:
         self._last_sample = -math.inf
         self._frames = 0  # frames that reached the sink
         self._window: deque[tuple[float, int]] = deque()  # (time, frames) of recent points, for fps
-        self._summary: tuple[float, dict] | None = None
+        self._summary: float | None = None  # when the last summary was built
+        self._summary_frames = 0  # frames out in it
 
     def watch(self, pipeline) -> None:
         self.pipeline = pipeline
@@ -98,26 +102,35 @@ class LiveTelemetry:
             point["seq"] = self._seq
             self._points.append(json_safe(point))
 
-    # -- server thread --------------------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def points_after(self, seq: int) -> list[dict]:
+        """The points taken after ``seq`` (oldest first; what the viewer process has not been sent)."""
+        with self._lock:
+            return [p for p in self._points if p["seq"] > seq]
+
+    def summary_due(self, now: float | None = None) -> dict | None:
+        """The run summary when SUMMARY_CACHE_S has passed since the last one, else None."""
+        now = time.perf_counter() if now is None else now
+        # the first frames out are sent at once: a summary with no frames in it says nothing
+        if self._summary is not None and now - self._summary < SUMMARY_CACHE_S and self._summary_frames > 0:
+            return None
+        self._summary = now
+        body = self.describe_run()
+        self._summary_frames = (body.get("stats") or {}).get("frames_out", 0) or 0
+        return body
+
     def stats(self, since: int = 0) -> dict:
         """The latest point and the history after ``since`` (a seq the page already has)."""
         with self._lock:
             points = [p for p in self._points if p["seq"] > since]
             latest = self._points[-1] if self._points else None
         age = None if self._last_sample == -math.inf else time.perf_counter() - self._last_sample
-        return {"latest": latest, "history": points, "series": list(SERIES), "sample_s": self.sample_s,
-                "age_s": age}
+        return stats_body(latest, points, self.sample_s, age)
 
-    def summary(self, extra: dict) -> dict:
-        """The pipeline summary (RunStats.to_dict and its text) with ``extra`` (what runs, the viewer)."""
-        now = time.perf_counter()
-        if self._summary is not None and now - self._summary[0] < SUMMARY_CACHE_S:
-            return {**extra, **self._summary[1]}
-        body = self._describe_run()
-        self._summary = (now, body)
-        return {**extra, **body}
-
-    def _describe_run(self) -> dict:
+    def describe_run(self) -> dict:
         if self.pipeline is None:
             return {"stats": None, "text": "no pipeline attached"}
         p = self.pipeline
@@ -131,3 +144,42 @@ class LiveTelemetry:
             "stats": p.stats.to_dict(),
             "text": p.stats.summary(),
         })
+
+
+def stats_body(latest, history, sample_s, age_s) -> dict:
+    return {"latest": latest, "history": history, "series": list(SERIES), "sample_s": sample_s, "age_s": age_s}
+
+
+class TelemetryStore:
+    """The viewer process's side: what the sink sent, bounded like the pipeline's own history."""
+
+    def __init__(self, sample_s: float = SAMPLE_S, history: int = HISTORY):
+        self.sample_s = sample_s
+        self._points: deque[dict] = deque(maxlen=history)
+        self._lock = threading.Lock()
+        self._received: float | None = None  # when the newest point arrived
+        self._summary: dict = {"stats": None, "text": "the run has not reported yet"}
+
+    def add_points(self, points: list[dict]) -> None:
+        with self._lock:
+            last = self._points[-1]["seq"] if self._points else 0
+            self._points.extend(p for p in points if p["seq"] > last)  # a resend after a full channel
+            self._received = time.perf_counter()
+
+    def set_summary(self, body: dict) -> None:
+        self._summary = body
+
+    @property
+    def last_seq(self) -> int:
+        with self._lock:
+            return self._points[-1]["seq"] if self._points else 0
+
+    def stats(self, since: int = 0) -> dict:
+        with self._lock:
+            points = [p for p in self._points if p["seq"] > since]
+            latest = self._points[-1] if self._points else None
+        age = None if self._received is None else time.perf_counter() - self._received
+        return stats_body(latest, points, self.sample_s, age)
+
+    def summary(self, extra: dict) -> dict:
+        return {**extra, **self._summary}
