@@ -383,6 +383,17 @@ def test_a_stopped_viewer_process_never_stalls_the_pipeline():
     assert not run.sink.viewer.running
 
 
+def test_a_stuck_viewer_process_does_not_hold_up_the_end_of_the_run():
+    run = Running(source=SyntheticSource(64, 48, fps=20))
+    viewer = run.sink.viewer
+    os.kill(viewer.pid, signal.SIGSTOP)  # never reads again: its channel fills, the close message cannot go
+    time.sleep(2.0)
+    t0 = time.monotonic()
+    stats = run.stop()
+    assert time.monotonic() - t0 < 20 and stats.frames_out > 0
+    assert not viewer.running, "the stuck viewer process was left behind"
+
+
 def test_a_dead_viewer_process_ends_the_run_with_the_reason():
     run = Running(source=SyntheticSource(64, 48, fps=20))
     os.kill(run.sink.viewer.pid, signal.SIGKILL)

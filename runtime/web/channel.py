@@ -75,6 +75,13 @@ class Channel:
             raise ChannelClosed("the other process closed the channel")
         return json.loads(body), fds
 
+    def finish(self) -> None:
+        """No more messages from this end: the peer reads what is queued, then end-of-file."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the peer is gone already
+
     def close(self) -> None:
         self.sock.close()
 

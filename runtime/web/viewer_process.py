@@ -75,7 +75,8 @@ class ViewerProcess:
                   "loopback": a.loopback, "fd": theirs.fileno()}
         try:
             self._proc = subprocess.Popen([sys.executable, "-m", "mambalitesr.runtime.web.viewer_process",
-                                           json.dumps(config)], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+                                           json.dumps(config)], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL)  # the run's stdout is its summary alone
         finally:
             theirs.close()
         self._channel = Channel(mine)
@@ -107,6 +108,7 @@ class ViewerProcess:
                 self._channel.try_send({"close": True})
             except ChannelClosed:
                 pass
+            self._channel.finish()  # ends it even when the close message found the channel full
         if self._proc is not None:
             try:
                 self._proc.wait(timeout)
