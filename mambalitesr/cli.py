@@ -49,6 +49,20 @@ def _terminate(signum, frame):
     raise _Terminated
 
 
+def _forget_caught_keyboard_interrupts() -> None:
+    """Clear CPython's "unhandled KeyboardInterrupt" flag once main() owns the exit status.
+
+    CPython (since 3.8; seen here on 3.11) sets that flag when a KeyboardInterrupt leaves a string
+    exec/eval, even if a caller catches it later; dataclasses and namedtuple build their methods with
+    exec(str), as in the torch.onnx import that the model's first forward triggers. Under
+    `python -m mambalitesr`, Py_RunMain then discards our exit status and ends the process with
+    SIGINT after finalisation (status -2 instead of 130). Every string exec clears the flag when it
+    starts, so an empty one does; a KeyboardInterrupt that really escapes main() sets it again on
+    its way out.
+    """
+    exec("pass", {})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -70,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     finally:
+        _forget_caught_keyboard_interrupts()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return int(result or 0)

@@ -29,7 +29,7 @@ import numpy as np
 from mambalitesr.errors import MissingDependency
 
 _LIB_STEM = "_scan_cpu"
-_ABI_VERSION = 2  # SCAN_ABI_VERSION in selective_scan_cpu.h
+_ABI_VERSION = 3  # SCAN_ABI_VERSION in selective_scan_cpu.h
 _STATUS = {1: "bad argument (shape, size or missing pointer)", 2: "out of memory"}
 
 _F = ctypes.POINTER(ctypes.c_float)
@@ -270,8 +270,10 @@ def _torch_function():
             du, dz = torch.empty_like(u), (torch.empty_like(u) if z is not None else None)
             ddelta = torch.empty_like(delta)
             dB, dC = torch.empty_like(Bm), torch.empty_like(Cm)
-            dA_part = torch.empty(batch, kd, dstate, dtype=torch.float32)
-            dD_part, dbias_part = (torch.empty(batch, kd, dtype=torch.float32) for _ in range(2))
+            # The per-channel sums over B * L come back per batch in float64 (their terms cancel, so the
+            # kernel accumulates them in double); the batch sum below stays in float64 and rounds once.
+            dA_part = torch.empty(batch, kd, dstate, dtype=torch.float64)
+            dD_part, dbias_part = (torch.empty(batch, kd, dtype=torch.float64) for _ in range(2))
             ptrs = {k: ptr(v) for k, v in (("u", u), ("delta", delta), ("A", A), ("Bm", Bm), ("Cm", Cm),
                                              ("Dskip", Dskip), ("z", z), ("delta_bias", delta_bias),
                                              ("y_pregate", y_pregate), ("checkpoints", checkpoints))}
@@ -291,9 +293,12 @@ def _torch_function():
                 t = t[..., :dstate].transpose(-1, -2)
                 return t.squeeze(1) if bc_dim == 3 else t
 
-            result = [du, ddelta, dA_part.sum(0), back(dB), back(dC),
-                      dD_part.sum(0) if Dskip is not None else None, dz,
-                      dbias_part.sum(0) if delta_bias is not None else None]
+            def batch_sum(t):  # rounded to fp32 like every other gradient of the kernel
+                return t.sum(0).to(torch.float32)
+
+            result = [du, ddelta, batch_sum(dA_part), back(dB), back(dC),
+                      batch_sum(dD_part) if Dskip is not None else None, dz,
+                      batch_sum(dbias_part) if delta_bias is not None else None]
             result = [None if (g is None or not need) else g.to(dt)
                       for g, need, dt in zip(result, ctx.needs_input_grad[:8], dtypes)]
             return (*result, None, None, None, None, None)

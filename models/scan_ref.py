@@ -17,6 +17,11 @@ import torch
 import torch.nn.functional as F
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """fp32 for fp32 and narrower inputs, float64 for float64: the oracle is never less precise than its input."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def expand_groups(BC: torch.Tensor, channels: int) -> torch.Tensor:
     """(B, N, L) or (B, G, N, L) -> (B, D, N, L): group g serves D/G consecutive channels."""
     if BC.dim() == 3:
@@ -26,10 +31,10 @@ def expand_groups(BC: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def prepare_delta(delta: torch.Tensor, delta_bias: torch.Tensor | None, delta_softplus: bool) -> torch.Tensor:
-    """(B, D, L) -> (B, D, L) fp32: optional per-channel bias, then optional softplus."""
-    delta = delta.float()
+    """(B, D, L) -> (B, D, L) fp32 (float64 for float64): optional per-channel bias, then optional softplus."""
+    delta = delta.to(compute_dtype(delta.dtype))
     if delta_bias is not None:
-        delta = delta + delta_bias.float()[None, :, None]
+        delta = delta + delta_bias.to(delta.dtype)[None, :, None]
     if delta_softplus:
         delta = F.softplus(delta)
     return delta
@@ -40,9 +45,9 @@ def finish_output(
 ) -> torch.Tensor:
     """Add the skip term D * u and the gate SiLU(z); (B, D, L) -> (B, D, L) in the input dtype."""
     if D is not None:
-        y = y + u.float() * D.float()[None, :, None]
+        y = y + u.to(y.dtype) * D.to(y.dtype)[None, :, None]
     if z is not None:
-        y = y * F.silu(z.float())
+        y = y * F.silu(z.to(y.dtype))
     return y.to(dtype)
 
 
@@ -64,15 +69,16 @@ def selective_scan_ref(
         B, C: (B, N, L) or (B, G, N, L)                    D: (D,)
         z: (B, D, L)            delta_bias: (D,)
     Returns:
-        y: (B, D, L), the dtype of ``u``; the state is accumulated in fp32.
+        y: (B, D, L), the dtype of ``u``; the state is accumulated in fp32 (float64 for float64 input).
     """
     dtype = u.dtype
+    acc = compute_dtype(dtype)
     channels = u.shape[1]
     delta = prepare_delta(delta, delta_bias, delta_softplus)  # (B, D, L)
-    uf = u.float()
-    Bf = expand_groups(B.float(), channels)  # (B, D, N, L)
-    Cf = expand_groups(C.float(), channels)  # (B, D, N, L)
-    decay = torch.exp(delta.unsqueeze(2) * A.float()[None, :, :, None])  # (B, D, N, L)
+    uf = u.to(acc)
+    Bf = expand_groups(B.to(acc), channels)  # (B, D, N, L)
+    Cf = expand_groups(C.to(acc), channels)  # (B, D, N, L)
+    decay = torch.exp(delta.to(acc).unsqueeze(2) * A.to(acc)[None, :, :, None])  # (B, D, N, L)
     drive = (delta * uf).unsqueeze(2) * Bf  # (B, D, N, L)
     h = torch.zeros_like(decay[..., 0])  # (B, D, N)
     ys = []

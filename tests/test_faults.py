@@ -328,6 +328,29 @@ def test_a_signal_during_upscale_leaves_no_partial_output(long_video, tmp_path, 
     assert list(out.iterdir()) == []  # neither sr.avi nor its temporary
 
 
+INTERRUPT_IN_EXEC = """
+import runpy
+from mambalitesr.runtime import upscale_cli
+
+def run(args):  # a Ctrl-C landing in a dataclass' exec(str), as in torch's lazy imports on the first frame
+    exec("raise KeyboardInterrupt", {})
+
+upscale_cli.run = run
+runpy.run_module("mambalitesr", run_name="__main__")
+"""
+
+
+def test_an_interrupt_inside_a_string_exec_still_exits_130(tmp_path):
+    """The flake of the SIGINT case above, made deterministic: CPython marks a KeyboardInterrupt that
+    leaves a string exec as unhandled even though the CLI catches it, and under `python -m` it then
+    kills the process with SIGINT (-2) after the CLI has printed "interrupted" and returned 130."""
+    (tmp_path / "interrupt_in_exec.py").write_text(INTERRUPT_IN_EXEC)
+    proc = subprocess.run([sys.executable, "-m", "interrupt_in_exec", "upscale", "in.png", "-o", "out.png"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "mambalitesr upscale: interrupted\n"
+
+
 # ---------------------------------------------------------------------------------------------- soak
 
 

@@ -38,6 +38,11 @@
  * the padded lanes of h at 0), so there is no remainder loop. */
 typedef float vf __attribute__((vector_size(SCAN_LANES * 4)));
 typedef int32_t vi __attribute__((vector_size(SCAN_LANES * 4)));
+/* Half a state vector in double, for the backward's sums over tokens (see bwd_item). Halves,
+ * not one 8-lane double vector: that is wider than an AVX2 register and GCC lowers it lane by
+ * lane (measured: the whole backward 2x slower); a half is one vcvtps2pd. */
+typedef float vf4 __attribute__((vector_size(SCAN_LANES * 2)));
+typedef double vd4 __attribute__((vector_size(SCAN_LANES * 4)));
 
 /* On x86-64 every item function also gets an x86-64-v3 (AVX2 + FMA) clone picked at
  * load time; the default clone keeps the -march baseline (SSE4.2). */
@@ -59,6 +64,12 @@ ALWAYS_INLINE vf vload(const float *p) {
     return v;
 }
 ALWAYS_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+/* Lanes 0-3 (half 0) or 4-7 (half 1) of v, widened to double. */
+ALWAYS_INLINE vd4 vwiden(vf v, int half) {
+    vf4 h;
+    memcpy(&h, (const char *)&v + half * sizeof h, sizeof h);
+    return __builtin_convertvector(h, vd4);
+}
 /* out[i] = sum of the 8 lanes of rows[i], for 8 rows at a time: a transpose-and-add
  * tree of shuffles (3 adds per row instead of a 7-add chain per row). */
 _Static_assert(SCAN_LANES == 8, "row_sums8 is written for 8 lanes");
@@ -342,11 +353,15 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
     float *durow = gr->du + xo, *dy = s->dy;
     ChunkTokens ct;
     enum { MV = SCAN_MAX_STATE / SCAN_LANES };
-    vf Av[MV], h0[MV], carry[MV], dA_chunk[MV];
+    vf Av[MV], h0[MV], carry[MV];
+    /* The per-channel sums over tokens (dA, dD, ddelta_bias) are accumulated term by term in
+     * double: their terms cancel (a result can be ~1000x smaller than the sum of the terms'
+     * magnitudes), so an fp32 running sum's rounding, ~eps * sum|terms|, can exceed the result's
+     * own fp32 resolution; in double it stays far below it. */
+    vd4 dA_acc[2 * MV]; /* lanes 4j..4j+3 of the state in dA_acc[j] */
     /* Lane partials of sum_n g A h_{t-1} a and sum_n g B per token, summed per chunk. */
     float a_rows[SCAN_CHUNK * SCAN_LANES] = {0}, b_rows[SCAN_CHUNK * SCAN_LANES] = {0};
     float sum_a[SCAN_CHUNK], sum_b[SCAN_CHUNK];
-    double dA_acc[SCAN_MAX_STATE];
 
     if (p->z) {
         gate_backward(dout, p->z + xo, p->y_pregate + xo, dy, gr->dz + xo, L);
@@ -371,7 +386,7 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
         double dD_acc = 0.0, dbias_acc = 0.0;
         load_A(p, c, NV, Av);
         for (int j = 0; j < NV; j++) carry[j] = vsplat(0.0f);
-        for (int64_t n = 0; n < NP; n++) dA_acc[n] = 0.0;
+        for (int j = 0; j < 2 * NV; j++) dA_acc[j] = (vd4){0};
 
         for (int64_t ci = n_chunks - 1; ci >= 0; ci--) {
             const int64_t t0 = ci * SCAN_CHUNK;
@@ -391,8 +406,6 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
                 }
             }
             /* Adjoint: g_t = dy_t C_t + a_{t+1} g_{t+1}; carry holds a_{t+1} g_{t+1}. */
-            float dD_chunk = 0.0f, dbias_chunk = 0.0f;
-            for (int j = 0; j < NV; j++) dA_chunk[j] = vsplat(0.0f);
             for (int64_t i = tn - 1; i >= 0; i--) {
                 const int64_t tok = ct.tok[i];
                 const float dt = ct.dt[i], dtu = ct.dtu[i], dyt = dy[tok];
@@ -407,7 +420,8 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
                     const vf ga = gn * hp * a; /* dL/dh_t * h_{t-1} * a_t */
                     va += ga * Av[j];
                     vb += gn * vload(Bt + o);
-                    dA_chunk[j] += ga * dt;
+                    dA_acc[2 * j] += vwiden(ga, 0) * (double)dt;
+                    dA_acc[2 * j + 1] += vwiden(ga, 1) * (double)dt;
                     vstore(dBt + o, vload(dBt + o) + gn * dtu);
                     vstore(dCt + o, vload(dCt + o) + dyt * vload(hi + o));
                     carry[j] = a * gn;
@@ -424,24 +438,20 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
         const float dyt = dy[tok], ut = urow[tok];                              \
         const float dx = (sum_a[i] + ut * sum_b[i]) * ct.dsig[i];               \
         ddrow[tok] = dx;                                                        \
-        dbias_chunk += dx;                                                      \
+        dbias_acc += dx;                                                        \
         durow[tok] += ct.dt[i] * sum_b[i] + dyt * skip;                         \
-        dD_chunk += dyt * ut;                                                   \
+        dD_acc += (double)dyt * ut; /* exact: a float product fits a double */ \
     }
             if (k == 0)
                 TOKEN_GRADS(t0 + i)
             else
                 TOKEN_GRADS(ct.tok[i])
 #undef TOKEN_GRADS
-            /* Chunk partials into double: the sums over L stay accurate for long L. */
-            for (int j = 0; j < NV; j++)
-                for (int l = 0; l < SCAN_LANES; l++) dA_acc[j * SCAN_LANES + l] += dA_chunk[j][l];
-            dD_acc += dD_chunk;
-            dbias_acc += dbias_chunk;
         }
-        for (int64_t n = 0; n < N; n++) gr->dA_part[(b * KD + c) * N + n] = (float)dA_acc[n];
-        gr->dD_part[b * KD + c] = (float)dD_acc;
-        gr->dbias_part[b * KD + c] = (float)dbias_acc;
+        /* Left in double: the caller sums the batches in double and rounds once. */
+        for (int64_t n = 0; n < N; n++) gr->dA_part[(b * KD + c) * N + n] = dA_acc[n / 4][n % 4];
+        gr->dD_part[b * KD + c] = dD_acc;
+        gr->dbias_part[b * KD + c] = dbias_acc;
     }
 }
 

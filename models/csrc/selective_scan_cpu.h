@@ -19,8 +19,8 @@
  *                                        SCAN_LANES and the padding lanes of Bm and Cm are zero
  *   Dskip, delta_bias                    (K*D,) or NULL
  *   checkpoints                          (B, K*D, Lc, NP) the state entering each chunk
- *   dA_part (B, K*D, N), dD_part and dbias_part (B, K*D): per-batch partial sums,
- *   the caller sums them over B.
+ *   dA_part (B, K*D, N), dD_part and dbias_part (B, K*D): per-batch partial sums in
+ *   double (fp64), the caller sums them over B in double and rounds to fp32 once.
  *
  * All inputs are in row-major token order; direction k reads them through index
  * arithmetic (see scan_directions.py): 0 row-major, 1 column-major, 2 and 3 reversed.
@@ -31,7 +31,7 @@
 
 #include <stdint.h>
 
-#define SCAN_ABI_VERSION 2
+#define SCAN_ABI_VERSION 3 /* 3: dA_part, dD_part, dbias_part are double */
 #define SCAN_CHUNK 64
 #define SCAN_MAX_STATE 256
 #define SCAN_LANES 8 /* floats per state vector; NP is a multiple of it */
@@ -62,7 +62,7 @@ typedef struct {
 typedef struct {
     const float *dout; /* (B, D, L) gradient of out */
     float *du, *ddelta, *dB, *dC, *dz;
-    float *dA_part, *dD_part, *dbias_part;
+    double *dA_part, *dD_part, *dbias_part; /* double: see the layout notes above */
 } ScanGrads;
 
 int selective_scan_abi_version(void);
