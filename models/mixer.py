@@ -12,6 +12,7 @@ Glossary (code name -> paper symbol; shape letters):
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,13 @@ from torch import nn
 from mambalitesr.models.config import SRConfig
 from mambalitesr.models.lowrank import make_projection
 from mambalitesr.models.scan import selective_scan
+
+
+def _in_onnx_export() -> bool:
+    # torch.onnx is imported lazily and its import costs seconds (a slow first frame in the runtime);
+    # when nobody has imported it, nothing is being exported.
+    onnx = sys.modules.get("torch.onnx")
+    return onnx is not None and onnx.is_in_onnx_export()
 
 
 class MambaMixer(nn.Module):
@@ -80,6 +88,6 @@ class MambaMixer(nn.Module):
         y = selective_scan(
             x, delta, A, Bm, Cm, self.D.float(), z, dt_bias.float(), True,
             directions=K, height=height, width=width, backend=self.scan_backend,
-            check=not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()),
+            check=not (torch.jit.is_tracing() or _in_onnx_export()),
         )  # (B, D, L)
         return self.out_proj(y.transpose(1, 2))  # (B, L, C)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -134,3 +136,16 @@ def test_student_trains_with_the_native_scan_and_its_gradients_match_chunked(nam
     assert_close(grads["native"][0], grads["chunked"][0], what="output")
     for key, g in grads["chunked"][1].items():
         assert_close(grads["native"][1][key], g, rtol=1e-4, what=key)
+
+
+def test_a_forward_does_not_import_the_onnx_exporter():
+    """Importing torch.onnx costs seconds; the runtime's first frame must not pay it to learn it is not exporting."""
+    code = ("import sys, torch\n"
+            "from mambalitesr.models.registry import create_model\n"
+            "m = create_model('test_x4', pretrained=False, scan_backend='native').eval()\n"
+            "with torch.no_grad():\n"
+            "    m(torch.rand(1, 3, 12, 16))\n"
+            "print('torch.onnx' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
