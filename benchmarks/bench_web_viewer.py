@@ -11,7 +11,10 @@ seconds / frames out (the loss a CPU-bound pipeline would see is 1 - CPU/frame(0
 Run:  python benchmarks/bench_web_viewer.py [--seconds 30] [--phases 0,20] [--source synthetic:160x120]
                                              [--model test_x4] [--threads N] [--json PATH]
 The source is unpaced, so the pipeline runs as fast as the model allows and any cost of the viewers
-shows as lost throughput. Everything stays on loopback (127.0.0.1) and the run is bounded: each phase
+shows as lost throughput. The model runs on all CPU cores but one (``--threads``): on a Jetson the model
+runs on the GPU and the pipeline leaves CPU cores free, which is where the viewer process (SCHED_IDLE)
+does its work; ``--threads`` = all cores is the worst case, a pipeline that is CPU-bound on every core,
+where any other work on the machine, host steal on a virtual machine included, costs throughput. Everything stays on loopback (127.0.0.1) and the run is bounded: each phase
 lasts ``--seconds``, the clients are killed if they overrun. The clients run in a separate process, in
 a session of their own, in SCHED_IDLE (``--client-sched idle``, the default; ``nice`` gives them
 ``--client-nice`` instead, also for their scheduler autogroup): on the device the browsers are on other
@@ -59,6 +62,17 @@ def _proc_cpu_s(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def machine_ticks() -> tuple[int, int] | None:
+    """(steal, total) clock ticks of all CPUs so far (Linux /proc/stat): on a virtual machine, steal is
+    the time the host gave to other guests, the main source of noise between phases."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
 def cpu_s(viewer_pid: int | None) -> dict[str, float | None]:
@@ -159,14 +173,14 @@ def _phase(pipeline, sink, viewers: int, seconds: float, args) -> dict:
             time.sleep(0.1)
     stats = pipeline.stats
     rss, viewer_rss = [rss_mib()], [rss_mib(sink.viewer.pid)]
-    cpu0 = cpu_s(sink.viewer.pid)
+    cpu0, ticks0 = cpu_s(sink.viewer.pid), machine_ticks()
     encodes0, frames0, t0 = sink.encodes, stats.frames_out, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         time.sleep(min(1.0, seconds - (time.perf_counter() - t0)))
         rss.append(rss_mib())
         viewer_rss.append(rss_mib(sink.viewer.pid))
     elapsed = time.perf_counter() - t0
-    cpu1 = cpu_s(sink.viewer.pid)
+    cpu1, ticks1 = cpu_s(sink.viewer.pid), machine_ticks()
     result = {
         "viewers": viewers,
         "seconds": elapsed,
@@ -178,6 +192,8 @@ def _phase(pipeline, sink, viewers: int, seconds: float, args) -> dict:
                                                            "max": max(viewer_rss)},
         "cpu_cores": {k: None if cpu1[k] is None or cpu0[k] is None else (cpu1[k] - cpu0[k]) / elapsed for k in cpu1},
     }
+    if ticks0 and ticks1 and ticks1[1] > ticks0[1]:
+        result["steal"] = (ticks1[0] - ticks0[0]) / (ticks1[1] - ticks0[1])
     frames = result["frames"]
     result["cpu_ms_per_frame"] = (cpu1["process"] - cpu0["process"]) / frames * 1000 if frames else None
     if proc is not None:
@@ -202,6 +218,8 @@ def _print_phase(r: dict) -> None:
     line = (f"  {r['viewers']:>2} viewers: pipeline {r['pipeline_fps']:6.2f} fps ({r['frames']} frames in "
             f"{r['seconds']:.1f} s), {r['encodes_per_s']:5.2f} JPEG encodes/s; RSS start {m['start']:.0f} MiB, "
             f"middle {m['middle']:.0f}, end {m['end']:.0f}, max {m['max']:.0f}")
+    if r.get("steal") is not None:
+        line += f"; CPU time stolen by the host {r['steal'] * 100:.1f}%"
     c = r["cpu_cores"]
     viewer = "n/a" if c["viewer"] is None else f"{c['viewer'] * 100:.1f}%"
     per_frame = "n/a" if r["cpu_ms_per_frame"] is None else f"{r['cpu_ms_per_frame']:.1f} ms"
@@ -221,7 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--phases", default="0,20", help="viewers per phase, comma-separated (default 0,20)")
     p.add_argument("--source", default="synthetic:160x120", help="an unpaced source (default synthetic:160x120)")
     p.add_argument("--model", default="test_x4", help="torch registry model (default test_x4)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                   help="torch CPU threads (default: all cores but one, see above; all cores is the worst case)")
     p.add_argument("--viewer-fps", type=float, default=30.0, help="the viewer's encode cap (default 30)")
     p.add_argument("--quality", type=int, default=85, help="JPEG quality (default 85)")
     p.add_argument("--client-sched", choices=("idle", "nice"), default="idle" if hasattr(os, "SCHED_IDLE") else "nice",
