@@ -134,7 +134,8 @@ class ViewerProcess:
                     self.state = message["state"]
         except ChannelClosed:
             code = self._proc.poll()
-            self.error = f"web viewer: the viewer process stopped (exit code {code})"
+            how = "it closed its channel" if code is None else f"exit code {code}"
+            self.error = f"web viewer: the viewer process stopped ({how}); its error, if any, is above"
             return self.error
         if self.state.get("error"):
             self.error = f"web viewer: {self.state['error']}"
