@@ -14,8 +14,9 @@ The source is unpaced, so the pipeline runs as fast as the model allows and any 
 shows as lost throughput. The model runs on all CPU cores but one (``--threads``): on a Jetson the model
 runs on the GPU and the pipeline leaves CPU cores free, which is where the viewer process (SCHED_IDLE)
 does its work; ``--threads`` = all cores is the worst case, a pipeline that is CPU-bound on every core,
-where any other work on the machine, host steal on a virtual machine included, costs throughput. Everything stays on loopback (127.0.0.1) and the run is bounded: each phase
-lasts ``--seconds``, the clients are killed if they overrun. The clients run in a separate process, in
+where any other work on the machine, host steal on a virtual machine included, costs throughput.
+Everything stays on loopback (127.0.0.1) and the run is bounded: each phase lasts ``--seconds``, the
+clients are killed if they overrun. The clients run in a separate process, in
 a session of their own, in SCHED_IDLE (``--client-sched idle``, the default; ``nice`` gives them
 ``--client-nice`` instead, also for their scheduler autogroup): on the device the browsers are on other
 machines, so their reading should not be charged to the pipeline; the server's work is. The CPU

@@ -56,13 +56,18 @@ def make_inputs(batch, dim, n, length, *, directions=1, groups=0, with_z=True, w
     return tensors, dict(delta_softplus=softplus, directions=directions, height=height, width=width)
 
 
+def output_weight(shape) -> torch.Tensor:
+    """The fixed random w of run()'s loss sum(y * w): the gradient of y, dout."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(1))
+
+
 def run(backend, tensors, options, grads=True):
     """y and the gradients of sum(y * w) for a fixed random w, on fresh leaves."""
     leaves = {k: (v.clone().requires_grad_(grads) if v is not None else None) for k, v in tensors.items()}
     y = selective_scan(*(leaves[k] for k in NAMES), backend=backend, **options)
     if not grads:
         return y.detach(), {}
-    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    w = output_weight(y.shape)
     (y * w).sum().backward()
     return y.detach(), {k: v.grad for k, v in leaves.items() if v is not None}
 
@@ -89,7 +94,7 @@ def check_against(backend, tensors, options, grads=True):
 def _d_terms(tensors, grads, options):
     """sum over B, L of |dy * u| per channel: dD's terms (dy behind the gate), for every direction alike."""
     u, z = tensors["u"].double(), tensors["z"]
-    w = torch.randn(u.shape, generator=torch.Generator().manual_seed(1)).double()  # run()'s weight
+    w = output_weight(u.shape).double()
     dy = w * torch.nn.functional.silu(z.double()) if z is not None else w
     return (dy * u).abs().sum((0, 2)).repeat(options.get("directions", 1))
 
@@ -99,7 +104,7 @@ def _a_terms(tensors, grads, options):
     |dy|, so that every state, every state gradient and so every term is >= 0 and at least as large as
     the original's magnitude; dA is then the sum of those non-negative terms."""
     u, z = tensors["u"].double(), tensors["z"]
-    w = torch.randn(u.shape, generator=torch.Generator().manual_seed(1)).double()  # run()'s weight
+    w = output_weight(u.shape).double()
     dy = (w * torch.nn.functional.silu(z.double()) if z is not None else w).abs()
     leaves = {k: None if v is None else v.double() for k, v in tensors.items()}
     leaves.update(u=u.abs(), B=leaves["B"].abs(), C=leaves["C"].abs(), D=None, z=None)
@@ -234,7 +239,7 @@ def test_per_channel_sums_are_the_sums_of_the_kernels_own_terms(batch, dim, n, l
     accumulated in double and rounded once. An fp32 running sum misses by many ulps (eps * sum|terms|)."""
     tensors, options = make_inputs(batch, dim, n, length, **kw)
     _, grads = run("native", tensors, options)
-    w = torch.randn((batch, dim, length), generator=torch.Generator().manual_seed(1))  # run()'s weight = dout
+    w = output_weight((batch, dim, length))
     k = options["directions"]
     want = {
         "delta_bias": grads["delta"].double().sum((0, 2)),

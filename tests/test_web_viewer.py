@@ -397,9 +397,8 @@ def test_a_stuck_viewer_process_does_not_hold_up_the_end_of_the_run():
 def test_a_dead_viewer_process_ends_the_run_with_the_reason():
     run = Running(source=SyntheticSource(64, 48, fps=20))
     os.kill(run.sink.viewer.pid, signal.SIGKILL)
-    stats = run.stop(wait_for_end=True)  # the run ends by itself
+    run.stop(wait_for_end=True)  # the run ends by itself
     assert "viewer process stopped" in run.sink.stop_reason and run.sink.stop_is_error
-    assert stats.frames_out >= 0
 
 
 # -- the command ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Glossary (code name -> meaning):
 from __future__ import annotations
 
 import json
+import os
 import select
 import socket
 
@@ -87,8 +88,6 @@ class Channel:
 
 
 def _close(fd: int) -> None:
-    import os
-
     try:
         os.close(fd)
     except OSError:

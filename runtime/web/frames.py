@@ -4,8 +4,8 @@ Glossary (code name -> meaning):
     offer        the viewer process's main loop hands over the newest Output (its own copy, out of the
                  frame slot); an Output not yet encoded is replaced by the next one, so nothing upstream
                  ever waits for the encoder
-    tick         one encode, at most ``fps`` per second and only while ``viewers`` > 0, in a thread that runs
-                 only on CPU time the pipeline leaves (SCHED_IDLE, priority.py)
+    tick         one encode, at most ``fps`` per second and only while ``viewers`` > 0, in a thread of the
+                 viewer process, which runs only on CPU time the pipeline leaves (SCHED_IDLE, priority.py)
     Encoded      the published frame: ``seq`` (1, 2, ... per encode), the frame ``index``, the JPEG bytes,
                  the picture size; immutable, so any number of readers share it without copies
     picture      (s*H, 2*s*W, 3) BGR: left half the bicubic upscale of the captured frame, right half the
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mambalitesr.runtime.web.priority import lower_this_thread
 
 BOUNDARY = "mambalitesr-frame"
 
@@ -66,7 +65,6 @@ class FrameEncoder:
         self.latest: Encoded | None = None
         self.encodes = 0
         self.error: BaseException | None = None
-        self.lowered = ""  # how the thread runs below the pipeline ("SCHED_IDLE", "nice +10"; "" not at all)
         self._cond = threading.Condition()
         self._pending = None
         self._viewers = 0
@@ -115,7 +113,6 @@ class FrameEncoder:
     def _run(self) -> None:
         import cv2
 
-        self.lowered = lower_this_thread()
         params = [int(cv2.IMWRITE_JPEG_QUALITY), self.quality]
         last = -self.period
         try:

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.web.frames import BOUNDARY
-from mambalitesr.runtime.web.priority import lower_this_thread
 
 STATIC = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = {
@@ -65,11 +64,13 @@ def _limit_unsent(transport) -> None:
 
 
 class ViewerServer:
-    def __init__(self, host: str, port: int, encoder, telemetry, describe=lambda: {}, loopback: bool = True):
+    def __init__(self, host: str, port: int, encoder, telemetry, describe=lambda: {}, loopback: bool = True,
+                 priority: str = ""):
         self.web = require_aiohttp()
         self.host, self.port = host, port
         self.encoder, self.telemetry, self.describe = encoder, telemetry, describe
         self.loopback = loopback
+        self.priority = priority  # how the viewer process runs below the pipeline (priority.py), for /summary
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -119,7 +120,6 @@ class ViewerServer:
 
     # -- event loop thread ----------------------------------------------------------------
     def _serve(self) -> None:
-        lower_this_thread()  # serving viewers must not take CPU time the pipeline needs
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
@@ -197,7 +197,7 @@ class ViewerServer:
     async def _summary(self, request):
         extra = dict(self.describe())
         extra["viewer"] = {**extra.get("viewer", {}), "viewers": self.encoder.viewers, "encodes": self.encoder.encodes,
-                           "below_pipeline_priority": self.encoder.lowered or "no", "picture": self._picture()}
+                           "below_pipeline_priority": self.priority or "no", "picture": self._picture()}
         return self._json(self.telemetry.summary(extra))
 
     def _picture(self):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import socket
 import sys
 import tempfile
 
@@ -114,6 +115,6 @@ class SlotReader:
 
 def supported() -> str:
     """'' when this system can run the viewer process; otherwise why not."""
-    if not hasattr(os, "fork") or not hasattr(__import__("socket"), "send_fds") or sys.platform == "win32":
+    if not hasattr(os, "fork") or not hasattr(socket, "send_fds") or sys.platform == "win32":
         return "the web viewer's frame hand-off needs a Unix system (Linux or macOS)"
     return ""

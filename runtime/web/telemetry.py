@@ -12,7 +12,8 @@ Glossary (code name -> meaning):
     summary     RunStats.to_dict() and its text, plus the run's description; built by the sink thread
                 every SUMMARY_CACHE_S while the run goes on (``summary_due``), so many viewers cost one
     LiveTelemetry    the pipeline side: takes the points, builds the summary
-    TelemetryStore   the viewer process's copy: the points and summary the sink sent over, answered to
+    TelemetryStore   a bounded point history (LiveTelemetry.history), and in the viewer process the copy
+                     of the points and summary the sink sent over, answered to
                      ``/stats`` and ``/summary`` without touching the pipeline
 
 RunStats keeps bounded series (runtime/stream/series.py), not per-frame lists: a point needs only each
@@ -50,10 +51,8 @@ class LiveTelemetry:
     def __init__(self, sample_s: float = SAMPLE_S, history: int = HISTORY):
         self.sample_s = sample_s
         self.pipeline = None
-        self._points: deque[dict] = deque(maxlen=history)
-        self._lock = threading.Lock()
+        self.history = TelemetryStore(sample_s, history)  # the same bounded store the viewer process keeps
         self._seen = {name: (0, 0.0, 0) for name in SERIES}  # (count, sum, NaN count) at the previous point
-        self._seq = 0
         self._t0: float | None = None
         self._last_sample = -math.inf
         self._frames = 0  # frames that reached the sink
@@ -97,19 +96,16 @@ class LiveTelemetry:
             point["frames_out"], point["dropped"] = stats.frames_out, stats.dropped
             latest_watts = getattr(self.pipeline.power, "latest_watts", None)  # what the overlay shows
             point["watts"] = latest_watts() if callable(latest_watts) else None
-        with self._lock:
-            self._seq += 1
-            point["seq"] = self._seq
-            self._points.append(json_safe(point))
+        point["seq"] = self.history.last_seq + 1
+        self.history.add_points([json_safe(point)])
 
     @property
     def last_seq(self) -> int:
-        return self._seq
+        return self.history.last_seq
 
     def points_after(self, seq: int) -> list[dict]:
         """The points taken after ``seq`` (oldest first; what the viewer process has not been sent)."""
-        with self._lock:
-            return [p for p in self._points if p["seq"] > seq]
+        return self.history.after(seq)
 
     def summary_due(self, now: float | None = None) -> dict | None:
         """The run summary when SUMMARY_CACHE_S has passed since the last one, else None."""
@@ -124,11 +120,7 @@ class LiveTelemetry:
 
     def stats(self, since: int = 0) -> dict:
         """The latest point and the history after ``since`` (a seq the page already has)."""
-        with self._lock:
-            points = [p for p in self._points if p["seq"] > since]
-            latest = self._points[-1] if self._points else None
-        age = None if self._last_sample == -math.inf else time.perf_counter() - self._last_sample
-        return stats_body(latest, points, self.sample_s, age)
+        return self.history.stats(since)
 
     def describe_run(self) -> dict:
         if self.pipeline is None:
@@ -146,12 +138,9 @@ class LiveTelemetry:
         })
 
 
-def stats_body(latest, history, sample_s, age_s) -> dict:
-    return {"latest": latest, "history": history, "series": list(SERIES), "sample_s": sample_s, "age_s": age_s}
-
-
 class TelemetryStore:
-    """The viewer process's side: what the sink sent, bounded like the pipeline's own history."""
+    """A bounded history of chart points and the latest summary: the pipeline side's own (LiveTelemetry.history)
+    and the viewer process's copy of what the sink sent."""
 
     def __init__(self, sample_s: float = SAMPLE_S, history: int = HISTORY):
         self.sample_s = sample_s
@@ -174,12 +163,19 @@ class TelemetryStore:
         with self._lock:
             return self._points[-1]["seq"] if self._points else 0
 
+    def after(self, seq: int) -> list[dict]:
+        """The points after ``seq``, oldest first."""
+        with self._lock:
+            return [p for p in self._points if p["seq"] > seq]
+
     def stats(self, since: int = 0) -> dict:
+        """The latest point and the history after ``since`` (a seq the page already has)."""
         with self._lock:
             points = [p for p in self._points if p["seq"] > since]
             latest = self._points[-1] if self._points else None
         age = None if self._received is None else time.perf_counter() - self._received
-        return stats_body(latest, points, self.sample_s, age)
+        return {"latest": latest, "history": points, "series": list(SERIES), "sample_s": self.sample_s,
+                "age_s": age}
 
     def summary(self, extra: dict) -> dict:
         return {**extra, **self._summary}

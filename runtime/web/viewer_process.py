@@ -173,7 +173,7 @@ def serve(config: dict, lowered: str) -> int:
     summary_extra: dict = {}
     encoder = FrameEncoder(config["fps"], config["quality"], config["width"])
     server = ViewerServer(config["host"], config["port"], encoder, store, lambda: summary_extra,
-                          loopback=config["loopback"])
+                          loopback=config["loopback"], priority=lowered)
     encoder.on_publish = server.publish
     try:
         port = server.start()
