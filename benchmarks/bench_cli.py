@@ -58,6 +58,19 @@ def register(subparsers) -> None:
         if name in ("quality", "all"):
             _quality_options(p, required=name == "quality")
         p.set_defaults(func=run)
+    p = sub.add_parser(
+        "peers", help="our models beside SAFMN, SPAN and FSRCNN (torch fp32 CPU, interleaved), with a quality chart",
+        description="Time our models on their fastest scan beside the convolutional peers users compare them "
+        "with (random weights; SAFMN and SPAN from spandrel: pip install -e .[bench]), models interleaved call by "
+        "call, into <results-dir>/<device>-peers.json/.md/.png.",
+    )
+    _common(p)
+    p.add_argument("--peer", default="safmn,span,fsrcnn", help="comma-separated peers (default safmn,span,fsrcnn)")
+    p.add_argument("--sizes", default="320x180,640x360", help="input sizes WxH (default 320x180,640x360)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round (default 3)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="HR folder (e.g. Set5) to measure our models' PSNR-Y for the chart (default: none)")
+    p.set_defaults(func=run_peers)
     p = sub.add_parser("report", help="re-render <device>.md and the plots from <device>.json")
     p.add_argument("--device", default=None, help="results file name (default: this machine's)")
     p.add_argument("--results-dir", default=None, metavar="DIR", help="default benchmarks/results")
@@ -218,6 +231,25 @@ def _paths(args):
     device = check_device_name(args.device or default_device_name())
     results_dir = Path(args.results_dir) if args.results_dir else DEFAULT_RESULTS_DIR
     return device, results_dir, results_paths(results_dir, device)
+
+
+def run_peers(args) -> int:
+    from mambalitesr.benchmarks.peers import PEER_NAMES, run_peers as run
+
+    if args.repeats < 1:
+        raise UserError("--repeats must be at least 1")
+    peers = _choices(args.peer, PEER_NAMES, "--peer")
+    models = [(m.name, str(m.weights) if m.weights else None) for m in _models(args)]
+    data = Path(args.data) if args.data else None
+    if data is not None and not data.is_dir():
+        raise UserError(f"--data {data}: not a folder")
+    device, results_dir, _ = _paths(args)
+    result = run(models, peers, _sizes(args.sizes, "--sizes"), args.repeats, args.threads, data, results_dir,
+                 device, args.note)
+    for line in result["summary"]:
+        print(line)
+    print(f"wrote {results_dir / (device + '-peers.json')} and .md")
+    return 0
 
 
 def run_report(args) -> int:

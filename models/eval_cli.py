@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 
 from mambalitesr.errors import MissingDependency, UserError
 
@@ -36,8 +37,9 @@ def register(subparsers) -> None:
                    help="folder of HR images (repeat for several datasets)")
     p.add_argument("--scale", type=int, help=f"upscaling factor (default: the model's; {DEFAULT_SCALE} for bicubic)")
     p.add_argument("--device", default="cpu", help="torch device to run the model on (default: cpu)")
-    p.add_argument("--scan-backend", default="chunked", choices=("chunked", "native", "ref"),
-                   help="selective-scan implementation (default: chunked, pure PyTorch)")
+    p.add_argument("--scan-backend", default=None, choices=("chunked", "native", "ref"),
+                   help="selective-scan implementation (default: the fastest available for --device: native "
+                        "on the CPU when its C library is built, else chunked, pure PyTorch)")
     p.add_argument("--json", metavar="FILE",
                    help="write the results as JSON (one object; a list of objects for several --data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,7 +86,12 @@ def _build(args: argparse.Namespace):
         raise UserError(f"{args.model} ships no weights; give --weights FILE (a random network scores nothing)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise MissingDependency(f"--device {args.device}: no CUDA device visible to torch; use --device cpu")
-    model = create_model(args.model, weights=args.weights, scan_backend=args.scan_backend)
+    from mambalitesr.models.scan import fastest_backend
+
+    scan = args.scan_backend or fastest_backend(args.device)
+    model = create_model(args.model, weights=args.weights, scan_backend=scan)
+    print(f"{args.model}: scan backend {scan}{'' if args.scan_backend else ' (the fastest available)'}",
+          file=sys.stderr)
     model_scale = int(model.config.scale)
     if args.scale is not None and args.scale != model_scale:
         raise UserError(f"{args.model} upscales x{model_scale}, but --scale {args.scale} was given")

@@ -91,3 +91,30 @@ class MambaMixer(nn.Module):
             check=not (torch.jit.is_tracing() or _in_onnx_export()),
         )  # (B, D, L)
         return self.out_proj(y.transpose(1, 2))  # (B, L, C)
+
+    def forward_channel_major(self, tokens_cm: torch.Tensor) -> torch.Tensor:
+        """Inference on channel-major tokens (B, C, L) -> (B, C, L) with the fused C core (K = 1 only).
+
+        Every matmul writes the layout its consumer reads: W_in @ (C, L) gives the (2D, L) rows the C
+        kernel takes as x and z, and W_out @ (D, L) gives (C, L) again. Same math as ``forward`` (its
+        reference twin; tests/test_mixer_native.py).
+        """
+        from mambalitesr.models.mixer_native import mixer_core
+
+        if self.directions != 1:
+            raise ValueError("the fused mixer core scans one direction; use forward() for the cross-scan")
+        xz = _project_cm(self.in_proj, tokens_cm)  # (B, 2D, L)
+        w_x, w_dt, dt_bias = self._projections()
+        y = mixer_core(
+            xz, conv_w=self.conv1d.weight.reshape(self.d_inner, -1), conv_b=self.conv1d.bias, w_x=w_x,
+            w_dt=w_dt.reshape(self.d_inner, self.dt_rank), dt_bias=dt_bias, A=-torch.exp(self.A_log.float()),
+            Dskip=self.D, dstate=self.d_state,
+        )  # (B, D, L)
+        return _project_cm(self.out_proj, y)  # (B, C, L)
+
+
+def _project_cm(proj: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A bias-free projection applied to channel-major (B, in, L): W @ x -> (B, out, L), contiguous."""
+    if hasattr(proj, "down"):  # LowRankLinear: U (V x)
+        return torch.matmul(proj.up.weight, torch.matmul(proj.down.weight, x))
+    return torch.matmul(proj.weight, x)

@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
             f"{c.d_state:>3} {str(c.rank):>4} {c.directions:>2} {c.scale:>2}  {weights}"
         )
         if args.measure:
-            row += f"  {measure_macs(create_model(name, pretrained=False), args.height, args.width) / 1e9:.2f}"
+            row += f"  {measure_macs(create_model(name, pretrained=False, scan_backend='chunked'), args.height, args.width) / 1e9:.2f}"
         print(row)
     return 0

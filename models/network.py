@@ -108,14 +108,51 @@ class MambaSR(nn.Module):
         body = self.conv_after_body(tokens_to_grid(self.norm_f(t), height, width)) + f0
         return body, group_outputs
 
+    def uses_fused_path(self, x: torch.Tensor) -> bool:
+        """True when forward runs the channel-major fused path: scan backend "native", one direction,
+        fp32 CPU input, no autograd (inference), not tracing or exporting."""
+        return (
+            self.config.directions == 1
+            and self.scan_backend == "native"
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+        )
+
+    def forward_features_channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Body features (B, C, H, W) with every tensor in the grid's channel-major layout (B, C, L): the
+        token <-> grid moves of ``forward_features`` become views, the LayerNorms run over dim 1 in C and the
+        mixers run their fused C core. Inference only; ``forward_features`` is its reference twin."""
+        from mambalitesr.models.mixer_native import channel_layernorm
+
+        def norm(ln: nn.LayerNorm, t: torch.Tensor) -> torch.Tensor:
+            return channel_layernorm(t, ln.weight, ln.bias, ln.eps)
+
+        batch, _, height, width = x.shape
+        f0 = self.conv_first(x - self.mean)  # (B, C, H, W)
+        channels = f0.shape[1]
+        t = norm(self.patch_embed.norm, f0.reshape(batch, channels, -1))  # (B, C, L)
+        for layer in self.layers:
+            r = t
+            for block in layer.residual_group.blocks:
+                r = block.mixer.forward_channel_major(norm(block.norm, r))  # (B, C, L)
+            t = layer.conv(r.view(batch, channels, height, width)).view(batch, channels, -1).add_(t)
+        body = self.conv_after_body(norm(self.norm_f, t).view(batch, channels, height, width))
+        return body.add_(f0)
+
     def forward(self, x: torch.Tensor, return_features: bool = False):
         """SR (B, 3, sH, sW); with ``return_features`` also each group's output tokens (for distillation)."""
+        if not return_features and self.uses_fused_path(x):
+            return self._upsample(x, self.forward_features_channel_major(x.contiguous()))
         body, group_outputs = self.forward_features(x)
+        sr = self._upsample(x, body)
+        return (sr, group_outputs) if return_features else sr
+
+    def _upsample(self, x: torch.Tensor, body: torch.Tensor) -> torch.Tensor:
         if self.config.anchor_skip:
             conv, shuffle = self.upsample
             # Each colour's s^2 sub-pixel channels get that colour's LR value: nearest-neighbour upsampling.
             anchor = torch.repeat_interleave(x - self.mean, self.config.scale**2, dim=1)  # (B, 3 s^2, H, W)
-            sr = shuffle(conv(body) + anchor) + self.mean
-        else:
-            sr = self.upsample(body) + self.mean
-        return (sr, group_outputs) if return_features else sr
+            return shuffle(conv(body) + anchor) + self.mean
+        return self.upsample(body) + self.mean

@@ -73,8 +73,13 @@ def get_entry(name: str) -> ModelEntry:
         raise UserError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}") from None
 
 
-def create_model(name: str, weights: str | Path | None = None, *, scan_backend: str = "chunked", pretrained: bool = True):
+def create_model(
+    name: str, weights: str | Path | None = None, *, scan_backend: str | None = None, pretrained: bool = True
+):
     """Build registry entry ``name``; load ``weights`` or, when None and ``pretrained``, its shipped weights.
+
+    ``scan_backend`` None takes the fastest one available on the CPU (``scan.fastest_backend``: "native"
+    when its C library is built); the model's ``scan_backend`` attribute says which it got.
 
     A variant with shipped weights whose file is missing is an error, never random weights:
     pass ``pretrained=False`` for a freshly initialised network.
@@ -90,5 +95,9 @@ def create_model(name: str, weights: str | Path | None = None, *, scan_backend: 
         weights = entry.weights_path
     if weights is not None:
         load_weights(model, weights)
+    if scan_backend is None:
+        from mambalitesr.models.scan import fastest_backend
+
+        scan_backend = fastest_backend("cpu")
     model.set_scan_backend(scan_backend)
     return model.eval()

@@ -23,7 +23,10 @@ y comes back in the dtype of u.
 Backends:
     "ref"      the sequential recurrence (oracle; slow)
     "chunked"  two-level chunked scan in PyTorch, no loop over L (differentiable, exportable)
-    "native"   the C kernel (mambalitesr.models.scan_native), fused directions and gate
+    "native"   the C kernel (mambalitesr.models.scan_native), fused directions and gate; in inference
+               (no autograd, fp32 CPU, one direction) MambaSR runs its channel-major path with the fused
+               C mixer core (mambalitesr.models.mixer_native) instead
+Default: entry points that are given no backend take ``fastest_backend()`` and report it.
 """
 from __future__ import annotations
 
@@ -36,6 +39,21 @@ from mambalitesr.models.scan_directions import from_direction, to_direction
 from mambalitesr.models.scan_ref import selective_scan_ref
 
 BACKENDS = ("ref", "chunked", "native")
+
+
+def fastest_backend(device: str = "cpu") -> str:
+    """The fastest scan this process can run on ``device``: "native" on the CPU when its C library loads
+    (in inference it also runs the fused channel-major mixer), else "chunked" (pure PyTorch, CUDA too).
+    Entry points call this only when the user named no backend, and report the choice."""
+    if str(device).startswith("cpu"):
+        from mambalitesr.models import scan_native
+
+        try:
+            scan_native.load_library()
+            return "native"
+        except Exception:  # MissingDependency (not built / stale): the portable scan, as documented
+            return "chunked"
+    return "chunked"
 
 
 def _one_direction_backend(name: str) -> Callable:

@@ -13,6 +13,7 @@ import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends.base import NUMPY_DTYPES, PRECISIONS, Backend, infer_scale
+from mambalitesr.runtime.memory import keep_freed_memory
 
 
 class TorchBackend(Backend):
@@ -47,6 +48,7 @@ class TorchBackend(Backend):
                 f"torch backend needs PyTorch ({exc}); pip install torch==2.13.0 (on a Jetson: NVIDIA's JetPack wheel)"
             ) from None
         self._torch = torch
+        keep_freed_memory()  # frames reuse freed pages (runtime/memory.py): cost linear in pixels
         if self.device_name.startswith("cuda"):
             if not torch.cuda.is_available():
                 raise MissingDependency(

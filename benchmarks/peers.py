@@ -1,0 +1,244 @@
+"""Our models beside the convolutional SR networks users compare them with: SAFMN, SPAN, FSRCNN.
+
+Glossary (code name -> meaning):
+    peer        another SR network, built with random weights: its latency depends on its architecture and
+                the input size only. SAFMN and SPAN come from spandrel (the architecture library chaiNNer and
+                ComfyUI use; ``pip install -e .[bench]``), FSRCNN is small enough to define here.
+    published   a peer's Set5 x4 PSNR-Y as printed in its paper (benchmarks/published.py), never measured here
+    measured    our models' Set5 x4 PSNR-Y, measured by this run when --data is given
+    round       one call of every model on the same input, in a fixed order: models are interleaved, so a
+                slow phase of the machine (another job on the core) hits all of them alike
+    t_i         wall time of call i (time.perf_counter); the row keeps the median, min and every t_i
+    ratio_640   a model's median at 640x360 over its median at 320x180 (4x the pixels)
+
+Lane: torch fp32 on the CPU (our models on their fastest scan, the fused native path). Results go to
+``<results-dir>/<device>-peers.json`` and ``.md`` with a quality-vs-latency chart (``-peers.png``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mambalitesr.errors import MissingDependency, UserError
+
+PEER_NAMES = ("safmn", "span", "fsrcnn")
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    label: str
+    published_psnr: float | None  # Set5 x4 PSNR-Y from the paper, None where we have no checked figure
+    source: str
+
+
+PEERS = {
+    "safmn": PeerInfo("SAFMN", 32.18, "Sun et al., ICCV 2023, x4 table (dim 36, 8 blocks, ffn 2.0)"),
+    "span": PeerInfo("SPAN", 32.20, "Wan et al., CVPRW 2024, x4 table (48 features); figure as recalled, "
+                                    "not re-checked against the paper in this repository"),
+    "fsrcnn": PeerInfo("FSRCNN", 30.71, "Dong et al., ECCV 2016 (d 56, s 12, m 4); x4 as re-reported by later "
+                                        "tables (Y channel); here on RGB"),
+}
+
+
+def build_peer(name: str, scale: int = 4):
+    """A peer network with random weights, eval mode, (B, 3, h, w) -> (B, 3, s h, s w)."""
+    if name == "fsrcnn":
+        return _fsrcnn(scale).eval()
+    try:
+        if name == "safmn":
+            from spandrel.architectures.SAFMN import SAFMN
+
+            return SAFMN(dim=36, n_blocks=8, ffn_scale=2.0, upscaling_factor=scale).eval()
+        if name == "span":
+            from spandrel.architectures.SPAN import SPAN
+
+            return SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=scale).eval()
+    except ImportError as exc:
+        raise MissingDependency(f"peer {name} needs spandrel ({exc}): pip install -e .[bench]") from None
+    raise UserError(f"unknown peer {name!r}; choose from {', '.join(PEER_NAMES)}")
+
+
+def _fsrcnn(scale: int):
+    """FSRCNN (Dong et al. 2016) on RGB: 5x5 feature conv, 1x1 shrink, m 3x3 maps, 1x1 expand, 9x9 deconv."""
+    from torch import nn
+
+    d, s, m = 56, 12, 4
+    layers = [nn.Conv2d(3, d, 5, padding=2), nn.PReLU(d), nn.Conv2d(d, s, 1), nn.PReLU(s)]
+    for _ in range(m):
+        layers += [nn.Conv2d(s, s, 3, padding=1), nn.PReLU(s)]
+    layers += [nn.Conv2d(s, d, 1), nn.PReLU(d),
+               nn.ConvTranspose2d(d, 3, 9, stride=scale, padding=4, output_padding=scale - 1)]
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class Entry:
+    name: str  # our registry name or a peer name
+    label: str
+    kind: str  # "ours" or "peer"
+    params: int
+    psnr: float | None = None
+    psnr_kind: str = ""  # "measured" or "published"
+    module: object = field(default=None, repr=False)
+
+
+def _entries(models: list[tuple[str, str | None]], peers: list[str], data: Path | None) -> list[Entry]:
+    from mambalitesr.models.registry import create_model
+    from mambalitesr.models.scan_native import load_library
+
+    load_library()  # our lane is the native path: a missing library is an error, not a slower row
+    out = []
+    for name, weights in models:
+        module = create_model(name, weights=weights, scan_backend="native")
+        e = Entry(name, name, "ours", sum(p.numel() for p in module.parameters()), module=module)
+        if data is not None:
+            from mambalitesr.models.evaluate import evaluate, torch_upscaler
+
+            e.psnr = evaluate(torch_upscaler(module), data, module.config.scale, progress=False)["psnr_y"]
+            e.psnr_kind = "measured"
+        out.append(e)
+    for name in peers:
+        module = build_peer(name)
+        info = PEERS[name]
+        out.append(Entry(name, info.label, "peer", sum(p.numel() for p in module.parameters()), info.published_psnr,
+                         "published", module))
+    return out
+
+
+def time_round_robin(entries: list[Entry], hw: tuple[int, int], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of every entry on one (1, 3, h, w) input, models interleaved call by call."""
+    import torch
+
+    x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0))
+    times: dict[str, list[float]] = {e.name: [] for e in entries}
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            for e in entries:
+                t0 = time.perf_counter()
+                e.module(x)
+                dt = time.perf_counter() - t0
+                if i >= warmup:
+                    times[e.name].append(dt)
+    return times
+
+
+def run_peers(models, peers, sizes, repeats: int, threads: int | None, data: Path | None,
+              results_dir: Path, device: str, note: str | None) -> dict:
+    import torch
+
+    from mambalitesr.runtime.memory import keep_freed_memory
+
+    keep_freed_memory()  # as the runtime does: frames reuse pages instead of mapping fresh ones
+    if threads:
+        torch.set_num_threads(threads)
+    entries = _entries(models, peers, data)
+    rows = []
+    for hw in sizes:
+        print(f"timing {hw[1]}x{hw[0]}: {', '.join(e.label for e in entries)} x{repeats}", file=sys.stderr)
+        times = time_round_robin(entries, hw, repeats)
+        for e in entries:
+            t = times[e.name]
+            rows.append({"model": e.name, "label": e.label, "kind": e.kind, "params": e.params,
+                         "h": hw[0], "w": hw[1], "median_s": statistics.median(t), "min_s": min(t), "times_s": t,
+                         "psnr_set5": e.psnr, "psnr_kind": e.psnr_kind})
+    result = {
+        "schema": "mambalitesr-peers-1", "device": device, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
+        "command": " ".join(sys.argv), "note": note, "repeats": repeats, "rows": rows,
+    }
+    result["summary"] = summarize(rows)
+    write_results(result, results_dir, device)
+    return result
+
+
+def summarize(rows: list[dict]) -> list[str]:
+    """The acceptance sentences, computed from the rows (medians)."""
+    med = {(r["model"], r["h"], r["w"]): r["median_s"] for r in rows}
+    lines = []
+    for (h, w) in sorted({(r["h"], r["w"]) for r in rows}):
+        def get(name):
+            return med.get((name, h, w))
+
+        st, te, sa, sp = get("mambalitesr_x4"), get("dvmsr_x4"), get("safmn"), get("span")
+        if st and sa:
+            lines.append(f"{w}x{h}: student {st:.3f} s vs SAFMN {sa:.3f} s ({st / sa:.2f}x SAFMN's time)")
+        if st and sp:
+            lines.append(f"{w}x{h}: student {st:.3f} s vs SPAN {sp:.3f} s ({st / sp:.2f}x SPAN's time)")
+        if st and te:
+            lines.append(f"{w}x{h}: teacher/student = {te / st:.2f} ({te:.3f} s / {st:.3f} s)")
+    for name in sorted({r["model"] for r in rows}):
+        a, b = med.get((name, 180, 320)), med.get((name, 360, 640))
+        if a and b:
+            lines.append(f"{name}: 640x360 costs {b / a:.2f}x the 320x180 frame (4x the pixels)")
+    return lines
+
+
+def write_results(result: dict, results_dir: Path, device: str) -> None:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = results_dir / f"{device}-peers"
+    _atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
+    _atomic_write(stem.with_suffix(".md"), render_markdown(result, stem.name + ".png"))
+    try:
+        plot(result, stem.with_suffix(".png"))
+    except ImportError as exc:
+        print(f"no chart: {exc} (pip install matplotlib)", file=sys.stderr)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def render_markdown(result: dict, png: str) -> str:
+    out = [f"# Peers on {result['device']}", "",
+           f"Generated {result['created']} by `{result['command']}`; torch {result['machine']['torch']}, "
+           f"{result['machine']['threads']} thread(s), CPU affinity {result['machine']['affinity']}, "
+           f"{result['repeats']} timed rounds after one warm-up round, models interleaved per round.", ""]
+    if result.get("note"):
+        out += [f"Note: {result['note']}", ""]
+    out += ["| model | params | input | median s | min s | Set5 x4 PSNR-Y |", "|---|---:|---|---:|---:|---|"]
+    for r in result["rows"]:
+        psnr = f"{r['psnr_set5']:.2f} ({r['psnr_kind']})" if r["psnr_set5"] else "-"
+        out.append(f"| {r['label']} | {r['params']:,} | {r['w']}x{r['h']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
+                   f"{psnr} |")
+    out += ["", "Peers run with random weights (latency does not depend on them); their PSNR is the published "
+            "figure (benchmarks/peers.py gives the sources), ours is measured on Set5 when the run had --data.", ""]
+    out += [f"- {line}" for line in result["summary"]]
+    out += ["", f"![quality vs latency]({png})", ""]
+    return "\n".join(out)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["rows"] if (r["h"], r["w"]) == (180, 320) and r["psnr_set5"]]
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        marker = "o" if r["kind"] == "ours" else "s"
+        ax.scatter(r["median_s"], r["psnr_set5"], marker=marker, s=40)
+        ax.annotate(f"{r['label']} ({r['psnr_kind']})", (r["median_s"], r["psnr_set5"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xlabel(f"median s per 320x180 -> x4 frame ({result['machine']['threads']} thread)")
+    ax.set_ylabel("Set5 x4 PSNR-Y (dB)")
+    ax.set_title("Quality vs latency (o ours, measured; s peers, published PSNR)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

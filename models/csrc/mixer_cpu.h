@@ -1,0 +1,64 @@
+/* Fused Mamba mixer core for CPU inference: causal depthwise conv1d + SiLU, x_proj, dt_proj + softplus,
+ * selective scan, skip term and gate, in the channel-major layout of its neighbours (no transposes).
+ *
+ * Glossary (code name -> paper symbol; shape letters):
+ *   B batch, D scan channels (d_inner), N state size, R dt_rank, L tokens (= H * W, row-major),
+ *   Kc d_conv (causal conv kernel), S tokens per block (MIXER_BLOCK), T tokens per tile (MIXER_TILE).
+ *   xz -> (x, z) = W_in u, conv_w / conv_b -> conv1d, w_x -> W_x (R + 2N, D), w_dt -> W_Delta (D, R),
+ *   dt_bias -> Delta bias, A -> A (D, N) = -exp(A_log), Dskip -> D, h -> h_t.
+ *
+ *   x'_t  = SiLU(conv_b + sum_k conv_w[k] x_{t - Kc + 1 + k})          (x_s = 0 for s < 0)
+ *   (dt_low, B_t, C_t) = W_x x'_t;   Delta_t = softplus(W_Delta dt_low + dt_bias)
+ *   h_t   = exp(Delta_t A) h_{t-1} + Delta_t B_t x'_t,   h_{-1} = 0
+ *   out_t = (<C_t, h_t> + D x'_t) * SiLU(z_t)
+ *
+ * Layouts (fp32, contiguous, channel-major: the token axis has stride 1):
+ *   xz   (B, 2D, L): rows 0..D-1 are x, rows D..2D-1 are z (what W_in (2D, C) @ tokens (C, L) writes)
+ *   out  (B, D, L):  what W_out (C, D) @ out (D, L) reads
+ *   conv_w (D, Kc), conv_b (D), w_x (R + 2N, D), w_dt (D, R), dt_bias (D), A (D, N), Dskip (D)
+ *
+ * Work: L is cut into blocks of S tokens. Per block, phase 1 computes x' (threads over channels), then
+ * Delta, B_t and C_t (threads over tiles of T tokens) into a workspace that stays in L2; phase 2 (threads over channels)
+ * runs the recurrence over the block with each channel's state carried between blocks. The workspace is
+ * allocated by the caller (mixer_workspace_floats) and reused across calls, so no call touches fresh pages.
+ * The PyTorch reference twin is MambaMixer.forward with any scan backend; tests/test_mixer_native.py.
+ */
+#ifndef MAMBALITESR_MIXER_CPU_H
+#define MAMBALITESR_MIXER_CPU_H
+
+#include <stdint.h>
+
+#define MIXER_ABI_VERSION 1
+#define MIXER_TILE 64    /* T */
+#define MIXER_BLOCK 1024 /* S, a multiple of T */
+#define MIXER_LANES 16   /* floats per state vector; N is padded to a multiple of it inside the kernel */
+#define MIXER_MAX_STATE 64
+#define MIXER_MAX_CONV 8
+#define MIXER_MAX_RANK 64
+
+#define MIXER_OK 0
+#define MIXER_BAD_ARGUMENT 1
+#define MIXER_SMALL_WORKSPACE 2
+
+typedef struct {
+    int64_t batch, dim, dstate, dt_rank, length, d_conv; /* B, D, N, R, L, Kc */
+    int64_t nthreads;                                    /* OpenMP threads; <= 0: the OpenMP default */
+    int64_t workspace_floats;                            /* size of workspace, >= mixer_workspace_floats() */
+
+    const float *xz;                           /* (B, 2D, L) */
+    const float *conv_w, *conv_b;              /* (D, Kc), (D) */
+    const float *w_x, *w_dt, *dt_bias;         /* (R + 2N, D), (D, R), (D) */
+    const float *A, *Dskip;                    /* (D, N), (D) */
+    float *out;                                /* (B, D, L) */
+    float *workspace;                          /* caller-owned scratch, 64-byte aligned */
+} MixerParams;
+
+int mixer_abi_version(void);
+/* Floats of workspace the call with these sizes needs (independent of L and B). */
+int64_t mixer_workspace_floats(int64_t dim, int64_t dstate, int64_t dt_rank, int64_t nthreads);
+int mixer_forward(const MixerParams *p);
+/* LayerNorm over channels of a channel-major (B, C, L) tensor: out = (x - mean) / sqrt(var + eps) * w + b. */
+int channel_layernorm(const float *x, const float *w, const float *b, float *out, int64_t batch, int64_t channels,
+                      int64_t length, float eps, int64_t nthreads);
+
+#endif

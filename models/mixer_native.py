@@ -1,0 +1,166 @@
+"""The fused mixer core on the native C kernel (models/csrc/mixer_cpu.c), via ctypes; inference only.
+
+Glossary (code name -> paper symbol; shape letters):
+    B batch, C embed_dim, D d_inner, N d_state, R dt_rank, L tokens = H * W (row-major), Kc d_conv
+    xz        W_in u in channel-major rows: x = rows 0..D-1, z (the gate) = rows D..2D-1      (B, 2D, L)
+    out       (<C_t, h_t> + D x'_t) * SiLU(z_t), channel-major, what W_out reads              (B, D, L)
+    workspace scratch the kernel needs (independent of L and B), kept per thread and reused
+
+From ``xz`` the kernel runs the causal depthwise conv1d + SiLU, x_proj, dt_proj + softplus, the
+selective scan, the skip term and the gate, with no transposes between them (see mixer_cpu.h).
+Its PyTorch reference twin is ``MambaMixer.forward`` on any scan backend; tests/test_mixer_native.py
+compares them. ``channel_layernorm`` is LayerNorm over C of a channel-major (B, C, L) tensor.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import os
+import threading
+
+from mambalitesr.errors import MissingDependency
+
+_LIB_STEM = "_mixer_cpu"
+_ABI_VERSION = 1  # MIXER_ABI_VERSION in mixer_cpu.h
+_STATUS = {1: "bad argument (size or missing pointer)", 2: "workspace too small"}
+
+
+class MixerParams(ctypes.Structure):
+    """Mirror of MixerParams in mixer_cpu.h (field order matters)."""
+
+    _fields_ = [
+        (name, ctypes.c_int64)
+        for name in ("batch", "dim", "dstate", "dt_rank", "length", "d_conv", "nthreads", "workspace_floats")
+    ] + [
+        (name, ctypes.c_void_p)
+        for name in ("xz", "conv_w", "conv_b", "w_x", "w_dt", "dt_bias", "A", "Dskip", "out", "workspace")
+    ]
+
+
+_lib = None
+
+
+def library_path() -> str | None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(here, _LIB_STEM + suffix)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def load_library() -> ctypes.CDLL:
+    """Load the kernel once; raise MissingDependency if it is not built or is stale."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    path = library_path()
+    if path is None:
+        raise MissingDependency("native mixer library not built: run `pip install -e .`")
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        raise MissingDependency(f"native mixer library {path} cannot be loaded ({exc}): run `pip install -e .`") from exc
+    lib.mixer_abi_version.restype = ctypes.c_int
+    if lib.mixer_abi_version() != _ABI_VERSION:
+        raise MissingDependency(f"native mixer library {path} is stale (ABI mismatch): run `pip install -e .`")
+    lib.mixer_workspace_floats.restype = ctypes.c_int64
+    lib.mixer_workspace_floats.argtypes = [ctypes.c_int64] * 4
+    lib.mixer_forward.restype = ctypes.c_int
+    lib.mixer_forward.argtypes = [ctypes.POINTER(MixerParams)]
+    lib.channel_layernorm.restype = ctypes.c_int
+    lib.channel_layernorm.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int64]
+    _lib = lib
+    return lib
+
+
+def available() -> bool:
+    """True when the library is built and current (the caller then may pick the fused path)."""
+    try:
+        load_library()
+    except MissingDependency:
+        return False
+    return True
+
+
+def check_status(status: int, what: str) -> None:
+    if status != 0:
+        raise RuntimeError(f"native {what} failed: {_STATUS.get(status, status)}")
+
+
+class Workspaces(threading.local):
+    """One scratch buffer per calling thread, grown on demand and kept: later frames reuse its pages."""
+
+    def __init__(self):
+        self.buffer = None
+
+    def get(self, floats: int, allocate):
+        if self.buffer is None or self.buffer.numel() < floats:
+            self.buffer = allocate(floats)
+        return self.buffer
+
+
+WORKSPACES = Workspaces()
+
+
+# ---------------------------------------------------------------- torch wrappers (inference)
+
+
+def _ptr(t) -> int:
+    return t.data_ptr()
+
+
+def _f32(t):
+    import torch
+
+    return t.detach().to(torch.float32).contiguous()
+
+
+def mixer_core(xz, *, conv_w, conv_b, w_x, w_dt, dt_bias, A, Dskip, dstate: int, out=None):
+    """xz (B, 2D, L) fp32 contiguous -> out (B, D, L): conv1d + SiLU, projections, scan, skip, gate.
+
+    conv_w (D, Kc), conv_b (D), w_x (R + 2N, D), w_dt (D, R), dt_bias (D), A (D, N), Dskip (D): fp32.
+    """
+    import torch
+
+    lib = load_library()
+    if xz.dtype != torch.float32 or xz.device.type != "cpu" or not xz.is_contiguous() or xz.dim() != 3:
+        raise ValueError(f"xz must be a contiguous fp32 CPU (B, 2D, L) tensor, got {xz.dtype} {tuple(xz.shape)}")
+    batch, two_d, length = xz.shape
+    dim = two_d // 2
+    weights = {k: _f32(v) for k, v in (("conv_w", conv_w), ("conv_b", conv_b), ("w_x", w_x), ("w_dt", w_dt),
+                                       ("dt_bias", dt_bias), ("A", A), ("Dskip", Dskip))}
+    d_conv, dt_rank = weights["conv_w"].shape[-1], weights["w_dt"].shape[-1]
+    expect = {"conv_w": (dim, d_conv), "conv_b": (dim,), "w_x": (dt_rank + 2 * dstate, dim), "w_dt": (dim, dt_rank),
+              "dt_bias": (dim,), "A": (dim, dstate), "Dskip": (dim,)}
+    for name, shape in expect.items():
+        if tuple(weights[name].reshape(shape).shape) != shape:
+            raise ValueError(f"{name} must be {shape}")
+    if out is None:
+        out = torch.empty(batch, dim, length, dtype=torch.float32)
+    nthreads = torch.get_num_threads()
+    floats = lib.mixer_workspace_floats(dim, dstate, dt_rank, nthreads)
+    ws = WORKSPACES.get(floats, lambda n: torch.empty(n + 16, dtype=torch.float32))
+    params = MixerParams(batch=batch, dim=dim, dstate=dstate, dt_rank=dt_rank, length=length, d_conv=d_conv,
+                         nthreads=nthreads, workspace_floats=ws.numel(),
+                         xz=_ptr(xz), out=_ptr(out), workspace=_ptr(ws),
+                         **{k: _ptr(v) for k, v in weights.items()})
+    if out.numel():
+        check_status(lib.mixer_forward(ctypes.byref(params)), "mixer")
+    return out
+
+
+def channel_layernorm(x, weight, bias, eps: float, out=None):
+    """LayerNorm over dim 1 of a contiguous fp32 (B, C, L) CPU tensor (torch's LayerNorm on (B, L, C))."""
+    import torch
+
+    if x.dtype != torch.float32 or not x.is_contiguous() or x.dim() != 3:
+        raise ValueError(f"x must be a contiguous fp32 (B, C, L) tensor, got {x.dtype} {tuple(x.shape)}")
+    batch, channels, length = x.shape
+    w, b = _f32(weight), _f32(bias)
+    if out is None:
+        out = torch.empty_like(x)
+    status = load_library().channel_layernorm(_ptr(x), _ptr(w), _ptr(b), _ptr(out), batch, channels, length,
+                                              float(eps), torch.get_num_threads())
+    check_status(status, "channel layernorm")
+    return out

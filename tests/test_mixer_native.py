@@ -1,0 +1,131 @@
+"""The fused C mixer core and the channel-major network path against their PyTorch reference twins.
+
+The twins: ``MambaMixer.forward`` (token-major, the "ref" and "chunked" scans), ``nn.LayerNorm`` and
+``MambaSR.forward_features``. fp32 at the tolerance every fast path is held to (rtol 1e-5 with the
+max-scaled floor of ``assert_close``), plus the shipped student on real pixels within 1e-5.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mambalitesr.errors import MissingDependency
+from mambalitesr.models import mixer_native
+from mambalitesr.models.config import SRConfig
+from mambalitesr.models.mixer import MambaMixer
+from mambalitesr.models.network import MambaSR
+from mambalitesr.models.registry import create_model
+from mambalitesr.testing import assert_close
+
+try:
+    mixer_native.load_library()
+    _NOT_BUILT = None
+except MissingDependency as exc:
+    _NOT_BUILT = str(exc)
+needs_native = pytest.mark.skipif(_NOT_BUILT is not None, reason=f"{_NOT_BUILT}")
+
+
+def trained_like(mixer: MambaMixer, seed: int) -> MambaMixer:
+    """Randomise every parameter away from its initial value (A_log, D, conv, biases), as training does."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in mixer.named_parameters():
+            if name == "A_log":
+                p.add_(torch.randn(p.shape, generator=g) * 0.3)
+            else:
+                p.copy_(p + torch.randn(p.shape, generator=g) * 0.2)
+    return mixer
+
+
+def reference(mixer: MambaMixer, tokens_cm: torch.Tensor, backend: str) -> torch.Tensor:
+    mixer.scan_backend = backend
+    length = tokens_cm.shape[-1]
+    return mixer(tokens_cm.transpose(1, 2), 1, length).transpose(1, 2)  # (B, C, L)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "embed,d_state,rank,d_conv,length,batch",
+    [
+        (8, 4, 4, 4, 1, 1),  # one token: every conv tap but the last reads the zero padding
+        (8, 4, 4, 4, 63, 2),  # one partial tile
+        (8, 16, None, 3, 200, 1),  # full-rank projections, d_conv 3, tiles plus a tail
+        (16, 16, 8, 4, 1024 + 64 * 3 + 5, 2),  # a whole block, then a partial block with a partial tile
+        (12, 20, None, 4, 300, 1),  # N = 20: two state vectors, 12 padding lanes
+        (60, 16, None, 4, 2100, 1),  # the teacher's width
+    ],
+)
+def test_mixer_core_matches_reference(embed, d_state, rank, d_conv, length, batch):
+    cfg = SRConfig(embed_dim=embed, d_state=d_state, rank=rank, d_conv=d_conv, groups=1, mixers=1)
+    mixer = trained_like(MambaMixer(cfg), seed=length)
+    tokens = torch.randn(batch, embed, length, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fused = mixer.forward_channel_major(tokens)
+        ref = reference(mixer, tokens, "ref" if length <= 300 else "chunked")
+    assert fused.shape == ref.shape
+    assert_close(fused, ref, what="mixer out")
+
+
+@needs_native
+def test_mixer_core_same_result_for_every_thread_count():
+    cfg = SRConfig(embed_dim=16, d_state=16, rank=8, groups=1, mixers=1)
+    mixer = trained_like(MambaMixer(cfg), seed=3)
+    tokens = torch.randn(1, 16, 3000, generator=torch.Generator().manual_seed(2))
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            with torch.no_grad():
+                outs.append(mixer.forward_channel_major(tokens))
+    finally:
+        torch.set_num_threads(threads)
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])
+
+
+@needs_native
+def test_mixer_core_rejects_cross_scan():
+    mixer = MambaMixer(SRConfig(embed_dim=8, d_state=4, directions=4, groups=1, mixers=1))
+    with pytest.raises(ValueError, match="one direction"):
+        mixer.forward_channel_major(torch.zeros(1, 8, 4))
+
+
+@needs_native
+@pytest.mark.parametrize("channels,length", [(32, 64 * 5), (60, 1000), (8, 7)])
+def test_channel_layernorm_matches_torch(channels, length):
+    ln = nn.LayerNorm(channels)
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    x = torch.randn(2, channels, length) * 3 + 1
+    with torch.no_grad():
+        ref = ln(x.transpose(1, 2)).transpose(1, 2)
+    got = mixer_native.channel_layernorm(x, ln.weight, ln.bias, ln.eps)
+    assert_close(got, ref, what="layernorm")
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["test_x4", "mambalitesr_x4"])
+def test_network_fused_path_matches_token_path(name):
+    model = create_model(name, scan_backend="native", pretrained=name == "mambalitesr_x4")
+    x = torch.rand(1, 3, 23, 37, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert model.uses_fused_path(x)
+        fused = model(x)
+        model.set_scan_backend("chunked")
+        assert not model.uses_fused_path(x)
+        ref = model(x)
+    assert_close(fused, ref, what=f"{name} SR")
+    assert (fused - ref).abs().max().item() <= 1e-5  # the shipped outputs are unchanged within 1e-5
+
+
+@needs_native
+def test_fused_path_only_for_inference():
+    model = MambaSR(SRConfig(embed_dim=8, groups=1, mixers=1, d_state=4, rank=4)).set_scan_backend("native")
+    x = torch.rand(1, 3, 8, 8)
+    assert not model.uses_fused_path(x)  # autograd on: the token path (differentiable native scan)
+    with torch.no_grad():
+        assert model.uses_fused_path(x)
+        assert not model.uses_fused_path(x.double())
