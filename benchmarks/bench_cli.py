@@ -61,7 +61,7 @@ def register(subparsers) -> None:
     p = sub.add_parser(
         "peers", help="our models beside SAFMN, SPAN and FSRCNN (torch fp32 CPU, interleaved), with a quality chart",
         description="Time our models on their fastest scan beside the convolutional peers users compare them "
-        "with (random weights; SAFMN and SPAN from spandrel: pip install -e .[bench]), models interleaved call by "
+        "with (random weights; benchmarks/peer_arch.py), models interleaved call by "
         "call, into <results-dir>/<device>-peers.json/.md/.png.",
     )
     _common(p)

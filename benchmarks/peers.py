@@ -2,8 +2,7 @@
 
 Glossary (code name -> meaning):
     peer        another SR network, built with random weights: its latency depends on its architecture and
-                the input size only. SAFMN and SPAN come from spandrel (the architecture library chaiNNer and
-                ComfyUI use; ``pip install -e .[bench]``), FSRCNN is small enough to define here.
+                the input size only (definitions in peer_arch.py, which says why not spandrel's)
     published   a peer's Set5 x4 PSNR-Y as printed in its paper (benchmarks/published.py), never measured here
     measured    our models' Set5 x4 PSNR-Y, measured by this run when --data is given
     round       one call of every model on the same input, in a fixed order: models are interleaved, so a
@@ -25,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.errors import UserError
 
 PEER_NAMES = ("safmn", "span", "fsrcnn")
 
@@ -39,8 +38,8 @@ class PeerInfo:
 
 PEERS = {
     "safmn": PeerInfo("SAFMN", 32.18, "Sun et al., ICCV 2023, x4 table (dim 36, 8 blocks, ffn 2.0)"),
-    "span": PeerInfo("SPAN", 32.20, "Wan et al., CVPRW 2024, x4 table (48 features); figure as recalled, "
-                                    "not re-checked against the paper in this repository"),
+    "span": PeerInfo("SPAN", 32.20, "Wan et al., CVPRW 2024, x4 table (48 features); the figure is quoted from "
+                                    "memory of that table, not re-checked against the paper here"),
     "fsrcnn": PeerInfo("FSRCNN", 30.71, "Dong et al., ECCV 2016 (d 56, s 12, m 4); x4 as re-reported by later "
                                         "tables (Y channel); here on RGB"),
 }
@@ -48,33 +47,13 @@ PEERS = {
 
 def build_peer(name: str, scale: int = 4):
     """A peer network with random weights, eval mode, (B, 3, h, w) -> (B, 3, s h, s w)."""
-    if name == "fsrcnn":
-        return _fsrcnn(scale).eval()
-    try:
-        if name == "safmn":
-            from spandrel.architectures.SAFMN import SAFMN
+    from mambalitesr.benchmarks import peer_arch
 
-            return SAFMN(dim=36, n_blocks=8, ffn_scale=2.0, upscaling_factor=scale).eval()
-        if name == "span":
-            from spandrel.architectures.SPAN import SPAN
-
-            return SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=scale).eval()
-    except ImportError as exc:
-        raise MissingDependency(f"peer {name} needs spandrel ({exc}): pip install -e .[bench]") from None
-    raise UserError(f"unknown peer {name!r}; choose from {', '.join(PEER_NAMES)}")
-
-
-def _fsrcnn(scale: int):
-    """FSRCNN (Dong et al. 2016) on RGB: 5x5 feature conv, 1x1 shrink, m 3x3 maps, 1x1 expand, 9x9 deconv."""
-    from torch import nn
-
-    d, s, m = 56, 12, 4
-    layers = [nn.Conv2d(3, d, 5, padding=2), nn.PReLU(d), nn.Conv2d(d, s, 1), nn.PReLU(s)]
-    for _ in range(m):
-        layers += [nn.Conv2d(s, s, 3, padding=1), nn.PReLU(s)]
-    layers += [nn.Conv2d(s, d, 1), nn.PReLU(d),
-               nn.ConvTranspose2d(d, 3, 9, stride=scale, padding=4, output_padding=scale - 1)]
-    return nn.Sequential(*layers)
+    builders = {"safmn": lambda: peer_arch.SAFMN(scale=scale), "span": lambda: peer_arch.SPAN(scale=scale),
+                "fsrcnn": lambda: peer_arch.fsrcnn(scale)}
+    if name not in builders:
+        raise UserError(f"unknown peer {name!r}; choose from {', '.join(PEER_NAMES)}")
+    return builders[name]().eval()
 
 
 @dataclass
@@ -111,20 +90,23 @@ def _entries(models: list[tuple[str, str | None]], peers: list[str], data: Path 
     return out
 
 
-def time_round_robin(entries: list[Entry], hw: tuple[int, int], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of every entry on one (1, 3, h, w) input, models interleaved call by call."""
+def time_round_robin(entries: list[Entry], hw: tuple[int, int], repeats: int,
+                     warmup: int = 1) -> dict[str, tuple[list[float], list[float]]]:
+    """(wall, process CPU) seconds per call of every entry on one (1, 3, h, w) input, models interleaved.
+    CPU time is kept beside wall time: on a shared core it hardly grows with the other jobs' load."""
     import torch
 
     x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0))
-    times: dict[str, list[float]] = {e.name: [] for e in entries}
+    times: dict[str, tuple[list[float], list[float]]] = {e.name: ([], []) for e in entries}
     with torch.inference_mode():
         for i in range(warmup + repeats):
             for e in entries:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 e.module(x)
-                dt = time.perf_counter() - t0
+                dt, dc = time.perf_counter() - t0, time.process_time() - c0
                 if i >= warmup:
-                    times[e.name].append(dt)
+                    times[e.name][0].append(dt)
+                    times[e.name][1].append(dc)
     return times
 
 
@@ -138,20 +120,23 @@ def run_peers(models, peers, sizes, repeats: int, threads: int | None, data: Pat
     if threads:
         torch.set_num_threads(threads)
     entries = _entries(models, peers, data)
+    load_before = os.getloadavg()
     rows = []
     for hw in sizes:
         print(f"timing {hw[1]}x{hw[0]}: {', '.join(e.label for e in entries)} x{repeats}", file=sys.stderr)
         times = time_round_robin(entries, hw, repeats)
         for e in entries:
-            t = times[e.name]
+            t, c = times[e.name]
             rows.append({"model": e.name, "label": e.label, "kind": e.kind, "params": e.params,
                          "h": hw[0], "w": hw[1], "median_s": statistics.median(t), "min_s": min(t), "times_s": t,
+                         "cpu_median_s": statistics.median(c), "cpu_s": c,
                          "psnr_set5": e.psnr, "psnr_kind": e.psnr_kind})
     result = {
         "schema": "mambalitesr-peers-1", "device": device, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
+                    "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "command": " ".join(sys.argv), "note": note, "repeats": repeats, "rows": rows,
     }
     result["summary"] = summarize(rows)
@@ -160,10 +145,17 @@ def run_peers(models, peers, sizes, repeats: int, threads: int | None, data: Pat
 
 
 def summarize(rows: list[dict]) -> list[str]:
-    """The acceptance sentences, computed from the rows (medians)."""
-    med = {(r["model"], r["h"], r["w"]): r["median_s"] for r in rows}
+    """The acceptance sentences, computed from the rows: wall-time medians, then CPU-time medians."""
     lines = []
-    for (h, w) in sorted({(r["h"], r["w"]) for r in rows}):
+    for key, what in (("median_s", "wall"), ("cpu_median_s", "CPU")):
+        lines.append(f"by {what} time:")
+        lines += ["  " + line for line in _ratios({(r["model"], r["h"], r["w"]): r[key] for r in rows})]
+    return lines
+
+
+def _ratios(med: dict) -> list[str]:
+    lines = []
+    for (h, w) in sorted({(h, w) for (_, h, w) in med}):
         def get(name):
             return med.get((name, h, w))
 
@@ -174,7 +166,7 @@ def summarize(rows: list[dict]) -> list[str]:
             lines.append(f"{w}x{h}: student {st:.3f} s vs SPAN {sp:.3f} s ({st / sp:.2f}x SPAN's time)")
         if st and te:
             lines.append(f"{w}x{h}: teacher/student = {te / st:.2f} ({te:.3f} s / {st:.3f} s)")
-    for name in sorted({r["model"] for r in rows}):
+    for name in sorted({name for (name, _, _) in med}):
         a, b = med.get((name, 180, 320)), med.get((name, 360, 640))
         if a and b:
             lines.append(f"{name}: 640x360 costs {b / a:.2f}x the 320x180 frame (4x the pixels)")
@@ -201,15 +193,17 @@ def _atomic_write(path: Path, text: str) -> None:
 def render_markdown(result: dict, png: str) -> str:
     out = [f"# Peers on {result['device']}", "",
            f"Generated {result['created']} by `{result['command']}`; torch {result['machine']['torch']}, "
-           f"{result['machine']['threads']} thread(s), CPU affinity {result['machine']['affinity']}, "
+           f"{result['machine']['threads']} thread(s), CPU affinity {result['machine']['affinity']}, load average "
+           f"{result['machine']['loadavg_before'][0]:.1f} before / {result['machine']['loadavg_after'][0]:.1f} after, "
            f"{result['repeats']} timed rounds after one warm-up round, models interleaved per round.", ""]
     if result.get("note"):
         out += [f"Note: {result['note']}", ""]
-    out += ["| model | params | input | median s | min s | Set5 x4 PSNR-Y |", "|---|---:|---|---:|---:|---|"]
+    out += ["| model | params | input | median s (wall) | min s (wall) | median s (CPU) | Set5 x4 PSNR-Y |",
+            "|---|---:|---|---:|---:|---:|---|"]
     for r in result["rows"]:
         psnr = f"{r['psnr_set5']:.2f} ({r['psnr_kind']})" if r["psnr_set5"] else "-"
         out.append(f"| {r['label']} | {r['params']:,} | {r['w']}x{r['h']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
-                   f"{psnr} |")
+                   f"{r['cpu_median_s']:.3f} | {psnr} |")
     out += ["", "Peers run with random weights (latency does not depend on them); their PSNR is the published "
             "figure (benchmarks/peers.py gives the sources), ours is measured on Set5 when the run had --data.", ""]
     out += [f"- {line}" for line in result["summary"]]

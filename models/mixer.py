@@ -116,5 +116,13 @@ class MambaMixer(nn.Module):
 def _project_cm(proj: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A bias-free projection applied to channel-major (B, in, L): W @ x -> (B, out, L), contiguous."""
     if hasattr(proj, "down"):  # LowRankLinear: U (V x)
-        return torch.matmul(proj.up.weight, torch.matmul(proj.down.weight, x))
-    return torch.matmul(proj.weight, x)
+        return _left_matmul(proj.up.weight, _left_matmul(proj.down.weight, x))
+    return _left_matmul(proj.weight, x)
+
+
+def _left_matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(out, in) @ (B, in, L) -> (B, out, L) written in place by one GEMM per batch. Not torch.matmul: it
+    folds the batch into the 2D operand's other side and copies the whole (B, out, L) result back."""
+    if x.shape[0] == 1:
+        return torch.mm(w, x[0]).unsqueeze(0)
+    return torch.bmm(w.expand(x.shape[0], -1, -1), x)
