@@ -106,5 +106,23 @@ def test_torchrun_two_processes_on_gloo(image_dirs, tmp_path):
            "--workers", "0", "--log-every", "1", "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "ddp" / "checkpoint.pt").is_file()
+    assert (tmp_path / "ddp" / "checkpoint.safetensors").is_file()
     assert len(read_losses(tmp_path / "ddp")) == 4
+
+
+def test_checkpoint_is_safetensors_without_pickle(image_dirs, tmp_path):
+    """The checkpoint a run writes is a safetensors file (no pickle), and the legacy .pt still resumes."""
+    import torch
+
+    from mambalitesr.models.checkpoint import LEGACY, LATEST, load_checkpoint
+
+    run = tmp_path / "run"
+    train(tiny_config(image_dirs, run, steps=6), stop_after=3, progress=False)
+    assert (run / LATEST).read_bytes()[8:9] == b"{"  # safetensors: u64 header length, then a JSON header
+    assert not (run / LEGACY).exists()
+    state = load_checkpoint(run)
+    assert state["step"] == 3 and isinstance(state["optimizer"]["param_groups"][0]["betas"], tuple)
+    torch.save(state, run / LEGACY)
+    (run / LATEST).unlink()
+    train(tiny_config(image_dirs, run, steps=6), resume=True, progress=False)
+    assert load_checkpoint(run)["step"] == 6
