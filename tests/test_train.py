@@ -87,6 +87,8 @@ def test_output_distillation_loss():
     s, hr, t = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
     assert output_loss(s, hr, t, 0.8).item() == pytest.approx(0.8 * 0.5 + 0.2 * 1.0)
     assert output_loss(s, hr, None, 0.8).item() == pytest.approx(1.0)
+    # l2: squared distances, 0.8 * 0.25 + 0.2 * 1.0
+    assert output_loss(s, hr, t, 0.8, "l2").item() == pytest.approx(0.8 * 0.25 + 0.2 * 1.0)
 
 
 def test_learning_rate_schedule():
