@@ -476,7 +476,7 @@ def providers_reason(providers: str) -> str | None:
 
 def tensorrt_reason(model_name: str) -> str:
     try:
-        from mambalitesr.export.trt_runtime import import_tensorrt
+        from mambalitesr.trt_runtime import import_tensorrt
 
         import_tensorrt()
     except MissingDependency as exc:

@@ -341,10 +341,9 @@ def test_tensorrt_double_buffering_bookkeeping_on_fakes(monkeypatch, tmp_path):
     pycuda.driver = driver
     monkeypatch.setitem(sys.modules, "pycuda", pycuda)
     monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
-    from mambalitesr.export import engine as engine_module
-    from mambalitesr.export import trt_runtime
+    from mambalitesr.runtime.backends import engine_files as engine_module
 
-    monkeypatch.setattr(trt_runtime, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(engine_module, "import_tensorrt", lambda: trt)
     monkeypatch.setattr(engine_module, "load_engine", lambda path, plugin=None, device=0: engine)
     monkeypatch.setattr(engine_module, "read_sidecar", lambda path: {"precision": "fp16"})
     path = tmp_path / "m.engine"
