@@ -92,25 +92,36 @@ class MambaMixer(nn.Module):
         )  # (B, D, L)
         return self.out_proj(y.transpose(1, 2))  # (B, L, C)
 
-    def forward_channel_major(self, tokens_cm: torch.Tensor) -> torch.Tensor:
+    def forward_channel_major(self, tokens_cm: torch.Tensor, fuse_projections: bool | None = None) -> torch.Tensor:
         """Inference on channel-major tokens (B, C, L) -> (B, C, L) with the fused C core (K = 1 only).
 
         Every matmul writes the layout its consumer reads: W_in @ (C, L) gives the (2D, L) rows the C
-        kernel takes as x and z, and W_out @ (D, L) gives (C, L) again. Same math as ``forward`` (its
-        reference twin; tests/test_mixer_native.py).
+        kernel takes as x and z, and W_out @ (D, L) gives (C, L) again. With ``fuse_projections`` (the
+        default: measured faster for the low-rank student and the full-rank teacher alike) the kernel also
+        applies W_in (a low-rank in_proj's U) and W_out (a low-rank out_proj's V) block by block, so the
+        (2D, L) and (D, L) intermediates stay in cache; torch keeps a low-rank pair's thin V in and U out.
+        Same math as ``forward`` (its reference twin; tests/test_mixer_native.py).
         """
         from mambalitesr.models.mixer_native import mixer_core
 
         if self.directions != 1:
             raise ValueError("the fused mixer core scans one direction; use forward() for the cross-scan")
-        xz = _project_cm(self.in_proj, tokens_cm)  # (B, 2D, L)
+        low_in, low_out = hasattr(self.in_proj, "down"), hasattr(self.out_proj, "down")
+        fuse = fuse_projections is not False
         w_x, w_dt, dt_bias = self._projections()
-        y = mixer_core(
-            xz, conv_w=self.conv1d.weight.reshape(self.d_inner, -1), conv_b=self.conv1d.bias, w_x=w_x,
-            w_dt=w_dt.reshape(self.d_inner, self.dt_rank), dt_bias=dt_bias, A=-torch.exp(self.A_log.float()),
-            Dskip=self.D, dstate=self.d_state,
-        )  # (B, D, L)
-        return _project_cm(self.out_proj, y)  # (B, C, L)
+        core = dict(conv_w=self.conv1d.weight.reshape(self.d_inner, -1), conv_b=self.conv1d.bias, w_x=w_x,
+                    w_dt=w_dt.reshape(self.d_inner, self.dt_rank), dt_bias=dt_bias, A=-torch.exp(self.A_log.float()),
+                    Dskip=self.D, dstate=self.d_state)
+        if not fuse:
+            xz = _project_cm(self.in_proj, tokens_cm)  # (B, 2D, L)
+            return _project_cm(self.out_proj, mixer_core(xz, **core))  # (B, D, L) -> (B, C, L)
+        if low_in:  # kernel input a = V u (B, r, L), the kernel forms U a
+            a, w_in = _left_matmul(self.in_proj.down.weight, tokens_cm), self.in_proj.up.weight
+        else:
+            a, w_in = tokens_cm.contiguous(), self.in_proj.weight
+        w_out = self.out_proj.down.weight if low_out else self.out_proj.weight  # (r, D) or (C, D)
+        y = mixer_core(a, w_in=w_in, w_out=w_out, **core)  # (B, r, L) or (B, C, L)
+        return _left_matmul(self.out_proj.up.weight, y) if low_out else y
 
 
 def _project_cm(proj: nn.Module, x: torch.Tensor) -> torch.Tensor:

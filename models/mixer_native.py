@@ -21,7 +21,7 @@ import threading
 from mambalitesr.errors import MissingDependency
 
 _LIB_STEM = "_mixer_cpu"
-_ABI_VERSION = 1  # MIXER_ABI_VERSION in mixer_cpu.h
+_ABI_VERSION = 2  # MIXER_ABI_VERSION in mixer_cpu.h
 _STATUS = {1: "bad argument (size or missing pointer)", 2: "workspace too small"}
 
 
@@ -30,10 +30,12 @@ class MixerParams(ctypes.Structure):
 
     _fields_ = [
         (name, ctypes.c_int64)
-        for name in ("batch", "dim", "dstate", "dt_rank", "length", "d_conv", "nthreads", "workspace_floats")
+        for name in ("batch", "dim", "dstate", "dt_rank", "length", "d_conv", "in_dim", "out_dim", "nthreads",
+                     "workspace_floats")
     ] + [
         (name, ctypes.c_void_p)
-        for name in ("xz", "conv_w", "conv_b", "w_x", "w_dt", "dt_bias", "A", "Dskip", "out", "workspace")
+        for name in ("xz", "w_in", "w_out", "conv_w", "conv_b", "w_x", "w_dt", "dt_bias", "A", "Dskip", "out",
+                     "workspace")
     ]
 
 
@@ -65,7 +67,7 @@ def load_library() -> ctypes.CDLL:
     if lib.mixer_abi_version() != _ABI_VERSION:
         raise MissingDependency(f"native mixer library {path} is stale (ABI mismatch): run `pip install -e .`")
     lib.mixer_workspace_floats.restype = ctypes.c_int64
-    lib.mixer_workspace_floats.argtypes = [ctypes.c_int64] * 4
+    lib.mixer_workspace_floats.argtypes = [ctypes.c_int64] * 6
     lib.mixer_forward.restype = ctypes.c_int
     lib.mixer_forward.argtypes = [ctypes.POINTER(MixerParams)]
     lib.channel_layernorm.restype = ctypes.c_int
@@ -116,35 +118,42 @@ def _f32(t):
     return t.detach().to(torch.float32).contiguous()
 
 
-def mixer_core(xz, *, conv_w, conv_b, w_x, w_dt, dt_bias, A, Dskip, dstate: int, out=None):
-    """xz (B, 2D, L) fp32 contiguous -> out (B, D, L): conv1d + SiLU, projections, scan, skip, gate.
+def mixer_core(xz, *, conv_w, conv_b, w_x, w_dt, dt_bias, A, Dskip, dstate: int, w_in=None, w_out=None):
+    """xz (B, 2D, L) fp32 contiguous -> (B, D, L): conv1d + SiLU, projections, scan, skip, gate.
 
-    conv_w (D, Kc), conv_b (D), w_x (R + 2N, D), w_dt (D, R), dt_bias (D), A (D, N), Dskip (D): fp32.
+    With ``w_in`` (2D, Ci), xz is the input a (B, Ci, L) and x, z = w_in a are formed inside the kernel;
+    with ``w_out`` (Co, D) the result is w_out (gated y), (B, Co, L). conv_w (D, Kc), conv_b (D),
+    w_x (R + 2N, D), w_dt (D, R), dt_bias (D), A (D, N), Dskip (D): fp32.
     """
     import torch
 
     lib = load_library()
     if xz.dtype != torch.float32 or xz.device.type != "cpu" or not xz.is_contiguous() or xz.dim() != 3:
-        raise ValueError(f"xz must be a contiguous fp32 CPU (B, 2D, L) tensor, got {xz.dtype} {tuple(xz.shape)}")
-    batch, two_d, length = xz.shape
-    dim = two_d // 2
+        raise ValueError(f"xz must be a contiguous fp32 CPU (B, C, L) tensor, got {xz.dtype} {tuple(xz.shape)}")
+    batch, rows, length = xz.shape
+    dim = conv_b.shape[0]
     weights = {k: _f32(v) for k, v in (("conv_w", conv_w), ("conv_b", conv_b), ("w_x", w_x), ("w_dt", w_dt),
                                        ("dt_bias", dt_bias), ("A", A), ("Dskip", Dskip))}
     d_conv, dt_rank = weights["conv_w"].shape[-1], weights["w_dt"].shape[-1]
+    in_dim, out_dim = (rows if w_in is not None else 0), (w_out.shape[0] if w_out is not None else 0)
     expect = {"conv_w": (dim, d_conv), "conv_b": (dim,), "w_x": (dt_rank + 2 * dstate, dim), "w_dt": (dim, dt_rank),
               "dt_bias": (dim,), "A": (dim, dstate), "Dskip": (dim,)}
+    if w_in is not None:
+        weights["w_in"], expect["w_in"] = _f32(w_in), (2 * dim, in_dim)
+    elif rows != 2 * dim:
+        raise ValueError(f"xz must have 2D = {2 * dim} rows, got {rows}")
+    if w_out is not None:
+        weights["w_out"], expect["w_out"] = _f32(w_out), (out_dim, dim)
     for name, shape in expect.items():
-        if tuple(weights[name].reshape(shape).shape) != shape:
-            raise ValueError(f"{name} must be {shape}")
-    if out is None:
-        out = torch.empty(batch, dim, length, dtype=torch.float32)
+        if tuple(weights[name].shape) != shape:
+            raise ValueError(f"{name} must be {shape}, got {tuple(weights[name].shape)}")
+    out = torch.empty(batch, out_dim or dim, length, dtype=torch.float32)
     nthreads = torch.get_num_threads()
-    floats = lib.mixer_workspace_floats(dim, dstate, dt_rank, nthreads)
-    ws = WORKSPACES.get(floats, lambda n: torch.empty(n + 16, dtype=torch.float32))
+    floats = lib.mixer_workspace_floats(dim, dstate, dt_rank, in_dim, out_dim, nthreads)
+    ws = WORKSPACES.get(floats, lambda n: torch.empty(n, dtype=torch.float32))
     params = MixerParams(batch=batch, dim=dim, dstate=dstate, dt_rank=dt_rank, length=length, d_conv=d_conv,
-                         nthreads=nthreads, workspace_floats=ws.numel(),
-                         xz=_ptr(xz), out=_ptr(out), workspace=_ptr(ws),
-                         **{k: _ptr(v) for k, v in weights.items()})
+                         in_dim=in_dim, out_dim=out_dim, nthreads=nthreads, workspace_floats=ws.numel(),
+                         xz=_ptr(xz), out=_ptr(out), workspace=_ptr(ws), **{k: _ptr(v) for k, v in weights.items()})
     if out.numel():
         check_status(lib.mixer_forward(ctypes.byref(params)), "mixer")
     return out

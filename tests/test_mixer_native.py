@@ -45,6 +45,7 @@ def reference(mixer: MambaMixer, tokens_cm: torch.Tensor, backend: str) -> torch
 
 
 @needs_native
+@pytest.mark.parametrize("fuse", [False, True], ids=["torch-projections", "kernel-projections"])
 @pytest.mark.parametrize(
     "embed,d_state,rank,d_conv,length,batch",
     [
@@ -52,23 +53,25 @@ def reference(mixer: MambaMixer, tokens_cm: torch.Tensor, backend: str) -> torch
         (8, 4, 4, 4, 63, 2),  # one partial tile
         (8, 16, None, 3, 200, 1),  # full-rank projections, d_conv 3, tiles plus a tail
         (16, 16, 8, 4, 1024 + 64 * 3 + 5, 2),  # a whole block, then a partial block with a partial tile
+        (8, 4, 4, 4, 2048 + 3, 1),  # three blocks: the conv history carried across two block edges
         (12, 20, None, 4, 300, 1),  # N = 20: two state vectors, 12 padding lanes
         (60, 16, None, 4, 2100, 1),  # the teacher's width
     ],
 )
-def test_mixer_core_matches_reference(embed, d_state, rank, d_conv, length, batch):
+def test_mixer_core_matches_reference(embed, d_state, rank, d_conv, length, batch, fuse):
     cfg = SRConfig(embed_dim=embed, d_state=d_state, rank=rank, d_conv=d_conv, groups=1, mixers=1)
     mixer = trained_like(MambaMixer(cfg), seed=length)
     tokens = torch.randn(batch, embed, length, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        fused = mixer.forward_channel_major(tokens)
+        fused = mixer.forward_channel_major(tokens, fuse_projections=fuse)
         ref = reference(mixer, tokens, "ref" if length <= 300 else "chunked")
     assert fused.shape == ref.shape
     assert_close(fused, ref, what="mixer out")
 
 
 @needs_native
-def test_mixer_core_same_result_for_every_thread_count():
+@pytest.mark.parametrize("fuse", [False, True])
+def test_mixer_core_same_result_for_every_thread_count(fuse):
     cfg = SRConfig(embed_dim=16, d_state=16, rank=8, groups=1, mixers=1)
     mixer = trained_like(MambaMixer(cfg), seed=3)
     tokens = torch.randn(1, 16, 3000, generator=torch.Generator().manual_seed(2))
@@ -78,7 +81,7 @@ def test_mixer_core_same_result_for_every_thread_count():
         for n in (1, 2, 3):
             torch.set_num_threads(n)
             with torch.no_grad():
-                outs.append(mixer.forward_channel_major(tokens))
+                outs.append(mixer.forward_channel_major(tokens, fuse_projections=fuse))
     finally:
         torch.set_num_threads(threads)
     for o in outs[1:]:

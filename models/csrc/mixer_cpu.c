@@ -148,101 +148,143 @@ static int thread_id(void) {
 
 static int64_t padded_state(int64_t n) { return (n + LANES - 1) / LANES * LANES; }
 
-/* Workspace layout (floats): u (D, S) | delta (D, S) | Bt (S, NP) | Ct (S, NP) | h (D, NP) | per thread
- * x_dbl (R + 2N, T). Every part starts on a multiple of 16 floats. */
+/* Workspace layout (floats): u (D, S) | delta (D, S) | Bt (S, NP) | Ct (S, NP) | h (D, NP) | x (D, HALO + S) |
+ * z (D, S) | per thread: x_dbl (R + 2N, T) and a tile (max(Ci, Co), T). Every part starts on a multiple of 16
+ * floats. x and z are used with w_in only; with w_out the gated y overwrites u in place. */
 typedef struct {
-    float *u, *delta, *Bt, *Ct, *h, *xdbl;
-    int64_t xdbl_stride;
+    float *u, *delta, *Bt, *Ct, *h, *x, *z, *scratch;
+    int64_t scratch_stride, tile_offset;
 } Workspace;
 
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+#define HALO MIXER_HALO
 
-int64_t mixer_workspace_floats(int64_t dim, int64_t dstate, int64_t dt_rank, int64_t nthreads) {
-    const int64_t NP = padded_state(dstate), threads = thread_count(nthreads);
-    return 2 * dim * S + 2 * S * NP + round16(dim * NP) + threads * round16((dt_rank + 2 * dstate) * T);
+static int64_t per_thread_floats(int64_t dstate, int64_t dt_rank, int64_t in_dim, int64_t out_dim) {
+    return round16((dt_rank + 2 * dstate) * T) + round16(max64(max64(in_dim, out_dim), 1) * T);
 }
 
-static Workspace carve(const MixerParams *p, int threads) {
+int64_t mixer_workspace_floats(int64_t dim, int64_t dstate, int64_t dt_rank, int64_t in_dim, int64_t out_dim,
+                               int64_t nthreads) {
+    const int64_t NP = padded_state(dstate), threads = thread_count(nthreads);
+    return 2 * dim * S + 2 * S * NP + round16(dim * NP) + dim * (HALO + S) + dim * S +
+           threads * per_thread_floats(dstate, dt_rank, in_dim, out_dim);
+}
+
+static Workspace carve(const MixerParams *p) {
     const int64_t D = p->dim, NP = padded_state(p->dstate);
     Workspace w;
-    (void)threads;
     w.u = p->workspace;
     w.delta = w.u + D * S;
     w.Bt = w.delta + D * S;
     w.Ct = w.Bt + S * NP;
     w.h = w.Ct + S * NP;
-    w.xdbl = w.h + round16(D * NP);
-    w.xdbl_stride = round16((p->dt_rank + 2 * p->dstate) * T);
+    w.x = w.h + round16(D * NP);
+    w.z = w.x + D * (HALO + S);
+    w.scratch = w.z + D * S;
+    w.scratch_stride = per_thread_floats(p->dstate, p->dt_rank, p->in_dim, p->out_dim);
+    w.tile_offset = round16((p->dt_rank + 2 * p->dstate) * T);
     return w;
+}
+
+/* out[o, 0:T] (row stride os) = sum_k w[o K + k] in[k, 0:T] (row stride is), o < O: a small GEMM over one
+ * tile, two output rows and two vectors of tokens per step (4 accumulators: registers on AVX2 and NEON too). */
+ALWAYS_INLINE void gemm_tile(const float *w, int64_t O, int64_t K, const float *in, int64_t is, float *out,
+                             int64_t os) {
+    for (int64_t t0 = 0; t0 < T; t0 += 2 * LANES) {
+        int64_t o = 0;
+        for (; o + 2 <= O; o += 2) {
+            vf a00 = vsplat(0.0f), a01 = a00, a10 = a00, a11 = a00;
+            const float *w0 = w + o * K, *w1 = w0 + K;
+            for (int64_t k = 0; k < K; k++) {
+                const vf x0 = vload(in + k * is + t0), x1 = vload(in + k * is + t0 + LANES);
+                a00 += w0[k] * x0;
+                a01 += w0[k] * x1;
+                a10 += w1[k] * x0;
+                a11 += w1[k] * x1;
+            }
+            vstore(out + o * os + t0, a00);
+            vstore(out + o * os + t0 + LANES, a01);
+            vstore(out + (o + 1) * os + t0, a10);
+            vstore(out + (o + 1) * os + t0 + LANES, a11);
+        }
+        if (o < O) {
+            vf a0 = vsplat(0.0f), a1 = a0;
+            for (int64_t k = 0; k < K; k++) {
+                a0 += w[o * K + k] * vload(in + k * is + t0);
+                a1 += w[o * K + k] * vload(in + k * is + t0 + LANES);
+            }
+            vstore(out + o * os + t0, a0);
+            vstore(out + o * os + t0 + LANES, a1);
+        }
+    }
+}
+
+/* x (HALO + i0 ..) and z (i0 ..) of one tile of the block from the input a: [x; z] = w_in a. A tail tile
+ * (tn < T) reads a through a zero-padded copy: a's rows end at L. */
+CLONES static void tile_project_in(const MixerParams *p, const Workspace *w, int64_t b, int64_t blk0, int64_t i0,
+                                   int64_t tn, float *scratch) {
+    const int64_t D = p->dim, Ci = p->in_dim, L = p->length;
+    const float *a = p->xz + b * Ci * L + blk0 + i0;
+    int64_t is = L;
+    if (tn < T) {
+        for (int64_t k = 0; k < Ci; k++)
+            for (int64_t i = 0; i < T; i++) scratch[k * T + i] = i < tn ? a[k * L + i] : 0.0f;
+        a = scratch;
+        is = T;
+    }
+    gemm_tile(p->w_in, D, Ci, a, is, w->x + HALO + i0, HALO + S);
+    gemm_tile(p->w_in + D * Ci, D, Ci, a, is, w->z + i0, S);
+}
+
+/* out (Co rows, tokens blk0 + i0 ..) = w_out y for one tile; y is in u (D, S). */
+CLONES static void tile_project_out(const MixerParams *p, const Workspace *w, int64_t b, int64_t blk0, int64_t i0,
+                                    int64_t tn, float *scratch) {
+    const int64_t D = p->dim, Co = p->out_dim, L = p->length;
+    float *out = p->out + b * Co * L + blk0 + i0;
+    if (tn == T) {
+        gemm_tile(p->w_out, Co, D, w->u + i0, S, out, L);
+        return;
+    }
+    gemm_tile(p->w_out, Co, D, w->u + i0, S, scratch, T);
+    for (int64_t o = 0; o < Co; o++) memcpy(out + o * L, scratch + o * T, sizeof(float) * tn);
 }
 
 /* ---------------------------------------------------------------- phase 1: one tile of T tokens */
 
-/* x' = SiLU(causal depthwise conv) of channel d over a block's tokens pos .. pos + bn - 1, into its u row.
- * A whole block per channel, not a tile: x is read in runs of S tokens (4 KiB), which the prefetcher
- * follows; T-token pieces of D rows 4L bytes apart missed cache on every line (measured: 45% of the call). */
-CLONES static void conv_silu_row(const float *xrow, const float *w, float bias, int64_t Kc, int64_t pos, int64_t bn,
+/* x' = SiLU(causal depthwise conv) of one channel over a block's bn tokens, into its u row. xrow points at
+ * the block's first token; with history its Kc - 1 predecessors are readable (xrow[-1] ...), else they are
+ * the sequence's zero padding. A whole block per channel, not a tile: x is read in runs of S tokens (4 KiB),
+ * which the prefetcher follows; T-token pieces of D rows 4L bytes apart missed cache on every line. */
+CLONES static void conv_silu_row(const float *xrow, const float *w, float bias, int64_t Kc, int history, int64_t bn,
                                  float *u) {
     int64_t i = 0;
-    for (; i < bn && pos + i < Kc - 1; i++) { /* the first Kc - 1 tokens read the zero padding */
+    for (; !history && i < bn && i < Kc - 1; i++) { /* the first Kc - 1 tokens read the zero padding */
         float acc = bias;
-        for (int64_t k = 0; k < Kc; k++) {
-            const int64_t s = pos + i - (Kc - 1) + k;
-            if (s >= 0) acc += w[k] * xrow[s];
-        }
+        for (int64_t k = 0; k < Kc; k++)
+            if (i - (Kc - 1) + k >= 0) acc += w[k] * xrow[i - (Kc - 1) + k];
         u[i] = silu1(acc);
     }
     for (; i + LANES <= bn; i += LANES) { /* every tap in range: whole vectors */
         vf acc = vsplat(bias);
-        for (int64_t k = 0; k < Kc; k++) acc += w[k] * vload(xrow + pos + i - (Kc - 1) + k);
+        for (int64_t k = 0; k < Kc; k++) acc += w[k] * vload(xrow + i - (Kc - 1) + k);
         vstore(u + i, acc / (1.0f + vexp(-vmax(acc, vsplat(-80.0f)))));
     }
     for (; i < bn; i++) {
         float acc = bias;
-        for (int64_t k = 0; k < Kc; k++) acc += w[k] * xrow[pos + i - (Kc - 1) + k];
+        for (int64_t k = 0; k < Kc; k++) acc += w[k] * xrow[i - (Kc - 1) + k];
         u[i] = silu1(acc);
     }
     for (; i < (bn + T - 1) / T * T; i++) u[i] = 0.0f; /* the tail tile's unused tokens: defined zeros */
 }
 
-/* xdbl (O, T) = w_x (O, D) @ u (D, T; row stride S): two output rows and the whole tile per step. */
-ALWAYS_INLINE void project_x(const float *w_x, int64_t O, int64_t D, const float *u, float *xdbl) {
-    enum { V = T / LANES };
-    int64_t o = 0;
-    for (; o + 2 <= O; o += 2) {
-        vf a0[V], a1[V];
-        for (int v = 0; v < V; v++) a0[v] = a1[v] = vsplat(0.0f);
-        const float *w0 = w_x + o * D, *w1 = w0 + D;
-        for (int64_t d = 0; d < D; d++) {
-            const float *ud = u + d * S;
-            for (int v = 0; v < V; v++) {
-                const vf x = vload(ud + v * LANES);
-                a0[v] += w0[d] * x;
-                a1[v] += w1[d] * x;
-            }
-        }
-        for (int v = 0; v < V; v++) {
-            vstore(xdbl + o * T + v * LANES, a0[v]);
-            vstore(xdbl + (o + 1) * T + v * LANES, a1[v]);
-        }
-    }
-    for (; o < O; o++) {
-        vf a0[V];
-        for (int v = 0; v < V; v++) a0[v] = vsplat(0.0f);
-        for (int64_t d = 0; d < D; d++)
-            for (int v = 0; v < V; v++) a0[v] += w_x[o * D + d] * vload(u + d * S + v * LANES);
-        for (int v = 0; v < V; v++) vstore(xdbl + o * T + v * LANES, a0[v]);
-    }
-}
-
-CLONES static void tile_phase1(const MixerParams *p, const Workspace *w, int64_t b, int64_t blk0, int64_t i0,
-                               int64_t tn, float *xdbl) {
+CLONES static void tile_phase1(const MixerParams *p, const Workspace *w, int64_t i0, float *xdbl) {
     const int64_t D = p->dim, N = p->dstate, R = p->dt_rank;
     const int64_t NP = padded_state(N);
     const float *u = w->u + i0;
     float *delta = w->delta + i0;
-    (void)b, (void)blk0, (void)tn; /* a tail tile computes on the zeros conv_silu_row left past the block */
-    project_x(p->w_x, R + 2 * N, D, u, xdbl);
+    /* A tail tile computes on the zeros conv_silu_row left past the block's end. */
+    gemm_tile(p->w_x, R + 2 * N, D, u, S, xdbl, T); /* (R + 2N, T) = W_x x' */
     /* Delta = softplus(W_Delta dt_low + bias), (D, T). */
     for (int64_t d = 0; d < D; d++) {
         const float *wd = p->w_dt + d * R;
@@ -276,9 +318,10 @@ ALWAYS_INLINE void channel_scan(const MixerParams *p, const Workspace *w, int64_
         A2[j] = vload(abuf + j * LANES);
         h[j] = vload(w->h + d * NP + j * LANES);
     }
-    const float *u = w->u + d * S, *delta = w->delta + d * S;
-    const float *z = p->xz + b * 2 * D * L + (D + d) * L + blk0;
-    float *out = p->out + (b * D + d) * L + blk0;
+    float *u = w->u + d * S;
+    const float *delta = w->delta + d * S;
+    const float *z = p->w_in ? w->z + d * S : p->xz + b * 2 * D * L + (D + d) * L + blk0;
+    float *out = p->w_out ? u : p->out + (b * D + d) * L + blk0; /* with w_out, y replaces u token by token */
     const float skip = p->Dskip[d];
     float rows[T * 8] = {0}, ysum[T];
     for (int64_t i0 = 0; i0 < bn; i0 += T) {
@@ -332,7 +375,9 @@ static int check(const MixerParams *p) {
     if (!p->xz || !p->conv_w || !p->conv_b || !p->w_x || !p->w_dt || !p->dt_bias || !p->A || !p->Dskip ||
         !p->out || !p->workspace)
         return MIXER_BAD_ARGUMENT;
-    if (p->workspace_floats < mixer_workspace_floats(p->dim, p->dstate, p->dt_rank, p->nthreads))
+    if ((p->w_in != NULL) != (p->in_dim > 0) || (p->w_out != NULL) != (p->out_dim > 0)) return MIXER_BAD_ARGUMENT;
+    if (p->workspace_floats <
+        mixer_workspace_floats(p->dim, p->dstate, p->dt_rank, p->in_dim, p->out_dim, p->nthreads))
         return MIXER_SMALL_WORKSPACE;
     return MIXER_OK;
 }
@@ -341,30 +386,47 @@ int mixer_forward(const MixerParams *p) {
     const int status = check(p);
     if (status != MIXER_OK) return status;
     const int threads = thread_count(p->nthreads);
-    const Workspace w = carve(p, threads);
+    const Workspace w = carve(p);
     const int64_t D = p->dim, L = p->length, NP = padded_state(p->dstate), NV = NP / LANES;
     void (*scan)(const MixerParams *, const Workspace *, int64_t, int64_t, int64_t, int64_t) =
         NV == 1 ? channel_scan_1 : NV == 2 ? channel_scan_2 : channel_scan_any;
     (void)threads;
 #pragma omp parallel num_threads(threads)
     {
-        float *xdbl = w.xdbl + thread_id() * w.xdbl_stride;
+        float *xdbl = w.scratch + thread_id() * w.scratch_stride, *tile = xdbl + w.tile_offset;
         for (int64_t b = 0; b < p->batch; b++) {
 #pragma omp for schedule(static)
-            for (int64_t d = 0; d < D; d++) memset(w.h + d * NP, 0, sizeof(float) * NP);
+            for (int64_t d = 0; d < D; d++) {
+                memset(w.h + d * NP, 0, sizeof(float) * NP);
+                memset(w.x + d * (HALO + S), 0, sizeof(float) * HALO); /* the sequence's zero padding */
+            }
             for (int64_t blk0 = 0; blk0 < L; blk0 += S) {
                 const int64_t bn = L - blk0 < S ? L - blk0 : S, tiles = (bn + T - 1) / T;
+                if (p->w_in) {
+                    if (blk0 > 0) { /* the previous block's last tokens become this block's conv history */
 #pragma omp for schedule(static)
-                for (int64_t d = 0; d < D; d++)
-                    conv_silu_row(p->xz + (b * 2 * D + d) * L, p->conv_w + d * p->d_conv, p->conv_b[d], p->d_conv,
-                                  blk0, bn, w.u + d * S);
+                        for (int64_t d = 0; d < D; d++)
+                            memcpy(w.x + d * (HALO + S), w.x + d * (HALO + S) + S, sizeof(float) * HALO);
+                    }
 #pragma omp for schedule(static)
-                for (int64_t ti = 0; ti < tiles; ti++) {
-                    const int64_t i0 = ti * T;
-                    tile_phase1(p, &w, b, blk0, i0, bn - i0 < T ? bn - i0 : T, xdbl);
+                    for (int64_t ti = 0; ti < tiles; ti++)
+                        tile_project_in(p, &w, b, blk0, ti * T, bn - ti * T < T ? bn - ti * T : T, tile);
                 }
 #pragma omp for schedule(static)
+                for (int64_t d = 0; d < D; d++) {
+                    const float *xrow = p->w_in ? w.x + d * (HALO + S) + HALO : p->xz + (b * 2 * D + d) * L + blk0;
+                    conv_silu_row(xrow, p->conv_w + d * p->d_conv, p->conv_b[d], p->d_conv, p->w_in || blk0 > 0, bn,
+                                  w.u + d * S);
+                }
+#pragma omp for schedule(static)
+                for (int64_t ti = 0; ti < tiles; ti++) tile_phase1(p, &w, ti * T, xdbl);
+#pragma omp for schedule(static)
                 for (int64_t d = 0; d < D; d++) scan(p, &w, b, d, blk0, bn);
+                if (p->w_out) {
+#pragma omp for schedule(static)
+                    for (int64_t ti = 0; ti < tiles; ti++)
+                        tile_project_out(p, &w, b, blk0, ti * T, bn - ti * T < T ? bn - ti * T : T, tile);
+                }
             }
         }
     }

@@ -15,6 +15,8 @@
  * Layouts (fp32, contiguous, channel-major: the token axis has stride 1):
  *   xz   (B, 2D, L): rows 0..D-1 are x, rows D..2D-1 are z (what W_in (2D, C) @ tokens (C, L) writes)
  *   out  (B, D, L):  what W_out (C, D) @ out (D, L) reads
+ *   With w_in / w_out the kernel also runs those projections block by block (for a low-rank W_in = U V:
+ *   xz = V u from torch, w_in = U), so the (2D, L) and (D, L) intermediates never leave L2.
  *   conv_w (D, Kc), conv_b (D), w_x (R + 2N, D), w_dt (D, R), dt_bias (D), A (D, N), Dskip (D)
  *
  * Work: L is cut into blocks of S tokens. Per block, phase 1 computes x' (threads over channels), then
@@ -28,13 +30,14 @@
 
 #include <stdint.h>
 
-#define MIXER_ABI_VERSION 1
+#define MIXER_ABI_VERSION 2 /* 2: optional in-kernel projections w_in / w_out */
 #define MIXER_TILE 64    /* T */
 #define MIXER_BLOCK 1024 /* S, a multiple of T */
 #define MIXER_LANES 16   /* floats per state vector; N is padded to a multiple of it inside the kernel */
 #define MIXER_MAX_STATE 64
 #define MIXER_MAX_CONV 8
 #define MIXER_MAX_RANK 64
+#define MIXER_HALO 16 /* columns of x kept before a block: the conv's history (>= Kc - 1), whole vectors */
 
 #define MIXER_OK 0
 #define MIXER_BAD_ARGUMENT 1
@@ -42,10 +45,13 @@
 
 typedef struct {
     int64_t batch, dim, dstate, dt_rank, length, d_conv; /* B, D, N, R, L, Kc */
+    int64_t in_dim;   /* Ci: with w_in, xz holds the input a (B, Ci, L) and x, z = w_in a; else 0 */
+    int64_t out_dim;  /* Co: with w_out, out = w_out (gated y) is (B, Co, L); else 0 and out is (B, D, L) */
     int64_t nthreads;                                    /* OpenMP threads; <= 0: the OpenMP default */
     int64_t workspace_floats;                            /* size of workspace, >= mixer_workspace_floats() */
 
-    const float *xz;                           /* (B, 2D, L) */
+    const float *xz;                           /* (B, 2D, L), or a (B, Ci, L) with w_in */
+    const float *w_in, *w_out;                 /* optional (2D, Ci), (Co, D): a low-rank factor or a full W */
     const float *conv_w, *conv_b;              /* (D, Kc), (D) */
     const float *w_x, *w_dt, *dt_bias;         /* (R + 2N, D), (D, R), (D) */
     const float *A, *Dskip;                    /* (D, N), (D) */
@@ -55,7 +61,8 @@ typedef struct {
 
 int mixer_abi_version(void);
 /* Floats of workspace the call with these sizes needs (independent of L and B). */
-int64_t mixer_workspace_floats(int64_t dim, int64_t dstate, int64_t dt_rank, int64_t nthreads);
+int64_t mixer_workspace_floats(int64_t dim, int64_t dstate, int64_t dt_rank, int64_t in_dim, int64_t out_dim,
+                               int64_t nthreads);
 int mixer_forward(const MixerParams *p);
 /* LayerNorm over channels of a channel-major (B, C, L) tensor: out = (x - mean) / sqrt(var + eps) * w + b. */
 int channel_layernorm(const float *x, const float *w, const float *b, float *out, int64_t batch, int64_t channels,
