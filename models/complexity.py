@@ -68,6 +68,15 @@ def measure_macs(model: nn.Module, height: int, width: int) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(1, 3, height, width)
-    with FlopCounterMode(display=False) as counter:
-        model(x)
+    # The native backend's inference path runs most of each mixer in C, where torch counts nothing: count on
+    # the PyTorch chunked scan (the same projections as torch ops) and put the model's choice back.
+    backend = getattr(model, "scan_backend", None)
+    if backend == "native":
+        model.set_scan_backend("chunked")
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        if backend == "native":
+            model.set_scan_backend(backend)
     return counter.get_total_flops() // 2
