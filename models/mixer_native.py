@@ -21,7 +21,7 @@ import threading
 from mambalitesr.errors import MissingDependency
 
 _LIB_STEM = "_mixer_cpu"
-_ABI_VERSION = 2  # MIXER_ABI_VERSION in mixer_cpu.h
+_ABI_VERSION = 3  # MIXER_ABI_VERSION in mixer_cpu.h
 _STATUS = {1: "bad argument (size or missing pointer)", 2: "workspace too small"}
 
 
@@ -36,6 +36,18 @@ class MixerParams(ctypes.Structure):
         (name, ctypes.c_void_p)
         for name in ("xz", "w_in", "w_out", "conv_w", "conv_b", "w_x", "w_dt", "dt_bias", "A", "Dskip", "out",
                      "workspace")
+    ]
+
+
+class ChannelScanParams(ctypes.Structure):
+    """Mirror of ChannelScanParams in mixer_cpu.h."""
+
+    _fields_ = [
+        (name, ctypes.c_int64)
+        for name in ("batch", "dim", "dstate", "length", "delta_softplus", "nthreads", "workspace_floats")
+    ] + [
+        (name, ctypes.c_void_p)
+        for name in ("u", "delta", "A", "Bm", "Cm", "Dskip", "z", "delta_bias", "out", "workspace")
     ]
 
 
@@ -70,6 +82,10 @@ def load_library() -> ctypes.CDLL:
     lib.mixer_workspace_floats.argtypes = [ctypes.c_int64] * 6
     lib.mixer_forward.restype = ctypes.c_int
     lib.mixer_forward.argtypes = [ctypes.POINTER(MixerParams)]
+    lib.mixer_scan_workspace_floats.restype = ctypes.c_int64
+    lib.mixer_scan_workspace_floats.argtypes = [ctypes.c_int64] * 2
+    lib.mixer_scan_forward.restype = ctypes.c_int
+    lib.mixer_scan_forward.argtypes = [ctypes.POINTER(ChannelScanParams)]
     lib.channel_layernorm.restype = ctypes.c_int
     lib.channel_layernorm.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int64]
     _lib = lib
@@ -97,12 +113,62 @@ class Workspaces(threading.local):
         self.buffer = None
 
     def get(self, floats: int, allocate):
-        if self.buffer is None or self.buffer.numel() < floats:
+        if self.buffer is None or _size(self.buffer) < floats:
             self.buffer = allocate(floats)
         return self.buffer
 
 
+def _size(buffer) -> int:
+    return buffer.numel() if hasattr(buffer, "numel") else buffer.size
+
+
 WORKSPACES = Workspaces()
+NUMPY_WORKSPACES = Workspaces()
+
+
+def selective_scan_channel_major(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus: bool = False,
+                                 *, nthreads: int = 0):
+    """One-direction selective scan on numpy arrays in channel-major rows, forward only, no torch import.
+
+    u, delta (raw), z: (B, D, L); A (D, N); B, C: (B, N, L) or (B, 1, N, L); D, delta_bias: (D,) or None.
+    Returns y (B, D, L) float32. float32 C-contiguous inputs are read in place (no copies, no transposes);
+    the reference twin is ``scan_ref.selective_scan_ref`` (tests/test_mixer_native.py).
+    """
+    import numpy as np
+
+    lib = load_library()
+
+    def f32(a):
+        return None if a is None else np.ascontiguousarray(a, dtype=np.float32)
+
+    u, delta, A, D, z, delta_bias = f32(u), f32(delta), f32(A), f32(D), f32(z), f32(delta_bias)
+    B, C = (f32(t[:, 0] if t.ndim == 4 else t) for t in (B, C))
+    if u.ndim != 3:
+        raise ValueError(f"u must be (B, D, L), got {u.shape}")
+    batch, dim, length = u.shape
+    dstate = A.shape[-1]
+    want = {"delta": (delta, (batch, dim, length)), "A": (A, (dim, dstate)), "B": (B, (batch, dstate, length)),
+            "C": (C, (batch, dstate, length)), "D": (D, (dim,)), "z": (z, (batch, dim, length)),
+            "delta_bias": (delta_bias, (dim,))}
+    for name, (t, shape) in want.items():
+        if t is not None and t.shape != shape:
+            raise ValueError(f"{name} must be {shape}, got {t.shape}")
+    if not 1 <= dstate <= 64:
+        raise ValueError(f"d_state must be in 1..64, got {dstate}")
+    out = np.empty((batch, dim, length), dtype=np.float32)
+    floats = lib.mixer_scan_workspace_floats(dim, dstate)
+    ws = NUMPY_WORKSPACES.get(floats, lambda n: np.empty(n, dtype=np.float32))
+
+    def ptr(a):
+        return None if a is None else a.ctypes.data
+
+    params = ChannelScanParams(batch=batch, dim=dim, dstate=dstate, length=length,
+                               delta_softplus=int(bool(delta_softplus)), nthreads=nthreads, workspace_floats=ws.size,
+                               u=ptr(u), delta=ptr(delta), A=ptr(A), Bm=ptr(B), Cm=ptr(C), Dskip=ptr(D), z=ptr(z),
+                               delta_bias=ptr(delta_bias), out=ptr(out), workspace=ptr(ws))
+    if out.size:
+        check_status(lib.mixer_scan_forward(ctypes.byref(params)), "channel-major scan")
+    return out
 
 
 # ---------------------------------------------------------------- torch wrappers (inference)

@@ -307,28 +307,35 @@ CLONES static void tile_phase1(const MixerParams *p, const Workspace *w, int64_t
 
 /* ---------------------------------------------------------------- phase 2: one channel over a block */
 
-ALWAYS_INLINE void channel_scan(const MixerParams *p, const Workspace *w, int64_t b, int64_t d, int64_t blk0,
-                                int64_t bn, const int NV) {
-    const int64_t D = p->dim, N = p->dstate, L = p->length, NP = (int64_t)NV * LANES;
+/* One channel's rows over a block: u, Delta (already softplus'd), z (or NULL: no gate), out, its state h (NP
+ * floats, carried between blocks), A (N), D. out may alias u (the mixer's w_out path): token i of u is read
+ * before out's token i is written. */
+typedef struct {
+    const float *u, *delta, *z, *A;
+    float *out, *h;
+    float skip;
+} ChannelRows;
+
+ALWAYS_INLINE void scan_rows(const ChannelRows *r, const float *Bt, const float *Ct, int64_t N, int64_t bn,
+                             const int NV) {
+    const int64_t NP = (int64_t)NV * LANES;
     enum { MV = MIXER_MAX_STATE / LANES };
     vf h[MV], A2[MV];
     float abuf[MIXER_MAX_STATE] = {0};
-    for (int64_t n = 0; n < N; n++) abuf[n] = p->A[d * N + n] * LOG2E; /* exp(Delta A) = 2^(Delta A log2 e) */
+    for (int64_t n = 0; n < N; n++) abuf[n] = r->A[n] * LOG2E; /* exp(Delta A) = 2^(Delta A log2 e) */
     for (int j = 0; j < NV; j++) {
         A2[j] = vload(abuf + j * LANES);
-        h[j] = vload(w->h + d * NP + j * LANES);
+        h[j] = vload(r->h + j * LANES);
     }
-    float *u = w->u + d * S;
-    const float *delta = w->delta + d * S;
-    const float *z = p->w_in ? w->z + d * S : p->xz + b * 2 * D * L + (D + d) * L + blk0;
-    float *out = p->w_out ? u : p->out + (b * D + d) * L + blk0; /* with w_out, y replaces u token by token */
-    const float skip = p->Dskip[d];
+    const float *u = r->u, *delta = r->delta, *z = r->z;
+    float *out = r->out;
+    const float skip = r->skip;
     float rows[T * 8] = {0}, ysum[T];
     for (int64_t i0 = 0; i0 < bn; i0 += T) {
         const int64_t tn = bn - i0 < T ? bn - i0 : T;
         for (int64_t i = 0; i < tn; i++) {
             const float dt = delta[i0 + i], dtu = dt * u[i0 + i];
-            const float *Bi = w->Bt + (i0 + i) * NP, *Ci = w->Ct + (i0 + i) * NP;
+            const float *Bi = Bt + (i0 + i) * NP, *Ci = Ct + (i0 + i) * NP;
             vf acc = vsplat(0.0f);
             for (int j = 0; j < NV; j++) {
                 h[j] = vexp2(dt * A2[j]) * h[j] + dtu * vload(Bi + j * LANES);
@@ -339,15 +346,36 @@ ALWAYS_INLINE void channel_scan(const MixerParams *p, const Workspace *w, int64_
         for (int64_t i = 0; i < tn; i += 8) row_sums8(rows + i * 8, ysum + i); /* rows past tn: unused */
         if (tn == T) {
             for (int64_t i = 0; i < T; i += LANES) {
-                const vf zv = vload(z + i0 + i);
                 const vf y = vload(ysum + i) + skip * vload(u + i0 + i);
-                vstore(out + i0 + i, y * zv * vsigmoid(zv));
+                if (z) {
+                    const vf zv = vload(z + i0 + i);
+                    vstore(out + i0 + i, y * zv * vsigmoid(zv));
+                } else {
+                    vstore(out + i0 + i, y);
+                }
             }
         } else {
-            for (int64_t i = 0; i < tn; i++) out[i0 + i] = (ysum[i] + skip * u[i0 + i]) * silu1(z[i0 + i]);
+            for (int64_t i = 0; i < tn; i++) {
+                const float y = ysum[i] + skip * u[i0 + i];
+                out[i0 + i] = z ? y * silu1(z[i0 + i]) : y;
+            }
         }
     }
-    for (int j = 0; j < NV; j++) vstore(w->h + d * NP + j * LANES, h[j]);
+    for (int j = 0; j < NV; j++) vstore(r->h + j * LANES, h[j]);
+}
+
+ALWAYS_INLINE void channel_scan(const MixerParams *p, const Workspace *w, int64_t b, int64_t d, int64_t blk0,
+                                int64_t bn, const int NV) {
+    const int64_t D = p->dim, L = p->length, NP = (int64_t)NV * LANES;
+    ChannelRows r;
+    r.u = w->u + d * S;
+    r.delta = w->delta + d * S;
+    r.z = p->w_in ? w->z + d * S : p->xz + b * 2 * D * L + (D + d) * L + blk0;
+    r.out = p->w_out ? w->u + d * S : p->out + (b * D + d) * L + blk0; /* with w_out, y replaces u in place */
+    r.A = p->A + d * p->dstate;
+    r.h = w->h + d * NP;
+    r.skip = p->Dskip[d];
+    scan_rows(&r, w->Bt, w->Ct, p->dstate, bn, NV);
 }
 
 CLONES static void channel_scan_1(const MixerParams *p, const Workspace *w, int64_t b, int64_t d, int64_t blk0,
@@ -427,6 +455,90 @@ int mixer_forward(const MixerParams *p) {
                     for (int64_t ti = 0; ti < tiles; ti++)
                         tile_project_out(p, &w, b, blk0, ti * T, bn - ti * T < T ? bn - ti * T : T, tile);
                 }
+            }
+        }
+    }
+    return MIXER_OK;
+}
+
+/* ---------------------------------------------------------------- the scan alone, channel-major */
+
+/* Workspace: delta (D, S) | Bt (S, NP) | Ct (S, NP) | h (D, NP). */
+int64_t mixer_scan_workspace_floats(int64_t dim, int64_t dstate) {
+    const int64_t NP = padded_state(dstate);
+    return dim * S + 2 * S * NP + round16(dim * NP);
+}
+
+/* Delta = softplus?(delta + bias) of one channel over a block, read as one run of the row. */
+CLONES static void delta_row(const float *in, float bias, int softplus, int64_t bn, float *out) {
+    int64_t i = 0;
+    for (; i + LANES <= bn; i += LANES) {
+        const vf x = vload(in + i) + bias;
+        vstore(out + i, softplus ? vsoftplus(x) : x);
+    }
+    for (; i < bn; i++) out[i] = softplus ? softplus1(in[i] + bias) : in[i] + bias;
+}
+
+/* B_t, C_t of tokens i0 .. i0 + tn - 1 of the block, (N, L) rows -> token-major (T, NP), zero padded. */
+CLONES static void transpose_bc(const float *Bm, const float *Cm, int64_t N, int64_t L, int64_t tn, int64_t NP,
+                                float *Bt, float *Ct) {
+    for (int64_t i = 0; i < T; i++)
+        for (int64_t n = 0; n < NP; n++) {
+            const int in = i < tn && n < N;
+            Bt[i * NP + n] = in ? Bm[n * L + i] : 0.0f;
+            Ct[i * NP + n] = in ? Cm[n * L + i] : 0.0f;
+        }
+}
+
+CLONES static void scan_row_1(const ChannelRows *r, const float *Bt, const float *Ct, int64_t N, int64_t bn) {
+    scan_rows(r, Bt, Ct, N, bn, 1);
+}
+CLONES static void scan_row_2(const ChannelRows *r, const float *Bt, const float *Ct, int64_t N, int64_t bn) {
+    scan_rows(r, Bt, Ct, N, bn, 2);
+}
+CLONES static void scan_row_any(const ChannelRows *r, const float *Bt, const float *Ct, int64_t N, int64_t bn) {
+    scan_rows(r, Bt, Ct, N, bn, (int)(padded_state(N) / LANES));
+}
+
+int mixer_scan_forward(const ChannelScanParams *p) {
+    if (p->batch < 0 || p->dim < 1 || p->length < 0 || p->dstate < 1 || p->dstate > MIXER_MAX_STATE)
+        return MIXER_BAD_ARGUMENT;
+    if (!p->u || !p->delta || !p->A || !p->Bm || !p->Cm || !p->out || !p->workspace) return MIXER_BAD_ARGUMENT;
+    if (p->workspace_floats < mixer_scan_workspace_floats(p->dim, p->dstate)) return MIXER_SMALL_WORKSPACE;
+    const int64_t D = p->dim, N = p->dstate, L = p->length, NP = padded_state(N), NV = NP / LANES;
+    float *delta_ws = p->workspace, *Bt = delta_ws + D * S, *Ct = Bt + S * NP, *hs = Ct + S * NP;
+    void (*scan)(const ChannelRows *, const float *, const float *, int64_t, int64_t) =
+        NV == 1 ? scan_row_1 : NV == 2 ? scan_row_2 : scan_row_any;
+    const int threads = thread_count(p->nthreads);
+    (void)threads;
+#pragma omp parallel num_threads(threads)
+    for (int64_t b = 0; b < p->batch; b++) {
+#pragma omp for schedule(static)
+        for (int64_t d = 0; d < D; d++) memset(hs + d * NP, 0, sizeof(float) * NP);
+        for (int64_t blk0 = 0; blk0 < L; blk0 += S) {
+            const int64_t bn = L - blk0 < S ? L - blk0 : S, tiles = (bn + T - 1) / T;
+#pragma omp for schedule(static)
+            for (int64_t d = 0; d < D; d++)
+                delta_row(p->delta + (b * D + d) * L + blk0, p->delta_bias ? p->delta_bias[d] : 0.0f,
+                          (int)p->delta_softplus, bn, delta_ws + d * S);
+#pragma omp for schedule(static)
+            for (int64_t ti = 0; ti < tiles; ti++) {
+                const int64_t i0 = ti * T, tn = bn - i0 < T ? bn - i0 : T;
+                transpose_bc(p->Bm + b * N * L + blk0 + i0, p->Cm + b * N * L + blk0 + i0, N, L, tn, NP,
+                             Bt + i0 * NP, Ct + i0 * NP);
+            }
+#pragma omp for schedule(static)
+            for (int64_t d = 0; d < D; d++) {
+                const int64_t row = (b * D + d) * L + blk0;
+                ChannelRows r;
+                r.u = p->u + row;
+                r.delta = delta_ws + d * S;
+                r.z = p->z ? p->z + row : NULL;
+                r.out = p->out + row;
+                r.A = p->A + d * N;
+                r.h = hs + d * NP;
+                r.skip = p->Dskip ? p->Dskip[d] : 0.0f;
+                scan(&r, Bt, Ct, N, bn);
             }
         }
     }

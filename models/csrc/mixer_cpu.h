@@ -30,7 +30,7 @@
 
 #include <stdint.h>
 
-#define MIXER_ABI_VERSION 2 /* 2: optional in-kernel projections w_in / w_out */
+#define MIXER_ABI_VERSION 3 /* 2: in-kernel projections w_in / w_out; 3: mixer_scan_forward */
 #define MIXER_TILE 64    /* T */
 #define MIXER_BLOCK 1024 /* S, a multiple of T */
 #define MIXER_LANES 16   /* floats per state vector; N is padded to a multiple of it inside the kernel */
@@ -64,6 +64,19 @@ int mixer_abi_version(void);
 int64_t mixer_workspace_floats(int64_t dim, int64_t dstate, int64_t dt_rank, int64_t in_dim, int64_t out_dim,
                                int64_t nthreads);
 int mixer_forward(const MixerParams *p);
+/* The selective scan alone (one direction) on channel-major rows, for callers that form its inputs
+ * themselves (an ONNX Runtime SelectiveScan node): u, delta (raw), z, out (B, D, L); A (D, N); Bm, Cm (B, N, L);
+ * Dskip, delta_bias (D) or NULL; z NULL: no gate. Same blocks and vectorised recurrence as mixer_forward. */
+typedef struct {
+    int64_t batch, dim, dstate, length; /* B, D, N, L */
+    int64_t delta_softplus;             /* nonzero: Delta = softplus(delta + delta_bias) */
+    int64_t nthreads, workspace_floats;
+    const float *u, *delta, *A, *Bm, *Cm, *Dskip, *z, *delta_bias;
+    float *out, *workspace;
+} ChannelScanParams;
+int64_t mixer_scan_workspace_floats(int64_t dim, int64_t dstate);
+int mixer_scan_forward(const ChannelScanParams *p);
+
 /* LayerNorm over channels of a channel-major (B, C, L) tensor: out = (x - mean) / sqrt(var + eps) * w + b. */
 int channel_layernorm(const float *x, const float *w, const float *b, float *out, int64_t batch, int64_t channels,
                       int64_t length, float eps, int64_t nthreads);
