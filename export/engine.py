@@ -4,14 +4,16 @@ Glossary (code name -> meaning):
     engine        a serialized TensorRT plan (``.engine``): valid only for the TensorRT version, the GPU model
                   and the plugin library it was built with
     sidecar       ``<engine>.json`` written beside it: TensorRT version, GPU name and compute capability,
-                  precision, I/O shapes and the optimisation profile, the plugin library's version and
+                  the platform (device-tree model string and nvpmodel power mode, see
+                  ``mambalitesr.device_identity``), precision, I/O shapes and the optimisation profile, the plugin library's version and
                   sha256, the ONNX file's sha256 and the engine's own sha256
     profile       (min, opt, max) shape of the network's one dynamic input, e.g. B x 3 x H x W
     plugin        ``libmambalitesr_plugins.so``: the SelectiveScan IPluginV3 the ONNX nodes
                   ``mambalitesr::SelectiveScan`` are parsed into
 
 ``build_engine`` parses, builds and writes the engine and its sidecar atomically; ``load_engine`` refuses an
-engine whose sidecar does not match the running TensorRT, GPU and plugin library, then deserializes it.
+engine whose sidecar does not match the running TensorRT, GPU, device model and plugin library, then
+deserializes it.
 The checks themselves (:func:`check_sidecar`) are plain Python and need neither TensorRT nor a GPU.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mambalitesr import __version__
+from mambalitesr.device_identity import check_platform, platform_identity
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.export.trt_runtime import (
     PLUGIN_BUILD_HINT,
@@ -100,13 +103,14 @@ def count_plugin_nodes(onnx_path: Path) -> int | None:
 
 
 def make_sidecar(*, engine_path, engine_sha256, engine_bytes, tensorrt_version, gpu, precision, inputs, outputs,
-                 profile, plugin, onnx_path, onnx_sha256, plugin_nodes) -> dict:
+                 profile, plugin, onnx_path, onnx_sha256, plugin_nodes, platform: dict | None = None) -> dict:
     return {
         "format": SIDECAR_FORMAT,
         "format_version": SIDECAR_VERSION,
         "engine": {"file": Path(engine_path).name, "sha256": engine_sha256, "bytes": engine_bytes},
         "tensorrt_version": tensorrt_version,
         "gpu": dict(gpu),
+        "platform": None if platform is None else dict(platform),
         "precision": precision,
         "inputs": inputs,
         "outputs": outputs,
@@ -119,8 +123,11 @@ def make_sidecar(*, engine_path, engine_sha256, engine_bytes, tensorrt_version, 
 
 
 def check_sidecar(sidecar: dict, *, tensorrt_version: str, gpu: dict, engine_sha256: str,
-                  plugin_sha256: str | None) -> list[str]:
-    """Every reason the engine described by ``sidecar`` must not be used here; empty when it may."""
+                  plugin_sha256: str | None, platform: dict | None = None) -> list[str]:
+    """Every reason the engine described by ``sidecar`` must not be used here; empty when it may.
+
+    ``platform`` is this machine's ``platform_identity()``; None skips the device-model check.
+    """
     if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
         return ["the sidecar is not a MambaLiteSR engine sidecar"]
     if sidecar.get("format_version") != SIDECAR_VERSION:
@@ -138,6 +145,8 @@ def check_sidecar(sidecar: dict, *, tensorrt_version: str, gpu: dict, engine_sha
     if built_gpu.get("compute_capability") != gpu.get("compute_capability") or built_gpu.get("name") != gpu.get("name"):
         problems.append(f"built for {built_gpu.get('name')} (compute capability {built_gpu.get('compute_capability')}), "
                         f"this GPU is {gpu.get('name')} (compute capability {gpu.get('compute_capability')})")
+    if platform is not None:
+        problems += check_platform(sidecar.get("platform"), platform)
     plugin = sidecar["plugin"]
     if plugin:
         if plugin_sha256 is None:
@@ -208,6 +217,7 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, mi
         load_plugin_library(trt, plugin_lib)
         plugin = _plugin_record(plugin_lib)
     gpu = gpu_identity()
+    platform = platform_identity()
 
     logger = _get_logger(trt, verbose)
     builder = trt.Builder(logger)
@@ -244,7 +254,7 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, mi
 
     sidecar = make_sidecar(
         engine_path=engine_path, engine_sha256=hashlib.sha256(data).hexdigest(), engine_bytes=len(data),
-        tensorrt_version=trt.__version__, gpu=gpu,
+        tensorrt_version=trt.__version__, gpu=gpu, platform=platform,
         precision="fp16" if fp16 else ("fp32" if tf32 else "fp32 (no TF32)"),
         inputs=io(network.get_input(i) for i in range(network.num_inputs)),
         outputs=io(network.get_output(i) for i in range(network.num_outputs)),
@@ -274,7 +284,7 @@ def read_sidecar(engine_path: str | os.PathLike) -> dict:
 
 
 def load_engine(engine_path, plugin_lib=None, *, plugin=None, device: int = 0):
-    """Check ``<engine>.json`` against this TensorRT, GPU and plugin library, then deserialize the engine.
+    """Check ``<engine>.json`` against this TensorRT, GPU, device model and plugin library, then deserialize it.
 
     ``plugin`` is an alias of ``plugin_lib``. Returns the ``tensorrt.ICudaEngine``.
     """
@@ -292,7 +302,8 @@ def load_engine(engine_path, plugin_lib=None, *, plugin=None, device: int = 0):
         plugin_sha = sha256_file(plugin_lib)
     data = engine_path.read_bytes()
     problems = check_sidecar(sidecar, tensorrt_version=trt.__version__, gpu=gpu_identity(device),
-                             engine_sha256=hashlib.sha256(data).hexdigest(), plugin_sha256=plugin_sha)
+                             engine_sha256=hashlib.sha256(data).hexdigest(), plugin_sha256=plugin_sha,
+                             platform=platform_identity())
     if problems:
         listed = "\n  - ".join(problems)
         raise UserError(f"{engine_path} cannot be used here:\n  - {listed}\nrebuild it on this device with "
