@@ -9,11 +9,17 @@ Glossary (code name -> meaning):
                    tactic timings were taken under. None where nvpmodel is absent or says nothing parseable
     platform       {"device_model": str | None, "power_mode": {"name": str, "id": int | None} | None}
 
+Inside a container /proc/device-tree is usually masked and nvpmodel is absent: the Jetson image's run.sh
+copies both from the host into the mounted data folder and names the copies in
+``MAMBALITESR_DEVICE_TREE_MODEL`` (a file with the model bytes) and ``MAMBALITESR_NVPMODEL_QUERY`` (a file
+with the ``nvpmodel -q`` output); they are read when the originals are not there.
+
 Used by the engine sidecar (``export.engine`` writes it, the loader refuses an engine built on another model)
 and by the Jetson container's engine cache key. Plain Python: no TensorRT, CUDA or torch.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -26,14 +32,24 @@ _POWER_MODE_LINE = re.compile(r"^\s*NV\s+Power\s+Mode\s*:\s*(?P<name>\S.*?)\s*$"
 _MODE_ID_LINE = re.compile(r"^\s*(?P<id>\d+)\s*$")
 
 
-def device_model(path: Path = DEVICE_TREE_MODEL) -> str | None:
-    """The device tree's model string, or None where there is none (not a Jetson, or not mounted)."""
+def _read_model(path) -> str | None:
     try:
         raw = Path(path).read_bytes()
     except OSError:
         return None
     text = raw.replace(b"\x00", b"").decode("utf-8", errors="replace").strip()
     return text or None
+
+
+def device_model(path: Path | None = None) -> str | None:
+    """The device tree's model string, or None where there is none (not a Jetson, or not mounted).
+
+    Without ``path``: /proc/device-tree/model, else the host's copy named by $MAMBALITESR_DEVICE_TREE_MODEL.
+    """
+    if path is not None:
+        return _read_model(path)
+    copy = os.environ.get("MAMBALITESR_DEVICE_TREE_MODEL")
+    return _read_model(DEVICE_TREE_MODEL) or (_read_model(copy) if copy else None)
 
 
 def parse_nvpmodel(text: str) -> dict | None:
@@ -59,10 +75,17 @@ def parse_nvpmodel(text: str) -> dict | None:
 
 
 def power_mode(nvpmodel: str | None = None) -> dict | None:
-    """The current nvpmodel power mode, or None where nvpmodel is absent or its output has no mode."""
+    """The current nvpmodel power mode, or None where nvpmodel is absent or its output has no mode.
+
+    Without nvpmodel on the PATH, the host's captured output named by $MAMBALITESR_NVPMODEL_QUERY is parsed.
+    """
     exe = nvpmodel or shutil.which("nvpmodel")
     if not exe:
-        return None
+        captured = os.environ.get("MAMBALITESR_NVPMODEL_QUERY")
+        try:
+            return parse_nvpmodel(Path(captured).read_text(errors="replace")) if captured else None
+        except OSError:
+            return None
     try:
         proc = subprocess.run([exe, "-q"], capture_output=True, text=True, timeout=NVPMODEL_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):

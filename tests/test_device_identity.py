@@ -106,3 +106,14 @@ def test_load_engine_checks_the_platform(tmp_path, monkeypatch):
 @pytest.mark.skipif(not os.path.exists("/proc/device-tree/model"), reason="no /proc/device-tree/model (not a Jetson)")
 def test_this_device_model_reads():
     assert di.device_model()
+
+
+def test_container_reads_the_hosts_copies(tmp_path, monkeypatch):
+    """No /proc/device-tree and no nvpmodel (a container): the copies run.sh left in the data folder are read."""
+    monkeypatch.setattr(di, "DEVICE_TREE_MODEL", tmp_path / "masked")
+    monkeypatch.setattr(di.shutil, "which", lambda name: None)
+    monkeypatch.setenv("MAMBALITESR_DEVICE_TREE_MODEL", str(FIXTURES / "device_tree" / "orin_nano_super_model"))
+    monkeypatch.setenv("MAMBALITESR_NVPMODEL_QUERY", str(NVPMODEL / "orin_nano_super_maxn.txt"))
+    assert di.platform_identity() == {"device_model": SUPER, "power_mode": {"name": "MAXN_SUPER", "id": 2}}
+    monkeypatch.delenv("MAMBALITESR_NVPMODEL_QUERY")
+    assert di.power_mode() is None
