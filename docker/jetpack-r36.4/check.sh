@@ -20,7 +20,8 @@
 #    named source builds as sdists; every resolved distribution is pinned in the file (a locked set).
 #
 # Environment: MAMBALITESR_REPO (default: two folders up; the shipped ONNX model and the package are read there),
-# PYTHON (default python3, with onnx and the package importable), CHECK_SKIP_NETWORK=1 skips step 6 (says so).
+# PYTHON (default python3, with onnx and the package importable), CHECK_SKIP_NETWORK=1 skips step 6 (says so),
+# CHECK_ONNX (default: the shipped models/weights/mambalitesr_x4.onnx) the model the dry run plans for.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -117,9 +118,22 @@ if "aiohttp" not in pins:
     problems.append("requirements.txt lacks aiohttp: the web viewer sink (the demo without a display) needs it")
 
 # pip installs in the Dockerfile: only -r requirements.txt, the pins it names, or the package's own folder.
+def commands(run):
+    """The simple commands of a RUN line, each a list of words (split on &&, ||, ; and |)."""
+    lexer = shlex.shlex(run, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    out, words = [], []
+    for token in lexer:
+        if token in ("&&", "||", ";", "|", "&"):
+            out.append(words)
+            words = []
+        else:
+            words.append(token)
+    return out + [words]
+
+
 for run in runs:
-    for segment in re.split(r"&&|\|\||;|\|", run):
-        words = shlex.split(segment, comments=False, posix=True) if segment.strip() else []
+    for words in commands(run):
         if "pip" not in words or "install" not in words:
             continue
         args = words[words.index("install") + 1:]
@@ -164,7 +178,7 @@ if re.search(r"\bexport\s+onnx\b", code):
     problems.append("entrypoint.sh exports the ONNX model at start; the model is shipped (plugin form, dynamic H "
                     "and W): build the engines from models/weights/mambalitesr_x4.onnx"
                     + (f" (the export would also need {', '.join(needs)}, not in the image)" if needs else ""))
-if re.search(r"\bpip3?\s+install\b|-m\s+pip\s+install", code):
+if re.search(r"(^|[;&|(]|\bthen|\bdo)\s*(sudo\s+)?(python3?\s+-m\s+pip|pip3?)\s+install\b", code, re.M):
     problems.append("entrypoint.sh installs packages at start: install them at image build")
 for needed in ("export engine", "camera --backend tensorrt", "models/weights/mambalitesr_x4.onnx", "--input-size"):
     if needed not in entry:
@@ -180,7 +194,7 @@ else
 fi
 
 # 5. The entrypoint's dry run, with and without a display.
-ONNX="$REPO/models/weights/mambalitesr_x4.onnx"
+ONNX="${CHECK_ONNX:-$REPO/models/weights/mambalitesr_x4.onnx}"
 if [[ ! -f "$ONNX" ]]; then
   fail "$ONNX: the shipped ONNX model is missing (the entrypoint builds the engines from it)"
 else
@@ -189,7 +203,7 @@ else
   for display in "" ":0"; do
     want="http://0.0.0.0:8080"
     [[ -n "$display" ]] && want=window
-    if out="$(env -u MAMBALITESR_SINK DISPLAY="$display" MAMBALITESR_DRY_RUN=1 MAMBALITESR_SRC="$REPO" \
+    if out="$(env -u MAMBALITESR_SINK DISPLAY="$display" MAMBALITESR_DRY_RUN=1 MAMBALITESR_SRC="$REPO" MAMBALITESR_ONNX="$ONNX" \
               MAMBALITESR_DATA="$TMP/data" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PATH="$(dirname "$(command -v "$PY")"):$PATH" \
               bash "$HERE/entrypoint.sh" 2>&1)"; then
       if ! grep -q -- "--sink $want" <<<"$out"; then

@@ -18,6 +18,8 @@
 #   MAMBALITESR_POWER         jtop              power telemetry (jtop, tegrastats, auto, none)
 #   MAMBALITESR_REBUILD       0                 1: rebuild the engines
 #   MAMBALITESR_DRY_RUN       0                 1: run every step that needs no GPU, print the others (check.sh)
+#   MAMBALITESR_ONNX          the shipped model, $MAMBALITESR_SRC/models/weights/mambalitesr_x4.onnx (plugin
+#                             form, dynamic H and W); another ONNX file of the same form may be named here
 #   MAMBALITESR_SRC           /opt/mambalitesr  the repository copy (the ONNX model and plan.py are read there)
 #   MAMBALITESR_PLUGIN        /opt/mambalitesr-plugin/libmambalitesr_plugins.so   built into the image
 set -euo pipefail
@@ -25,7 +27,7 @@ set -euo pipefail
 SRC="${MAMBALITESR_SRC:-/opt/mambalitesr}"
 DATA="${MAMBALITESR_DATA:-/data}"
 PLUGIN="${MAMBALITESR_PLUGIN:-/opt/mambalitesr-plugin/libmambalitesr_plugins.so}"
-ONNX="$SRC/models/weights/mambalitesr_x4.onnx"
+ONNX="${MAMBALITESR_ONNX:-$SRC/models/weights/mambalitesr_x4.onnx}"
 PLAN="$SRC/docker/jetpack-r36.4/plan.py"
 PRECISIONS="${MAMBALITESR_PRECISIONS:-fp16 fp32}"
 MIN_SHAPE="${MAMBALITESR_MIN_SHAPE:-1x3x64x64}"
