@@ -3,6 +3,8 @@
 # `build.sh` and the live demo.
 #
 #   docker/jetpack-r36.4/check.sh            exit 0 all checks pass, 1 a check failed, 2 a tool is missing
+#   docker/jetpack-r36.4/check.sh --host     on the Jetson, before build.sh: the prerequisites (JetPack R36.4,
+#                                            NVIDIA container runtime, docker group, X access, jtop, disk)
 #
 # 1. hadolint finds nothing in the Dockerfile.
 # 2. The Dockerfile installs Python packages only from the one pinned requirements.txt, and the package itself at
@@ -26,6 +28,53 @@ set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "${MAMBALITESR_REPO:-$HERE/../..}" && pwd)"
+
+# --host: the Jetson's prerequisites, each missing one named with its fix (the README's table).
+if [[ "${1:-}" == --host ]]; then
+  bad=0
+  need() { echo "check.sh --host: MISSING: $*"; bad=1; }
+  have() { echo "check.sh --host: ok: $*"; }
+  release="$(head -n 1 /etc/nv_tegra_release 2>/dev/null || true)"
+  if [[ "$release" =~ R36\ \(release\),\ REVISION:\ 4\. ]]; then
+    have "JetPack 6.1/6.2 ($release)"
+  else
+    need "JetPack 6.1/6.2 (L4T R36.4); /etc/nv_tegra_release says '${release:-nothing}': flash JetPack 6.2"
+  fi
+  if ! command -v docker >/dev/null; then
+    need "docker: install JetPack's SDK components (nvidia-container) or docker.io"
+  elif ! docker info >/dev/null 2>&1; then
+    need "docker info fails for $(id -un): the daemon is not running (sudo systemctl start docker), or the user" \
+         "is not in the docker group (sudo usermod -aG docker \$USER, then log out and in)"
+  elif ! docker info 2>/dev/null | grep -qi "runtimes:.*nvidia"; then
+    need "the NVIDIA container runtime: sudo apt install nvidia-container-toolkit && sudo nvidia-ctk runtime" \
+         "configure --runtime=docker && sudo systemctl restart docker"
+  else
+    have "docker with the nvidia runtime"
+  fi
+  if [[ -z "${DISPLAY:-}" ]]; then
+    have "no DISPLAY: the demo will be served at http://$(hostname):8080 (the web viewer)"
+  elif command -v xhost >/dev/null && ! xhost 2>/dev/null | grep -q "LOCAL:"; then
+    need "X access for the container's window: xhost +local:   (once per login)"
+  else
+    have "X display $DISPLAY"
+  fi
+  if [[ -S /run/jtop.sock ]]; then
+    have "jtop socket (power readings)"
+  else
+    need "jtop for power readings: sudo pip3 install -U jetson-stats, then reboot (else tegrastats is used)"
+  fi
+  root="$(docker info --format '{{.DockerRootDir}}' 2>/dev/null)" || root=""
+  [[ -n "$root" ]] || root=/var/lib/docker
+  probe="$root"
+  while [[ ! -e "$probe" && "$probe" != / ]]; do probe="$(dirname "$probe")"; done
+  free_gb="$(df -Pk "$probe" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')"
+  if [[ -n "$free_gb" ]] && (( free_gb >= 15 )); then
+    have "$free_gb GB free under $root"
+  else
+    need "about 15 GB free under $root (${free_gb:-?} GB): the base image alone is about 10 GB"
+  fi
+  exit "$bad"
+fi
 PY="${PYTHON:-python3}"
 FAILS=0
 fail() { echo "check.sh: FAIL: $*"; FAILS=$((FAILS + 1)); }
