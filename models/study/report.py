@@ -298,7 +298,7 @@ def _cost_path(storage: str, out_dir: Path) -> Path:
 
 
 def build_report(storage: str = search.DEFAULT_STORAGE, name: str = search.STUDY_NAME,
-                 out_dir: Path = search.STUDY_DIR, budget_params: int = 150_000, tolerance: float = 0.1) -> Path:
+                 out_dir: Path = search.USER_STUDY_DIR, budget_params: int = 150_000, tolerance: float = 0.1) -> Path:
     """Write README.md, pareto.png, fit.png and rung.png into ``out_dir`` from the stored study (and the
     train_cost.json next to its database); returns the README path."""
     from mambalitesr.imageio import atomic_path
