@@ -27,6 +27,7 @@ from mambalitesr import __version__
 from mambalitesr.errors import UserError
 from mambalitesr.formats import SIDECAR_FORMAT, SIDECAR_VERSION, sidecar_path
 from mambalitesr.imageio import atomic_path
+from mambalitesr.optional import find
 from mambalitesr.trt_runtime import (
     PLUGIN_BUILD_HINT,
     PLUGIN_NAME,
@@ -79,9 +80,8 @@ def resolve_profile(min_shape=None, opt_shape=None, max_shape=None) -> tuple[Sha
 
 def count_plugin_nodes(onnx_path: Path) -> int | None:
     """Number of mambalitesr::SelectiveScan nodes in the main graph; None when the onnx package is absent."""
-    try:
-        import onnx
-    except ImportError:
+    onnx = find("onnx")
+    if onnx is None:
         return None
     try:
         model = onnx.load(str(onnx_path), load_external_data=False)
