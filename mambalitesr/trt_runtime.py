@@ -19,11 +19,10 @@ import os
 from pathlib import Path
 
 from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.optional import require
 
-TRT_MISSING = (
-    "TensorRT Python bindings not found: on a Jetson install JetPack 6 (python3-libnvinfer) "
-    "or use the container in docker/jetpack-r36.4"
-)
+TRT_MISSING = "TensorRT Python bindings not found"
+TRT_HOW_TO_GET = "on a Jetson install JetPack 6 (python3-libnvinfer) or use the container in docker/jetpack-r36.4"
 PLUGIN_BUILD_HINT = (
     "build it with: cmake -S export/plugins/selective_scan -B build/plugins && cmake --build build/plugins"
 )
@@ -35,10 +34,7 @@ _logger = None
 
 def import_tensorrt():
     """The ``tensorrt`` module (10 or newer), or MissingDependency with the install hint."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise MissingDependency(f"{TRT_MISSING} (import tensorrt: {exc})") from None
+    trt = require("tensorrt", TRT_MISSING, install=TRT_HOW_TO_GET)
     major = int(str(trt.__version__).split(".")[0])
     if major < 10:
         raise MissingDependency(f"TensorRT {trt.__version__} found, but the SelectiveScan plugin (IPluginV3) needs "

@@ -9,7 +9,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from mambalitesr.models.study.search import DEFAULT_STORAGE, STUDY_DIR, STUDY_NAME
+    from mambalitesr.models.study.search import DEFAULT_STORAGE, STUDY_NAME, USER_STUDY_DIR
 
     p = subparsers.add_parser(
         "search", help="hyper-parameter study of the student (Optuna, multi-objective); its report",
@@ -52,7 +52,9 @@ def register(subparsers) -> None:
 
     rep = sub.add_parser("report", help="regenerate models/study/README.md and its plots from the stored study")
     common(rep)
-    rep.add_argument("--out", default=str(STUDY_DIR), metavar="DIR", help="where README.md and the PNGs go")
+    rep.add_argument("--out", default=str(USER_STUDY_DIR), metavar="DIR",
+                     help="where README.md and the PNGs go (default %(default)s; the committed report: "
+                          "--storage sqlite:///models/study/study.db --out models/study in a checkout)")
     rep.add_argument("--budget-params", type=int, default=150_000, help="parameter budget of the decision")
     rep.add_argument("--tolerance", type=float, default=0.1, help="dB: smallest model within this of the best")
     rep.set_defaults(func=_report)

@@ -23,6 +23,7 @@ import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends.base import Backend, Pending
+from mambalitesr.optional import require
 
 N_SLOTS = 2
 
@@ -86,13 +87,8 @@ class TensorRTBackend(Backend):
         from mambalitesr.runtime.backends.engine_files import import_tensorrt
 
         trt = import_tensorrt()  # MissingDependency (with the JetPack hint) when absent or older than 10
-        try:
-            import pycuda.driver as cuda
-        except ImportError as exc:
-            raise MissingDependency(
-                f"tensorrt backend needs pycuda for device buffers and streams (import pycuda.driver: {exc}); "
-                "pip install pycuda on the Jetson (it builds against JetPack's CUDA)"
-            ) from None
+        cuda = require("pycuda.driver", "tensorrt backend needs pycuda for device buffers and streams",
+                       install="pip install pycuda on the Jetson (it builds against JetPack's CUDA)")
         return trt, cuda
 
     def load(self) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.core.frames import Output
+from mambalitesr.optional import require
 
 # container suffix -> fourcc that OpenCV's FFMPEG backend writes without extra codecs
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
@@ -177,10 +178,7 @@ class WindowSink(Sink):
     MAX_WIDTH = 1920
 
     def __init__(self, title: str = "MambaLiteSR"):
-        try:
-            import cv2
-        except ImportError as exc:
-            raise MissingDependency(f"window sink needs OpenCV ({exc})") from None
+        cv2 = require("cv2", "window sink needs OpenCV", install="pip install opencv-python (a GUI build)")
         gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
         if gui and gui[0].split(":", 1)[1].strip().upper() == "NONE":
             raise MissingDependency(

@@ -25,6 +25,7 @@ import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.core.frames import Frame
+from mambalitesr.optional import require
 
 _SIZE = re.compile(r"^(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d+)?))?$")
 
@@ -56,11 +57,7 @@ class Source:
 
 # -- OpenCV capture -----------------------------------------------------------------------
 def _cv2():
-    try:
-        import cv2
-    except ImportError as exc:
-        raise MissingDependency(f"video sources need OpenCV ({exc}): pip install opencv-python-headless") from None
-    return cv2
+    return require("cv2", "video sources need OpenCV", install="pip install opencv-python-headless")
 
 
 class _CaptureSource(Source):
