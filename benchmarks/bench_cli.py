@@ -62,7 +62,7 @@ def register(subparsers) -> None:
         "peers", help="our models beside SAFMN, SPAN and FSRCNN (torch fp32 CPU, interleaved), with a quality chart",
         description="Time our models on their fastest scan beside the convolutional peers users compare them "
         "with (random weights; benchmarks/peer_arch.py), models interleaved call by "
-        "call, into <results-dir>/<device>-peers.json/.md/.png.",
+        "call, into <results-dir>/peers/<device>.json/.md/.png.",
     )
     _common(p)
     p.add_argument("--peer", default="safmn,span,fsrcnn", help="comma-separated peers (default safmn,span,fsrcnn)")
@@ -248,7 +248,7 @@ def run_peers(args) -> int:
                  device, args.note)
     for line in result["summary"]:
         print(line)
-    print(f"wrote {results_dir / (device + '-peers.json')} and .md")
+    print(f"wrote {results_dir / 'peers' / (device + '.json')} and .md")
     return 0
 
 

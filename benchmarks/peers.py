@@ -11,7 +11,7 @@ Glossary (code name -> meaning):
     ratio_640   a model's median at 640x360 over its median at 320x180 (4x the pixels)
 
 Lane: torch fp32 on the CPU (our models on their fastest scan, the fused native path). Results go to
-``<results-dir>/<device>-peers.json`` and ``.md`` with a quality-vs-latency chart (``-peers.png``).
+``<results-dir>/peers/<device>.json`` and ``.md`` with a quality-vs-latency chart (``.png``).
 """
 from __future__ import annotations
 
@@ -173,9 +173,15 @@ def _ratios(med: dict) -> list[str]:
     return lines
 
 
+def peers_dir(results_dir: Path) -> Path:
+    """Peers results live in their own folder: a different schema from <device>.json beside it."""
+    return results_dir / "peers"
+
+
 def write_results(result: dict, results_dir: Path, device: str) -> None:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stem = results_dir / f"{device}-peers"
+    folder = peers_dir(results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / device
     _atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
     _atomic_write(stem.with_suffix(".md"), render_markdown(result, stem.name + ".png"))
     try:

@@ -1,6 +1,9 @@
 """The peer networks of `mambalitesr bench peers` and the acceptance sentences computed from its rows."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
