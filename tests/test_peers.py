@@ -52,3 +52,15 @@ def test_markdown_lists_every_row():
     result["summary"] = summarize(result["rows"])
     text = render_markdown(result, "d-peers.png")
     assert text.count("| mambalitesr_x4 |") == 2 and "teacher/student" in text
+
+
+COMMITTED = sorted((Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "peers").glob("*.json"))
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no peers results committed")
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_committed_peers_markdown_is_generated_from_its_json(path):
+    result = json.loads(path.read_text())
+    assert result["schema"] == "mambalitesr-peers-1" and path.stem == result["device"]
+    assert result["summary"] == summarize(result["rows"])  # the sentences are the rows' arithmetic
+    assert path.with_suffix(".md").read_text() == render_markdown(result, path.stem + ".png")
