@@ -25,7 +25,7 @@ from pathlib import Path
 
 from mambalitesr.errors import UserError
 
-DEFAULT_MODELS = ("mambalitesr_x4", "dvmsr_x4")
+DEFAULT_MODELS = ("mambalitesr_x4",)  # the shipped student; the teacher only with --model dvmsr_x4=WEIGHTS
 DEFAULT_SIZES = "160x90,320x180,640x360"
 # The portable graph is one export (minutes of CPU) per size, and its unrolled chunked scan needs memory
 # that grows fast with h x w on ONNX Runtime CPU: by default it runs at the smallest size only.
@@ -34,7 +34,7 @@ DEFAULT_PORTABLE_SIZES = "160x90"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="benchmark latency, power and quality into benchmarks/results/<device>.json/.md",
+        "bench", help="benchmark latency, power and quality into <results-dir>/<device>.json/.md",
         description="Reproducible benchmarks: one JSON row per measurement in <results-dir>/<device>.json, "
         "rendered to <device>.md and PNG plots from that JSON only.",
     )
@@ -60,7 +60,8 @@ def register(subparsers) -> None:
         p.set_defaults(func=run)
     p = sub.add_parser("report", help="re-render <device>.md and the plots from <device>.json")
     p.add_argument("--device", default=None, help="results file name (default: this machine's)")
-    p.add_argument("--results-dir", default=None, metavar="DIR", help="default benchmarks/results")
+    p.add_argument("--results-dir", default=None, metavar="DIR",
+                   help="default $XDG_DATA_HOME/mambalitesr/bench (~/.local/share/mambalitesr/bench)")
     p.set_defaults(func=run_report)
 
 
@@ -68,10 +69,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="NAME",
                    help="results file name, e.g. orin-nano (default: derived from this machine, e.g. cpu-x86_64-2core)")
     p.add_argument("--results-dir", default=None, metavar="DIR",
-                   help="where <device>.json/.md and the plots go (default benchmarks/results, from the current folder)")
+                   help="where <device>.json/.md and the plots go (default $XDG_DATA_HOME/mambalitesr/bench, else "
+                   "~/.local/share/mambalitesr/bench; the committed files: --results-dir benchmarks/results)")
     p.add_argument("--model", action="append", default=None, metavar="NAME[=WEIGHTS]",
                    help=f"registry model, with a weights file unless it ships one (repeat; default "
-                        f"{' and '.join(DEFAULT_MODELS)}; dvmsr_x4 needs =PATH to the published DVMSR weights)")
+                        f"{' and '.join(DEFAULT_MODELS)}, the shipped student; add the teacher with "
+                        "--model dvmsr_x4=PATH to the published DVMSR weights)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch / onnxruntime (default: library default)")
     p.add_argument("--note", default=None, help="a sentence stored with the run and shown in the report (conditions)")
 
@@ -212,11 +215,11 @@ def _say(msg: str) -> None:
 
 
 def _paths(args):
-    from mambalitesr.benchmarks.results import (DEFAULT_RESULTS_DIR, check_device_name, default_device_name,
+    from mambalitesr.benchmarks.results import (check_device_name, default_device_name, default_results_dir,
                                                 results_paths)
 
     device = check_device_name(args.device or default_device_name())
-    results_dir = Path(args.results_dir) if args.results_dir else DEFAULT_RESULTS_DIR
+    results_dir = Path(args.results_dir) if args.results_dir else default_results_dir()
     return device, results_dir, results_paths(results_dir, device)
 
 

@@ -31,7 +31,12 @@ from mambalitesr.errors import UserError
 SCHEMA_VERSION = 1
 KINDS = ("latency", "quality")
 STATUSES = ("ok", "skipped", "failed")
-DEFAULT_RESULTS_DIR = Path("benchmarks") / "results"
+def default_results_dir() -> Path:
+    """Where runs go unless --results-dir says otherwise: a user directory, never the committed
+    ``benchmarks/results/`` of a checkout ($XDG_DATA_HOME/mambalitesr/bench, else
+    ~/.local/share/mambalitesr/bench)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "mambalitesr" / "bench"
 
 
 @dataclass

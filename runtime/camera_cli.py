@@ -2,7 +2,9 @@
 
 Glossary (code name -> meaning):
     --source    csi:N | v4l2:/dev/videoN | file:PATH | images:DIR | synthetic[:WxH][@FPS][:drop_at=N]
-    --sink      window | file:PATH | images:DIR | null
+    --sink      auto (default: the window where this OpenCV has a GUI and a display, else the web viewer at
+                http://localhost:8080 when aiohttp is installed, else an error naming the choices) | window |
+                http://HOST:PORT | file:PATH | images:DIR | null
     --frames N  stop after N frames reached the sink (a file or folder also ends at its end)
     summary     printed on stdout at the end, also after Ctrl-C (exit 130) or SIGTERM (exit 0);
                 a second signal abandons the drain
@@ -13,7 +15,34 @@ import json
 import signal
 import sys
 
-from mambalitesr.errors import UserError
+from mambalitesr.errors import MissingDependency, UserError
+
+AUTO_SINK = "auto"
+WEB_SINK = "http://localhost:8080"
+
+
+def choose_sink(spec: str):
+    """(sink, note): the sink ``spec`` names, or for ``auto`` one that can open here, with why it was chosen.
+
+    Never a default that cannot open: the window only where OpenCV has a GUI build and a display, else the
+    web viewer where aiohttp is installed, else MissingDependency naming every choice.
+    """
+    from mambalitesr.runtime.backends.options import installed
+    from mambalitesr.runtime.stream.sinks import parse_sink
+
+    if spec != AUTO_SINK:
+        return parse_sink(spec), ""
+    try:
+        return parse_sink("window"), "auto: OpenCV has a GUI and a display"
+    except MissingDependency as exc:
+        no_window = str(exc)
+    if installed("aiohttp"):
+        return parse_sink(WEB_SINK), f"auto: no window ({no_window}); open {WEB_SINK} in a browser"
+    raise MissingDependency(
+        f"no sink can open here by default: {no_window}; and the web viewer needs aiohttp "
+        "(pip install 'mambalitesr[web]'). Choose --sink http://localhost:8080 (with the web extra), "
+        "file:out.mp4, images:DIR or null"
+    )
 
 
 def register(subparsers) -> None:
@@ -28,7 +57,9 @@ def register(subparsers) -> None:
     p.add_argument("--source", default="synthetic",
                    help="csi:N | v4l2:/dev/videoN | file:PATH | images:DIR | synthetic[:WxH][@FPS][:drop_at=N][:gap=S] "
                    "(default synthetic)")
-    p.add_argument("--sink", default="window", help="window | file:PATH | images:DIR | null (default window)")
+    p.add_argument("--sink", default=AUTO_SINK,
+                   help="auto | window | http://HOST:PORT (web viewer) | file:PATH | images:DIR | null (default auto: "
+                   "the window where OpenCV has a GUI and a display, else the web viewer when aiohttp is installed)")
     add_backend_arguments(p, ("torch", "onnxruntime", "tensorrt"))
     p.add_argument("--frames", type=int, default=None, help="stop after N frames out (default: until the end or Ctrl-C)")
     p.add_argument("--input-size", default=None, metavar="WxH", help="resize captured frames to WxH before SR")
@@ -84,7 +115,6 @@ def run(args) -> int:
     from mambalitesr.runtime.stream.pipeline import Pipeline
     from mambalitesr.runtime.stream.power_link import open_power
     from mambalitesr.runtime.stream.processing import FrameProcessor
-    from mambalitesr.runtime.stream.sinks import parse_sink
     from mambalitesr.runtime.stream.sources import parse_source
 
     if args.frames is not None and args.frames < 1:
@@ -96,7 +126,7 @@ def run(args) -> int:
     input_size = parse_size(args.input_size) if args.input_size else None
     options = backend_options(args)
     source = parse_source(args.source)
-    sink = parse_sink(args.sink)
+    sink, sink_note = choose_sink(args.sink)
     backend = create_backend(args.backend, **options)
     power = open_power(args.power, args.power_interval_ms, args.tegrastats_cmd)
     processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap, input_size=input_size,
@@ -107,7 +137,8 @@ def run(args) -> int:
     )
     print(f"camera: source {source.describe()}", file=sys.stderr)
     print(f"camera: backend {backend.describe()}", file=sys.stderr)
-    print(f"camera: sink {sink.describe()}; power {power.describe()}", file=sys.stderr, flush=True)
+    print(f"camera: sink {sink.describe()}{f' ({sink_note})' if sink_note else ''}; power {power.describe()}",
+          file=sys.stderr, flush=True)
     signals = _Signals(pipeline)
     signals.install()
     try:

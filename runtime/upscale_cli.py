@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN", help="image or video files, or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (one input) or folder (several inputs, or an existing folder)")
-    add_backend_arguments(p, ("torch", "onnxruntime"), default="torch")
+    add_backend_arguments(p, ("torch", "onnxruntime"))
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help=f"LR tile height in pixels, 0 for whole images (default {DEFAULT_TILE})")
     p.add_argument("--tile-width", type=int, default=0,

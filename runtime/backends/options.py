@@ -1,9 +1,11 @@
 """Command-line options that choose and configure a backend, shared by ``upscale`` and ``camera``.
 
 Glossary (code name -> meaning):
-    --backend     torch | onnxruntime | tensorrt, always named explicitly
-    --model       registry name for torch (default mambalitesr_x4 with its shipped weights)
-    --onnx        the exported model for onnxruntime;  --providers its execution providers
+    --backend     torch | onnxruntime | tensorrt; by default onnxruntime when it is installed, else torch when it
+                  is installed, else an error naming the extras (never torch where torch is absent)
+    --model       registry name (default mambalitesr_x4): torch builds it with its shipped weights, onnxruntime
+                  runs its shipped ONNX graph (models/weights/<model>.onnx) unless --onnx names another
+    --onnx        an exported model for onnxruntime;  --providers its execution providers
     --engine      the TensorRT engine;  --plugin the SelectiveScan plugin library
 
 An option that belongs to another backend is an error, not silently ignored.
@@ -11,13 +13,15 @@ An option that belongs to another backend is an error, not silently ignored.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
-from mambalitesr.errors import UserError
+from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.runtime.backends.shipped import DEFAULT_MODEL
 
-DEFAULT_MODEL = "mambalitesr_x4"
+AUTO = "auto"
 # option dest -> the backends it applies to
 _OWNERS = {
-    "model": ("torch",),
+    "model": ("torch", "onnxruntime"),
     "weights": ("torch",),
     "device": ("torch",),
     "precision": ("torch",),
@@ -30,19 +34,41 @@ _OWNERS = {
 }
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser, choices: tuple[str, ...], default: str | None = None) -> None:
-    """Add the backend options; without ``default`` the user must name the backend."""
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it (torch takes seconds)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def default_backend() -> str:
+    """onnxruntime (the shipped ONNX graph) when installed, else torch when installed; else MissingDependency."""
+    if installed("onnxruntime"):
+        return "onnxruntime"
+    if installed("torch"):
+        return "torch"
+    raise MissingDependency(
+        "no inference backend is installed: pip install 'mambalitesr[onnxruntime]' (the shipped ONNX graph on "
+        "ONNX Runtime, no torch needed) or 'mambalitesr[torch]'; or name --backend tensorrt with an engine"
+    )
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser, choices: tuple[str, ...]) -> None:
+    """Add the backend options; ``--backend`` defaults to ``default_backend()`` when the command runs."""
     g = parser.add_argument_group("backend")
-    g.add_argument("--backend", choices=choices, required=default is None, default=default,
-                   help="inference backend" + (f" (default {default})" if default else " (required)"))
-    g.add_argument("--model", default=None, help=f"torch: registry model name (default {DEFAULT_MODEL}; see `mambalitesr models`)")
+    g.add_argument("--backend", choices=choices + (AUTO,), default=AUTO,
+                   help="inference backend (default auto: onnxruntime when installed, else torch)")
+    g.add_argument("--model", default=None, help=f"torch / onnxruntime: registry model name (default {DEFAULT_MODEL}; "
+                   "see `mambalitesr models`); onnxruntime runs its shipped ONNX graph")
     g.add_argument("--weights", default=None, help="torch: weights file (default: the model's shipped weights)")
     g.add_argument("--device", default=None, help="torch: cpu or cuda[:N] (default cpu)")
     g.add_argument("--precision", choices=("fp32", "fp16"), default=None, help="torch: arithmetic (fp16 needs CUDA)")
     g.add_argument("--scan-backend", choices=("native", "chunked"), default=None,
                    help="torch: selective scan (default native on the CPU, chunked on CUDA)")
     g.add_argument("--threads", type=int, default=None, help="torch/onnxruntime: CPU threads (default: all cores)")
-    g.add_argument("--onnx", default=None, help="onnxruntime: the .onnx model (`mambalitesr export onnx`)")
+    g.add_argument("--onnx", default=None, help="onnxruntime: an .onnx model (default: the shipped graph of --model; "
+                   "make others with `mambalitesr export onnx`)")
     g.add_argument("--providers", default=None,
                    help="onnxruntime: comma-separated providers in priority order: cpu, cuda, tensorrt (default cpu)")
     if "tensorrt" in choices:
@@ -52,7 +78,12 @@ def add_backend_arguments(parser: argparse.ArgumentParser, choices: tuple[str, .
 
 
 def backend_options(args: argparse.Namespace) -> dict:
-    """The keyword options of ``create_backend(args.backend, ...)``; UserError for options of another backend."""
+    """The keyword options of ``create_backend(args.backend, ...)``; UserError for options of another backend.
+
+    Resolves ``--backend auto`` in place (``args.backend`` then names the backend chosen).
+    """
+    if args.backend == AUTO:
+        args.backend = default_backend()
     name = args.backend
     for dest, owners in _OWNERS.items():
         if getattr(args, dest, None) is not None and name not in owners:
@@ -70,9 +101,9 @@ def backend_options(args: argparse.Namespace) -> dict:
             "threads": args.threads,
         }
     if name == "onnxruntime":
-        if not args.onnx:
-            raise UserError("--backend onnxruntime needs --onnx FILE (make one with `mambalitesr export onnx`)")
-        return {"onnx": args.onnx, "providers": args.providers, "threads": args.threads}
+        if args.onnx and args.model:
+            raise UserError("--onnx and --model both name the onnxruntime model; give one")
+        return {"onnx": args.onnx, "model": args.model, "providers": args.providers, "threads": args.threads}
     if name == "tensorrt":
         if args.threads is not None:
             raise UserError("--threads applies to --backend torch / onnxruntime, not tensorrt")

@@ -1,17 +1,23 @@
-"""ONNX Runtime kernel for the ``mambalitesr::SelectiveScan`` node, on the native CPU scan.
+"""ONNX Runtime kernels for the ``mambalitesr`` custom domain: the SelectiveScan node on the native C scan.
 
 Glossary (code name -> paper symbol; shape letters):
     B batch, D scan channels, K directions, N d_state, H x W token grid, L = H * W
     u -> x_t, delta -> Delta_t (raw), A -> A, Bm -> B_t, Cm -> C_t, Dskip -> D, z -> gate
+    kernel        the code ONNX Runtime calls for a ``mambalitesr::SelectiveScan`` node
+    session_options   ORT SessionOptions with the kernels registered; what every session that runs a
+                  plugin-form graph needs (the onnxruntime backend, and export's verification, which
+                  finds this function through the ``mambalitesr.onnxruntime_kernels`` entry point
+                  instead of importing the runtime)
 
-The node contract is in :mod:`mambalitesr.export.onnx_plugin_scan`. The kernel runs through
-onnxruntime-extensions (a Python custom op, ``@onnx_op``) and computes with
-:func:`mambalitesr.models.scan_native.selective_scan_numpy` (the C kernel; no torch).
+The node contract (inputs, attributes) is the one ``export/onnx_plugin_scan.py`` writes:
+    u (B, D, H, W), delta (B, K*D, H, W), A (K*D, N), Bm / Cm (B, K, N, H, W), Dskip (K*D,),
+    z (B, D, H, W), delta_bias (K*D,); attributes directions, d_state, delta_softplus -> y (B, D, H, W)
 
-Importing this module registers the kernel (the runtime relies on that); a session then needs
-the extensions library registered in its options: :func:`session_options_with_custom_ops`, or
-simply :func:`make_session`. A missing onnxruntime-extensions package or native scan library
-raises :class:`~mambalitesr.errors.MissingDependency` at import.
+The kernel runs through onnxruntime-extensions (a Python custom op, ``@onnx_op``) and computes with
+:func:`mambalitesr.models.scan_native.selective_scan_numpy`: numpy plus the C scan library
+(``mambalitesr.models._scan_cpu``, built at install) through ctypes. Nothing here imports torch.
+A missing onnxruntime-extensions package or scan library raises MissingDependency when a kernel
+is registered, never a failure deep inside ONNX Runtime later.
 """
 from __future__ import annotations
 
@@ -19,15 +25,16 @@ import numpy as np
 
 from mambalitesr.errors import MissingDependency
 
-OP_TYPE = "mambalitesr::SelectiveScan"  # onnxruntime-extensions reads the domain from the op type
+DOMAIN = "mambalitesr"
+OP_TYPE = f"{DOMAIN}::SelectiveScan"  # onnxruntime-extensions reads the domain from the op type
+PROVIDER = "onnxruntime-extensions (Python kernel on the native C scan)"
 
 _registered = False
 
 
 def selective_scan_node(u, delta, A, Bm, Cm, Dskip, z, delta_bias, *, directions: int, d_state: int,
                         delta_softplus: int) -> np.ndarray:
-    """The node on numpy arrays: u (B, D, H, W), delta (B, K*D, H, W), A (K*D, N), Bm / Cm (B, K, N, H, W),
-    Dskip (K*D,), z (B, D, H, W), delta_bias (K*D,) -> y (B, D, H, W) float32."""
+    """The node on numpy arrays (shapes in the module docstring) -> y (B, D, H, W) float32."""
     from mambalitesr.models.scan_native import selective_scan_numpy
 
     if u.ndim != 4 or Bm.ndim != 5 or Cm.ndim != 5:
@@ -49,8 +56,8 @@ def selective_scan_node(u, delta, A, Bm, Cm, Dskip, z, delta_bias, *, directions
     return y.reshape(batch, channels, height, width)
 
 
-def register_custom_ops() -> None:
-    """Register the kernel with onnxruntime-extensions, once per process."""
+def register_kernels() -> None:
+    """Register the kernels with onnxruntime-extensions, once per process."""
     global _registered
     if _registered:
         return
@@ -58,11 +65,11 @@ def register_custom_ops() -> None:
         from onnxruntime_extensions import PyCustomOpDef, onnx_op
     except ImportError as exc:
         raise MissingDependency(
-            f"the SelectiveScan node needs onnxruntime-extensions ({exc}): pip install onnxruntime-extensions"
+            f"the {OP_TYPE} node needs onnxruntime-extensions ({exc}): pip install 'mambalitesr[onnxruntime]'"
         ) from None
     from mambalitesr.models.scan_native import load_library
 
-    load_library()  # MissingDependency now, not a failure deep inside ONNX Runtime later
+    load_library()  # MissingDependency now: the scan library is not built or is stale
 
     @onnx_op(
         op_type=OP_TYPE,
@@ -77,12 +84,15 @@ def register_custom_ops() -> None:
     _registered = True
 
 
-def session_options_with_custom_ops(base=None):
-    """ONNX Runtime SessionOptions (``base`` or new) with the extensions library, which holds our kernel."""
-    import onnxruntime as ort
+def session_options(base=None):
+    """ORT SessionOptions (``base``, or new) that can run ``mambalitesr`` nodes."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependency(f"onnxruntime is not installed ({exc}): pip install 'mambalitesr[onnxruntime]'") from None
+    register_kernels()
     from onnxruntime_extensions import get_library_path
 
-    register_custom_ops()
     so = base if base is not None else ort.SessionOptions()
     so.register_custom_ops_library(get_library_path())
     return so
@@ -92,8 +102,5 @@ def make_session(path, providers=None):
     """An InferenceSession for ``path`` that can run SelectiveScan nodes (CPU by default)."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), sess_options=session_options_with_custom_ops(),
+    return ort.InferenceSession(str(path), sess_options=session_options(),
                                 providers=list(providers or ["CPUExecutionProvider"]))
-
-
-register_custom_ops()
