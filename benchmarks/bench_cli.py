@@ -61,7 +61,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("report", help="re-render <device>.md and the plots from <device>.json")
     p.add_argument("--device", default=None, help="results file name (default: this machine's)")
     p.add_argument("--results-dir", default=None, metavar="DIR",
-                   help="default $XDG_DATA_HOME/mambalitesr/bench (~/.local/share/mambalitesr/bench)")
+                   help="default ~/.cache/mambalitesr/bench ($MAMBALITESR_HOME/bench or $XDG_CACHE_HOME/mambalitesr/bench)")
     p.set_defaults(func=run_report)
 
 
@@ -69,8 +69,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="NAME",
                    help="results file name, e.g. orin-nano (default: derived from this machine, e.g. cpu-x86_64-2core)")
     p.add_argument("--results-dir", default=None, metavar="DIR",
-                   help="where <device>.json/.md and the plots go (default $XDG_DATA_HOME/mambalitesr/bench, else "
-                   "~/.local/share/mambalitesr/bench; the committed files: --results-dir benchmarks/results)")
+                   help="where <device>.json/.md and the plots go (default ~/.cache/mambalitesr/bench, or "
+                   "$MAMBALITESR_HOME/bench, $XDG_CACHE_HOME/mambalitesr/bench; the committed files of a checkout: "
+                   "--results-dir benchmarks/results)")
     p.add_argument("--model", action="append", default=None, metavar="NAME[=WEIGHTS]",
                    help=f"registry model, with a weights file unless it ships one (repeat; default "
                         f"{' and '.join(DEFAULT_MODELS)}, the shipped student; add the teacher with "
@@ -166,7 +167,7 @@ def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def _models(args) -> list:
-    from mambalitesr.benchmarks.latency import ModelSpec
+    from mambalitesr.benchmarks.latency_plan import ModelSpec
 
     specs = [ModelSpec.parse(t) for t in (args.model or DEFAULT_MODELS)]
     names = [s.name for s in specs]
@@ -342,7 +343,8 @@ def _scale(models) -> int:
 
 
 def _latency_plan(args, models):
-    from mambalitesr.benchmarks.latency import BACKENDS, DEFAULT_PROVIDERS, ONNX_GRAPHS, IterationPolicy, LatencyPlan
+    from mambalitesr.benchmarks.latency_plan import BACKENDS, DEFAULT_PROVIDERS, ONNX_GRAPHS, LatencyPlan
+    from mambalitesr.benchmarks.timing import IterationPolicy
 
     sizes = _sizes(args.sizes, "--sizes")
     if args.portable_sizes == "all":

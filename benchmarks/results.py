@@ -27,16 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mambalitesr.errors import UserError
+from mambalitesr.optional import find
 
 SCHEMA_VERSION = 1
 KINDS = ("latency", "quality")
 STATUSES = ("ok", "skipped", "failed")
 def default_results_dir() -> Path:
-    """Where runs go unless --results-dir says otherwise: a user directory, never the committed
-    ``benchmarks/results/`` of a checkout ($XDG_DATA_HOME/mambalitesr/bench, else
-    ~/.local/share/mambalitesr/bench)."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "mambalitesr" / "bench"
+    """Where runs go unless --results-dir says otherwise: the user's MambaLiteSR folder, never the committed
+    ``benchmarks/results/`` of a checkout (``mambalitesr.paths.user_dir("bench")``: ``$MAMBALITESR_HOME/bench``,
+    else ``$XDG_CACHE_HOME/mambalitesr/bench``, else ``~/.cache/mambalitesr/bench``)."""
+    from mambalitesr.paths import user_dir
+
+    return user_dir("bench")
 
 
 @dataclass
@@ -266,13 +268,9 @@ def machine_description() -> dict:
             info[dist] = md.version(dist)
         except md.PackageNotFoundError:
             pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+    torch = find("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
     return {k: v for k, v in info.items() if v is not None}
 
 

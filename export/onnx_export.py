@@ -33,6 +33,7 @@ import numpy as np
 
 from mambalitesr import __version__
 from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.optional import require
 
 SCAN_FORMS = ("portable", "plugin")
 _TRACE_HINT = {"plugin": ", usually under a minute", "portable": ", minutes at 320x180"}
@@ -353,11 +354,7 @@ def kernel_registrars() -> dict:
 
 
 def _ort_session(path: Path, scan: str):
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependency(f"verifying the export needs onnxruntime ({exc}): "
-                                "pip install 'mambalitesr[export]'") from None
+    ort = require("onnxruntime", "verifying the export needs onnxruntime", extra="export")
     so = ort.SessionOptions()
     if scan == "plugin":
         registrars = kernel_registrars()
@@ -421,12 +418,8 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "plugi
     out_path = Path(out_path)
     if out_path.exists() and out_path.is_dir():
         raise UserError(f"{out_path}: is a directory; give a file name")
-    try:
-        import onnx
-        import torch
-    except ImportError as exc:
-        raise MissingDependency(f"ONNX export needs torch and onnx ({exc}): "
-                                "pip install 'mambalitesr[export]'") from None
+    onnx = require("onnx", "ONNX export needs torch and onnx", extra="export")
+    torch = require("torch", "ONNX export needs torch and onnx", extra="export")
 
     from mambalitesr.imageio import atomic_path
     from mambalitesr.models.registry import create_model

@@ -28,7 +28,7 @@ def choose_sink(spec: str):
     web viewer where aiohttp is installed, else MissingDependency naming every choice.
     """
     from mambalitesr.runtime.backends.options import installed
-    from mambalitesr.runtime.stream.sinks import parse_sink
+    from mambalitesr.runtime.stream.registry import parse_sink
 
     if spec != AUTO_SINK:
         return parse_sink(spec), ""
@@ -62,7 +62,9 @@ def register(subparsers) -> None:
                    "the window where OpenCV has a GUI and a display, else the web viewer when aiohttp is installed)")
     add_backend_arguments(p, ("torch", "onnxruntime", "tensorrt"))
     p.add_argument("--frames", type=int, default=None, help="stop after N frames out (default: until the end or Ctrl-C)")
-    p.add_argument("--input-size", default=None, metavar="WxH", help="resize captured frames to WxH before SR")
+    p.add_argument("--input-size", default=None, metavar="WxH",
+                   help="resize captured frames to WxH before SR (default: as captured, or, when larger than the "
+                   "engine or graph serves whole, shrunk to the largest size it serves, aspect kept)")
     p.add_argument("--batch", type=int, default=1, help="frames per inference call (default 1)")
     p.add_argument("--tile", type=int, default=0,
                    help="LR tile height for large frames (default 0: whole frames unless the backend's shape is fixed)")
@@ -114,8 +116,8 @@ def run(args) -> int:
     from mambalitesr.runtime.backends.options import backend_options, parse_size
     from mambalitesr.runtime.stream.pipeline import Pipeline
     from mambalitesr.runtime.stream.power_link import open_power
-    from mambalitesr.runtime.stream.processing import FrameProcessor
-    from mambalitesr.runtime.stream.sources import parse_source
+    from mambalitesr.runtime.core.processing import FrameProcessor
+    from mambalitesr.runtime.stream.registry import parse_source
 
     if args.frames is not None and args.frames < 1:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
@@ -130,7 +132,8 @@ def run(args) -> int:
     backend = create_backend(args.backend, **options)
     power = open_power(args.power, args.power_interval_ms, args.tegrastats_cmd)
     processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap, input_size=input_size,
-                               tile_width=args.tile_width or None)
+                               tile_width=args.tile_width or None, fit=True,
+                               log=lambda msg: print(f"camera: {msg}", file=sys.stderr, flush=True))
     pipeline = Pipeline(
         source, processor, sink, batch=args.batch, max_frames=args.frames, overlay=args.overlay, power=power,
         warmup=args.warmup, reconnect_timeout=args.reconnect_timeout,

@@ -249,12 +249,12 @@ def test_ort_kernel_matches_the_reference_scan():
 
 def test_missing_native_library_is_a_missing_dependency(monkeypatch):
     pytest.importorskip("onnxruntime_extensions")
+    from mambalitesr.models import scan_lib
     from mambalitesr.runtime.backends import ort_ops
-    from mambalitesr.models import scan_native
 
     monkeypatch.setattr(ort_ops, "_registered", False)
-    monkeypatch.setattr(scan_native, "_lib", None)
-    monkeypatch.setattr(scan_native, "library_path", lambda: None)
+    monkeypatch.setattr(scan_lib, "_lib", None)
+    monkeypatch.setattr(scan_lib, "library_path", lambda: None)
     with pytest.raises(MissingDependency, match="native scan library"):
         ort_ops.register_kernels()
 

@@ -58,7 +58,7 @@ fi
 engine_usable() {
   python3 - "$1" "$PLUGIN" <<'PY' 2>/dev/null
 import sys
-from mambalitesr.export.engine import load_engine
+from mambalitesr.runtime.backends.engine_files import load_engine
 load_engine(sys.argv[1], sys.argv[2])
 PY
 }

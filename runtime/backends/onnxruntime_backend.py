@@ -21,6 +21,7 @@ from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends import ort_ops
 from mambalitesr.runtime.backends.base import NUMPY_DTYPES, Backend, infer_scale
 from mambalitesr.runtime.backends.shipped import DEFAULT_MODEL, shipped_onnx
+from mambalitesr.optional import find, require
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -43,9 +44,8 @@ def provider_name(short: str) -> str:
 
 def custom_domains(onnx_path: Path) -> set[str] | None:
     """Non-standard domains the model imports or uses in its top graph; None when onnx is not installed."""
-    try:
-        import onnx
-    except ImportError:
+    onnx = find("onnx")
+    if onnx is None:
         return None
     try:
         model = onnx.load(str(onnx_path), load_external_data=False)
@@ -71,13 +71,8 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads
 
     def load(self) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise MissingDependency(
-                f"onnxruntime backend needs the onnxruntime package ({exc}); pip install onnxruntime "
-                "(on a Jetson: the onnxruntime-gpu wheel for your JetPack)"
-            ) from None
+        ort = require("onnxruntime", "onnxruntime backend needs the onnxruntime package",
+                      install="pip install onnxruntime (on a Jetson: the onnxruntime-gpu wheel for your JetPack)")
         if not self.onnx_path.is_file():
             raise UserError(f"{self.onnx_path}: no such ONNX file")
         available = ort.get_available_providers()

@@ -14,7 +14,7 @@ The node contract (inputs, attributes) is the one ``export/onnx_plugin_scan.py``
     z (B, D, H, W), delta_bias (K*D,); attributes directions, d_state, delta_softplus -> y (B, D, H, W)
 
 The kernel runs through onnxruntime-extensions (a Python custom op, ``@onnx_op``) and computes with
-:func:`mambalitesr.models.scan_native.selective_scan_numpy`: numpy plus the C scan library
+:func:`mambalitesr.models.scan_lib.selective_scan_numpy`: numpy plus the C scan library
 (``mambalitesr.models._scan_cpu``, built at install) through ctypes. Nothing here imports torch.
 A missing onnxruntime-extensions package or scan library raises MissingDependency when a kernel
 is registered, never a failure deep inside ONNX Runtime later.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mambalitesr.errors import MissingDependency
+from mambalitesr.optional import require
 
 DOMAIN = "mambalitesr"
 OP_TYPE = f"{DOMAIN}::SelectiveScan"  # onnxruntime-extensions reads the domain from the op type
@@ -35,7 +35,7 @@ _registered = False
 def selective_scan_node(u, delta, A, Bm, Cm, Dskip, z, delta_bias, *, directions: int, d_state: int,
                         delta_softplus: int) -> np.ndarray:
     """The node on numpy arrays (shapes in the module docstring) -> y (B, D, H, W) float32."""
-    from mambalitesr.models.scan_native import selective_scan_numpy
+    from mambalitesr.models.scan_lib import selective_scan_numpy
 
     if u.ndim != 4 or Bm.ndim != 5 or Cm.ndim != 5:
         raise ValueError(f"SelectiveScan: u must be (B, D, H, W) and Bm / Cm (B, K, N, H, W); "
@@ -61,13 +61,10 @@ def register_kernels() -> None:
     global _registered
     if _registered:
         return
-    try:
-        from onnxruntime_extensions import PyCustomOpDef, onnx_op
-    except ImportError as exc:
-        raise MissingDependency(
-            f"the {OP_TYPE} node needs onnxruntime-extensions ({exc}): pip install 'mambalitesr[onnxruntime]'"
-        ) from None
-    from mambalitesr.models.scan_native import load_library
+    extensions = require("onnxruntime_extensions", f"the {OP_TYPE} node needs onnxruntime-extensions",
+                         extra="onnxruntime")
+    PyCustomOpDef, onnx_op = extensions.PyCustomOpDef, extensions.onnx_op
+    from mambalitesr.models.scan_lib import load_library
 
     load_library()  # MissingDependency now: the scan library is not built or is stale
 
@@ -86,10 +83,7 @@ def register_kernels() -> None:
 
 def session_options(base=None):
     """ORT SessionOptions (``base``, or new) that can run ``mambalitesr`` nodes."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependency(f"onnxruntime is not installed ({exc}): pip install 'mambalitesr[onnxruntime]'") from None
+    ort = require("onnxruntime", "running ONNX graphs needs onnxruntime", extra="onnxruntime")
     register_kernels()
     from onnxruntime_extensions import get_library_path
 

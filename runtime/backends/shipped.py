@@ -18,7 +18,7 @@ DEFAULT_MODEL = "mambalitesr_x4"
 
 
 def weights_dir() -> Path:
-    from mambalitesr.models.registry import WEIGHTS_DIR  # the registry module holds configs only: no torch
+    from mambalitesr.models.files import WEIGHTS_DIR  # paths only: no torch, no network code
 
     return WEIGHTS_DIR
 
@@ -34,13 +34,5 @@ def shipped_onnx(model: str = DEFAULT_MODEL) -> Path:
     if path.is_file():
         return path
     shipped = sorted(p.stem for p in weights_dir().glob("*.onnx"))
-    if model in _registry_names():
-        raise UserError(f"no ONNX graph is shipped for {model} (shipped: {', '.join(shipped) or 'none'}); "
-                        f"make one with `mambalitesr export onnx --model {model} -o {model}.onnx` and pass --onnx")
-    raise UserError(f"unknown model {model!r}; models with a shipped ONNX graph: {', '.join(shipped) or 'none'}")
-
-
-def _registry_names() -> list[str]:
-    from mambalitesr.models.registry import list_models
-
-    return list_models()
+    raise UserError(f"no ONNX graph is shipped for {model!r} (shipped: {', '.join(shipped) or 'none'}); make one "
+                    f"with `mambalitesr export onnx --model {model} -o {model}.onnx` and pass --onnx")

@@ -13,6 +13,7 @@ import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends.base import NUMPY_DTYPES, PRECISIONS, Backend, infer_scale
+from mambalitesr.optional import require
 
 
 class TorchBackend(Backend):
@@ -40,12 +41,8 @@ class TorchBackend(Backend):
         self.module = module
 
     def load(self) -> None:
-        try:
-            import torch
-        except ImportError as exc:
-            raise MissingDependency(
-                f"torch backend needs PyTorch ({exc}); pip install torch==2.13.0 (on a Jetson: NVIDIA's JetPack wheel)"
-            ) from None
+        torch = require("torch", "torch backend needs PyTorch",
+                        install="pip install torch==2.13.0 (on a Jetson: NVIDIA's JetPack wheel)")
         self._torch = torch
         if self.device_name.startswith("cuda"):
             if not torch.cuda.is_available():
