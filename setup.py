@@ -59,7 +59,7 @@ setup(
     # it compiles) and the GPU check script. Test harnesses (torch_binding.cpp, plugin_selftest.cpp, the CPU
     # emulation) stay in the checkout, where the tests and benchmarks/gpu_check.py find them.
     package_data={
-        "mambalitesr.models": ["weights/*.safetensors", "weights/*.md"],
+        "mambalitesr.models": ["weights/*.safetensors", "weights/*.onnx", "weights/*.md"],
         "mambalitesr.runtime": ["web/static/*", "web/static/vendor/*"],
         "mambalitesr.export": [
             "plugins/selective_scan/CMakeLists.txt",

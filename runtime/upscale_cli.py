@@ -189,6 +189,53 @@ def _tile_count(processor, src: Path) -> int | None:
         return None
 
 
+def seam_spread(processor, rgb) -> tuple[float, float]:
+    """(max, mean) |difference| in 1/255 between two tilings of ``rgb`` offset by half a tile.
+
+    A fixed-shape graph cannot run the whole image, so its seam error against an untiled result cannot be
+    measured here; two tile grids that cut the image in different places can be compared, and where they
+    disagree at least one of them is off by half that much: the figure is the scale of the seams.
+    """
+    import numpy as np
+
+    from mambalitesr.runtime.core.banded import upscale_image
+    from mambalitesr.runtime.core.frames import Frame
+
+    th, tw = processor.backend.fixed_hw
+    s = processor.backend.scale
+    dy, dx = th // 2, tw // 2
+    shifted = np.pad(rgb, ((dy, 0), (dx, 0), (0, 0)), mode="edge")
+    a = upscale_image(processor, Frame(rgb, 0, 0.0, "rgb"), order="rgb").astype(np.int16)
+    b = upscale_image(processor, Frame(shifted, 0, 0.0, "rgb"), order="rgb")[s * dy:, s * dx:].astype(np.int16)
+    diff = np.abs(a - b)
+    return float(diff.max()), float(diff.mean())
+
+
+def announce_fixed_tiles(processor, pairs) -> None:
+    """A fixed-shape graph tiles every larger image: say so, with the seam error measured on the first image."""
+    backend = processor.backend
+    if backend.fixed_hw is None:
+        return
+    th, tw = backend.fixed_hw
+    first = next((src for src, _ in pairs if src.suffix.lower() not in VIDEO_SUFFIXES and src.is_file()), None)
+    text = (f"upscale: the model's input is fixed at {tw}x{th}: larger images are cut into {tw}x{th} tiles "
+            f"(overlap {processor.overlap}, feathered) and merged, with seams; a dynamic graph (the shipped one: "
+            "omit --onnx, or `mambalitesr export onnx`) runs whole images")
+    if first is not None:
+        from mambalitesr.imageio import read_image
+
+        try:
+            rgb = read_image(first)
+        except UserError:
+            rgb = None
+        if rgb is not None and (rgb.shape[0] > th or rgb.shape[1] > tw):
+            crop = rgb[: min(rgb.shape[0], 2 * th + th // 2), : min(rgb.shape[1], 2 * tw + tw // 2)]
+            worst, mean = seam_spread(processor, crop)
+            text += (f". Seam error measured on {first.name} ({crop.shape[1]}x{crop.shape[0]} crop): two tilings "
+                     f"offset by half a tile differ by up to {worst:.0f}/255 (mean {mean:.2f}/255)")
+    print(text, file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
@@ -209,6 +256,7 @@ def run(args) -> int:
     processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap,
                                tile_width=args.tile_width or None)
     print(f"upscale: {backend.describe()}", file=sys.stderr)
+    announce_fixed_tiles(processor, pairs)
     failures = 0
     for src, dst in pairs:
         bar = tqdm(desc=src.name, unit="tile", total=_tile_count(processor, src), disable=args.no_progress or None,

@@ -105,5 +105,5 @@ def area_weights_ref(src: int, dst: int) -> np.ndarray:
 def downscale_ref(planar: np.ndarray, height: int, width: int, dtype=np.float32) -> np.ndarray:
     """(C, H, W) float32 -> (C, height, width) by area average, in float64, rounded to dtype once."""
     wy, wx = area_weights_ref(planar.shape[1], height), area_weights_ref(planar.shape[2], width)
-    out = np.einsum("ih,chw,jw->cij", wy, planar.astype(np.float64), wx)
+    out = wy[None] @ planar.astype(np.float64) @ wx.T[None]  # (1, h, H) @ (C, H, W) @ (1, W, w)
     return out.astype(dtype)
