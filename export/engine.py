@@ -4,8 +4,9 @@ Glossary (code name -> meaning):
     engine        a serialized TensorRT plan (``.engine``): valid only for the TensorRT version, the GPU model
                   and the plugin library it was built with
     sidecar       ``<engine>.json`` written beside it: TensorRT version, GPU name and compute capability,
-                  precision, I/O shapes and the optimisation profile, the plugin library's version and
-                  sha256, the ONNX file's sha256 and the engine's own sha256
+                  the platform (device-tree model string and nvpmodel power mode, see
+                  ``mambalitesr.device_identity``), precision, I/O shapes and the optimisation profile, the
+                  plugin library's version and sha256, the ONNX file's sha256 and the engine's own sha256
     profile       (min, opt, max) shape of the network's one dynamic input, e.g. B x 3 x H x W
     plugin        ``libmambalitesr_plugins.so``: the SelectiveScan IPluginV3 the ONNX nodes
                   ``mambalitesr::SelectiveScan`` are parsed into
@@ -13,7 +14,7 @@ Glossary (code name -> meaning):
 ``build_engine`` parses, builds and writes the engine and its sidecar atomically. The sidecar's format and
 its checks live in :mod:`mambalitesr.formats` (plain Python, no TensorRT); the runtime loads engines with
 :func:`mambalitesr.runtime.backends.engine_files.load_engine`, which refuses one whose sidecar does not match
-the running TensorRT, GPU and plugin library.
+the running TensorRT, GPU, device model and plugin library.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mambalitesr import __version__
+from mambalitesr.device_identity import platform_identity
 from mambalitesr.errors import UserError
 from mambalitesr.formats import SIDECAR_FORMAT, SIDECAR_VERSION, sidecar_path
 from mambalitesr.imageio import atomic_path
@@ -93,13 +95,14 @@ def count_plugin_nodes(onnx_path: Path) -> int | None:
 
 
 def make_sidecar(*, engine_path, engine_sha256, engine_bytes, tensorrt_version, gpu, precision, inputs, outputs,
-                 profile, plugin, onnx_path, onnx_sha256, plugin_nodes) -> dict:
+                 profile, plugin, onnx_path, onnx_sha256, plugin_nodes, platform: dict | None = None) -> dict:
     return {
         "format": SIDECAR_FORMAT,
         "format_version": SIDECAR_VERSION,
         "engine": {"file": Path(engine_path).name, "sha256": engine_sha256, "bytes": engine_bytes},
         "tensorrt_version": tensorrt_version,
         "gpu": dict(gpu),
+        "platform": None if platform is None else dict(platform),
         "precision": precision,
         "inputs": inputs,
         "outputs": outputs,
@@ -161,6 +164,7 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, mi
         load_plugin_library(trt, plugin_lib)
         plugin = _plugin_record(plugin_lib)
     gpu = gpu_identity()
+    platform = platform_identity()
 
     logger = trt_logger(trt, verbose)
     builder = trt.Builder(logger)
@@ -197,7 +201,7 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, mi
 
     sidecar = make_sidecar(
         engine_path=engine_path, engine_sha256=hashlib.sha256(data).hexdigest(), engine_bytes=len(data),
-        tensorrt_version=trt.__version__, gpu=gpu,
+        tensorrt_version=trt.__version__, gpu=gpu, platform=platform,
         precision="fp16" if fp16 else ("fp32" if tf32 else "fp32 (no TF32)"),
         inputs=io(network.get_input(i) for i in range(network.num_inputs)),
         outputs=io(network.get_output(i) for i in range(network.num_outputs)),

@@ -1,7 +1,8 @@
 """File formats that the export stage writes and the runtime reads: plain Python, no torch, no TensorRT.
 
 Glossary (code name -> meaning):
-    engine sidecar  ``<engine>.json`` beside a TensorRT engine: the TensorRT version, GPU, precision, I/O shapes,
+    engine sidecar  ``<engine>.json`` beside a TensorRT engine: the TensorRT version, GPU, platform (the board's
+                    device-tree model and nvpmodel power mode, :mod:`mambalitesr.device_identity`), precision, I/O shapes,
                     optimisation profile, plugin library (version, sha256) and the engine's own sha256 it was
                     built with. ``export.engine`` writes it (``make_sidecar``); ``runtime.backends.engine_files``
                     reads and checks it before deserializing
@@ -15,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+from mambalitesr.device_identity import check_platform
 from mambalitesr.errors import UserError
 from mambalitesr.trt_runtime import PLUGIN_NAME
 
@@ -28,8 +30,12 @@ def sidecar_path(engine_path: str | os.PathLike) -> Path:
 
 
 def check_sidecar(sidecar: dict, *, tensorrt_version: str, gpu: dict, engine_sha256: str,
-                  plugin_sha256: str | None) -> list[str]:
-    """Every reason the engine described by ``sidecar`` must not be used here; empty when it may."""
+                  plugin_sha256: str | None, platform: dict | None = None) -> list[str]:
+    """Every reason the engine described by ``sidecar`` must not be used here; empty when it may.
+
+    ``platform`` is this machine's ``device_identity.platform_identity()``; None skips the device-model check
+    (an engine built on an Orin Nano must not run on an Orin NX, though both GPUs are named "Orin").
+    """
     if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
         return ["the sidecar is not a MambaLiteSR engine sidecar"]
     if sidecar.get("format_version") != SIDECAR_VERSION:
@@ -47,6 +53,8 @@ def check_sidecar(sidecar: dict, *, tensorrt_version: str, gpu: dict, engine_sha
     if built_gpu.get("compute_capability") != gpu.get("compute_capability") or built_gpu.get("name") != gpu.get("name"):
         problems.append(f"built for {built_gpu.get('name')} (compute capability {built_gpu.get('compute_capability')}), "
                         f"this GPU is {gpu.get('name')} (compute capability {gpu.get('compute_capability')})")
+    if platform is not None:
+        problems += check_platform(sidecar.get("platform"), platform)
     plugin = sidecar["plugin"]
     if plugin:
         if plugin_sha256 is None:

@@ -25,9 +25,14 @@ grimp = pytest.importorskip("grimp", reason="the architecture checks need import
 def installed(tmp_path_factory) -> Path:
     """The package installed with pip into a fresh folder; returns that folder."""
     target = tmp_path_factory.mktemp("installed")
+    # A copy without build outputs: setuptools reuses a checkout's build/ folder, whose stale copies of moved or
+    # deleted modules would be installed (and checked) too.
+    source = tmp_path_factory.mktemp("source") / "mambalitesr"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "*.so",
+                                                                "runs", "shared"))
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
-         str(ROOT)],
+         str(source)],
         capture_output=True, text=True, cwd=target,
     )
     assert proc.returncode == 0, f"pip install --target failed:\n{proc.stdout}\n{proc.stderr}"
@@ -81,3 +86,12 @@ def test_no_cycle_between_sibling_modules_anywhere(installed, monkeypatch):
     cycles = {p: c for p, c in cycles.items() if c}
     assert not cycles, "sibling modules import each other:\n" + "\n".join(
         f"  in {p}: " + ", ".join(f"{a} <-> {b}" for a, b in c) for p, c in cycles.items())
+
+
+def test_the_installed_package_ships_no_test_harnesses(installed):
+    """package_data ships what users run: the plugin's build, not the sources only tests and the GPU check use."""
+    plugin = installed / "mambalitesr" / "export" / "plugins" / "selective_scan"
+    assert (plugin / "CMakeLists.txt").is_file() and (plugin / "selective_scan_plugin.cpp").is_file()
+    for harness in ("torch_binding.cpp", "plugin_selftest.cpp", "selective_scan_emulation.cpp"):
+        assert not (plugin / harness).exists(), harness
+    assert not list((installed / "mambalitesr").rglob("*.db")), "no study database inside the installed package"

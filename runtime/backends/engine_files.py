@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from mambalitesr.device_identity import platform_identity
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.formats import check_sidecar, read_sidecar
 from mambalitesr.trt_runtime import (
@@ -30,7 +31,7 @@ _runtimes: list = []  # TensorRT runtimes must outlive the engines they deserial
 
 
 def load_engine(engine_path, plugin_lib=None, *, plugin=None, device: int = 0):
-    """Check ``<engine>.json`` against this TensorRT, GPU and plugin library, then deserialize the engine.
+    """Check ``<engine>.json`` against this TensorRT, GPU, device model and plugin library, then deserialize it.
 
     ``plugin`` is an alias of ``plugin_lib``. Returns the ``tensorrt.ICudaEngine``.
     """
@@ -48,7 +49,8 @@ def load_engine(engine_path, plugin_lib=None, *, plugin=None, device: int = 0):
         plugin_sha = sha256_file(plugin_lib)
     data = engine_path.read_bytes()
     problems = check_sidecar(sidecar, tensorrt_version=trt.__version__, gpu=gpu_identity(device),
-                             engine_sha256=hashlib.sha256(data).hexdigest(), plugin_sha256=plugin_sha)
+                             engine_sha256=hashlib.sha256(data).hexdigest(), plugin_sha256=plugin_sha,
+                             platform=platform_identity())
     if problems:
         listed = "\n  - ".join(problems)
         raise UserError(f"{engine_path} cannot be used here:\n  - {listed}\nrebuild it on this device with "
