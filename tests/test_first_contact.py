@@ -41,6 +41,22 @@ def test_the_default_backend_is_onnxruntime_when_installed_and_never_an_absent_t
         assert opts["onnx"] is None and opts["model"] is None  # the shipped graph
 
 
+@pytest.mark.parametrize("argv, want", [(["--weights", "w.pth"], "torch"), (["--model", "test_x4"], "torch"),
+                                        (["--model", "mambalitesr_x4"], "onnxruntime"), (["--onnx", "m.onnx"], "onnxruntime"),
+                                        (["--engine", "m.engine"], "tensorrt"), (["--device", "cpu"], "torch")])
+def test_auto_follows_the_options_that_name_a_backend(monkeypatch, argv, want):
+    monkeypatch.setattr(options, "installed", lambda name: True)
+    args = _parser().parse_args(argv)
+    options.backend_options(args)
+    assert args.backend == want
+
+
+def test_torch_options_without_torch_are_a_clear_error(monkeypatch):
+    monkeypatch.setattr(options, "installed", lambda name: name == "onnxruntime")
+    with pytest.raises(MissingDependency, match=r"--model test_x4 \(no shipped ONNX graph\) needs the torch backend"):
+        options.backend_options(_parser().parse_args(["--model", "test_x4"]))
+
+
 def test_no_backend_installed_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(options, "installed", lambda name: False)
     with pytest.raises(MissingDependency, match=r"mambalitesr\[onnxruntime\].*mambalitesr\[torch\]"):

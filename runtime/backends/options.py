@@ -16,7 +16,7 @@ import argparse
 import importlib.util
 
 from mambalitesr.errors import MissingDependency, UserError
-from mambalitesr.runtime.backends.shipped import DEFAULT_MODEL
+from mambalitesr.runtime.backends.shipped import DEFAULT_MODEL, shipped_onnx_path
 
 AUTO = "auto"
 # option dest -> the backends it applies to
@@ -42,8 +42,31 @@ def installed(module: str) -> bool:
         return False
 
 
-def default_backend() -> str:
-    """onnxruntime (the shipped ONNX graph) when installed, else torch when installed; else MissingDependency."""
+def default_backend(args: argparse.Namespace | None = None) -> str:
+    """The backend ``--backend auto`` means for these options.
+
+    Options that only one backend takes decide (--onnx/--providers: onnxruntime; --engine/--plugin/--gpu:
+    tensorrt; --weights/--device/--precision/--scan-backend, or a --model without a shipped ONNX graph: torch).
+    Otherwise onnxruntime (the shipped graph) when installed, else torch when installed, else MissingDependency;
+    never torch where torch is absent.
+    """
+    given = {dest for dest in _OWNERS if args is not None and getattr(args, dest, None) is not None}
+    if given & {"onnx", "providers"}:
+        return "onnxruntime"
+    if given & {"engine", "plugin", "gpu"}:
+        return "tensorrt"
+    model = getattr(args, "model", None)
+    wants_torch = sorted(given & {"weights", "device", "precision", "scan_backend"})
+    if model is not None and not shipped_onnx_path(model).is_file():
+        wants_torch.append(f"--model {model} (no shipped ONNX graph)")
+    if wants_torch:
+        if installed("torch"):
+            return "torch"
+        raise MissingDependency(
+            f"{', '.join(w if w.startswith('--') else '--' + w.replace('_', '-') for w in wants_torch)} needs the "
+            "torch backend, and torch is not installed: pip install 'mambalitesr[torch]' (for the CPU build, first "
+            "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)"
+        )
     if installed("onnxruntime"):
         return "onnxruntime"
     if installed("torch"):
@@ -58,7 +81,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, choices: tuple[str, .
     """Add the backend options; ``--backend`` defaults to ``default_backend()`` when the command runs."""
     g = parser.add_argument_group("backend")
     g.add_argument("--backend", choices=choices + (AUTO,), default=AUTO,
-                   help="inference backend (default auto: onnxruntime when installed, else torch)")
+                   help="inference backend (default auto: the backend the other options name; else onnxruntime "
+                   "with the shipped graph when installed, else torch)")
     g.add_argument("--model", default=None, help=f"torch / onnxruntime: registry model name (default {DEFAULT_MODEL}; "
                    "see `mambalitesr models`); onnxruntime runs its shipped ONNX graph")
     g.add_argument("--weights", default=None, help="torch: weights file (default: the model's shipped weights)")
@@ -83,7 +107,7 @@ def backend_options(args: argparse.Namespace) -> dict:
     Resolves ``--backend auto`` in place (``args.backend`` then names the backend chosen).
     """
     if args.backend == AUTO:
-        args.backend = default_backend()
+        args.backend = default_backend(args)
     name = args.backend
     for dest, owners in _OWNERS.items():
         if getattr(args, dest, None) is not None and name not in owners:
