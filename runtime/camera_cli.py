@@ -111,6 +111,24 @@ class _Signals:
             self.pipeline.abort(f"{name} twice")
 
 
+def announce_forced_tiles(processor) -> None:
+    """--tile on a fixed-shape graph tiles each larger frame: say so, with the seam spread measured on the
+    synthetic test pattern (2.5 x 2.5 tiles) before the pipeline starts, while the backend is idle."""
+    backend = processor.backend
+    if backend.fixed_hw is None or processor.fit:
+        return
+    from mambalitesr.runtime.core.seams import seam_spread
+    from mambalitesr.runtime.stream.synthetic import SyntheticSource
+
+    th, tw = backend.fixed_hw
+    pattern = SyntheticSource(width=max(16, 2 * tw + tw // 2), height=max(16, 2 * th + th // 2)).pattern(0)
+    worst, mean = seam_spread(processor, pattern[..., ::-1].copy())  # BGR -> RGB
+    print(f"camera: the model's input is fixed at {tw}x{th} and tiling was asked for: larger frames are cut into "
+          f"{tw}x{th} tiles, with seams; on the synthetic test pattern two tilings offset by half a tile differ by "
+          f"up to {worst:.0f}/255 (mean {mean:.2f}/255). Without --tile the frames are shrunk to {tw}x{th} instead",
+          file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
     from mambalitesr.runtime.backends import create_backend
     from mambalitesr.runtime.backends.options import backend_options, parse_size
@@ -134,6 +152,7 @@ def run(args) -> int:
     processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap, input_size=input_size,
                                tile_width=args.tile_width or None, fit=True,
                                log=lambda msg: print(f"camera: {msg}", file=sys.stderr, flush=True))
+    announce_forced_tiles(processor)
     pipeline = Pipeline(
         source, processor, sink, batch=args.batch, max_frames=args.frames, overlay=args.overlay, power=power,
         warmup=args.warmup, reconnect_timeout=args.reconnect_timeout,

@@ -189,28 +189,6 @@ def _tile_count(processor, src: Path) -> int | None:
         return None
 
 
-def seam_spread(processor, rgb) -> tuple[float, float]:
-    """(max, mean) |difference| in 1/255 between two tilings of ``rgb`` offset by half a tile.
-
-    A fixed-shape graph cannot run the whole image, so its seam error against an untiled result cannot be
-    measured here; two tile grids that cut the image in different places can be compared, and where they
-    disagree at least one of them is off by half that much: the figure is the scale of the seams.
-    """
-    import numpy as np
-
-    from mambalitesr.runtime.core.banded import upscale_image
-    from mambalitesr.runtime.core.frames import Frame
-
-    th, tw = processor.backend.fixed_hw
-    s = processor.backend.scale
-    dy, dx = th // 2, tw // 2
-    shifted = np.pad(rgb, ((dy, 0), (dx, 0), (0, 0)), mode="edge")
-    a = upscale_image(processor, Frame(rgb, 0, 0.0, "rgb"), order="rgb").astype(np.int16)
-    b = upscale_image(processor, Frame(shifted, 0, 0.0, "rgb"), order="rgb")[s * dy:, s * dx:].astype(np.int16)
-    diff = np.abs(a - b)
-    return float(diff.max()), float(diff.mean())
-
-
 def announce_fixed_tiles(processor, pairs) -> None:
     """A fixed-shape graph tiles every larger image: say so, with the seam error measured on the first image."""
     backend = processor.backend
@@ -229,7 +207,9 @@ def announce_fixed_tiles(processor, pairs) -> None:
         except UserError:
             rgb = None
         if rgb is not None and (rgb.shape[0] > th or rgb.shape[1] > tw):
-            crop = rgb[: min(rgb.shape[0], 2 * th + th // 2), : min(rgb.shape[1], 2 * tw + tw // 2)]
+            from mambalitesr.runtime.core.seams import seam_crop, seam_spread
+
+            crop = seam_crop(rgb, backend.fixed_hw)
             worst, mean = seam_spread(processor, crop)
             text += (f". Seam error measured on {first.name} ({crop.shape[1]}x{crop.shape[0]} crop): two tilings "
                      f"offset by half a tile differ by up to {worst:.0f}/255 (mean {mean:.2f}/255)")

@@ -257,3 +257,24 @@ def test_upscale_with_a_fixed_shape_graph_announces_tiles_and_their_measured_sea
     assert (int(found[1]), int(found[2])) == (80, 60)  # 2.5 tiles each way
     assert int(found[3]) > 0  # the tiny Mamba's row scan sees across tiles: the cuts show
     assert out.is_file()
+
+
+def test_camera_tiling_a_fixed_shape_graph_on_request_announces_measured_seams(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime_extensions")
+    pytest.importorskip("torch")
+    import re
+
+    from mambalitesr.export.onnx_export import export_onnx
+
+    fixed = tmp_path / "fixed.onnx"
+    export_onnx("test_x4", None, fixed, scan="plugin", height=24, width=32, log=lambda m: None)
+    common = ["camera", "--source", "synthetic:80x60", "--backend", "onnxruntime", "--onnx", str(fixed),
+              "--sink", "null", "--frames", "2", "--warmup", "1", "--power", "none"]
+    assert main(common) == 0
+    err = capsys.readouterr().err
+    assert "80x60 frames exceed the model's fixed input 32x24" in err and "to 32x24" in err  # shrunk, not tiled
+    assert main(common + ["--tile", "24"]) == 0
+    err = capsys.readouterr().err
+    found = re.search(r"fixed at 32x24 and tiling was asked for.* up to (\d+)/255", err)
+    assert found and int(found[1]) > 0, err
