@@ -6,20 +6,22 @@ only, so ``torch.load(weights_only=True)`` reads it.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 
 from mambalitesr.errors import UserError
-from mambalitesr.imageio import atomic_path
+from mambalitesr.imageio import write_bytes_atomic
 
 LATEST = "checkpoint.pt"
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
     path = Path(run_dir) / LATEST
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()  # torch.save's own file writer reports a full disk as a bare RuntimeError
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getbuffer())
     return path
 
 
