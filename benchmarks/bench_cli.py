@@ -103,7 +103,7 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--onnx-dir", default=None, metavar="DIR", type=t.output_dir,
                    help="keep exported ONNX graphs here and reuse them (default: a temporary folder, exported afresh)")
     it = p.add_argument_group("iterations (per measurement)")
-    it.add_argument("--warmup", type=t.int_range(0, 1000), default=2, help="warm-up calls (default 2; fewer when one takes > 1 s)")
+    it.add_argument("--warmup", type=t.int_range(1, 1000), default=2, help="warm-up calls (default 2; fewer when one takes > 1 s)")
     it.add_argument("--min-iters", type=t.int_range(1, 10**6), default=10, help="timed calls at least (default 10) ...")
     it.add_argument("--min-seconds", type=t.float_range(0.0, 86400.0), default=2.0, help="... and at least this long (default 2)")
     it.add_argument("--max-iters", type=t.int_range(1, 10**6), default=200, help="timed calls at most (default 200)")
@@ -111,7 +111,7 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
                    help="stop after this long once --floor-iters calls are done (default 5): slow "
                         "configurations get fewer calls, and each row records its count")
     it.add_argument("--floor-iters", type=t.int_range(1, 10**6), default=1, help="timed calls never fewer than this (default 1)")
-    it.add_argument("--skip-warmup-above", type=t.float_range(0.0, 86400.0), default=5.0, metavar="SECONDS",
+    it.add_argument("--skip-warmup-above", type=t.float_range(0.0, 86400.0, lo_open=True), default=5.0, metavar="SECONDS",
                    help="no warm-up for a shape whose one call, projected from the same (already warm) backend's "
                         "smaller shapes, takes longer than this (default 5): the row records warmup 0")
 

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with stopping.handled():  # SIGINT and SIGTERM alike: mambalitesr/stopping.py
+        with stopping.handled(f"mambalitesr {args.command}"):  # SIGINT and SIGTERM alike: mambalitesr/stopping.py
             _apply_image_limits(args)
             result = args.func(args)
     except UserError as exc:

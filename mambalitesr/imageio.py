@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mambalitesr import stopping
 from mambalitesr.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -221,6 +222,7 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None, check=None
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should look like any other new file
     except OSError as exc:
         raise write_failure(target, exc) from None
+    stopping.track(tmp)  # a second signal, which exits at once, removes it too
     try:
         yield Path(tmp)
         if check is not None:
@@ -233,6 +235,8 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None, check=None
         if isinstance(exc, OSError):
             raise write_failure(target, exc) from None
         raise
+    finally:
+        stopping.untrack(tmp)
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes | str) -> None:

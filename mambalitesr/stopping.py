@@ -6,9 +6,12 @@ Glossary (code name -> meaning):
                   temporary file and every ``except KeyboardInterrupt`` (the trainer's checkpoint) runs
     graceful      a streaming command (camera) registers ``on_first`` / ``on_second`` instead: the first
                   signal asks the pipeline to drain and print its summary, the second abandons the drain
-    second signal without a graceful stop, a second signal raises Interrupted again, wherever the first
-                  one's clean-up is: the clean-up in progress is abandoned (a checkpoint being saved is
-                  not renamed into place; the previous one stays)
+    second signal without a graceful stop, a second signal ends the process at once (os._exit, 128 + the
+                  signal) after removing every temporary file of an atomic write still in progress: the
+                  clean-up of the first is abandoned (a checkpoint being saved is not renamed into place;
+                  the previous one stays). Raising again instead would land anywhere, e.g. in a data
+                  loader's __del__, where Python prints a traceback and carries on.
+    temporaries   the temporary files of atomic writes in progress (imageio.atomic_path registers them)
 
 What each command keeps (also in README): upscale and export write nothing partial (the temporary
 file is removed; finished files of a batch stay); eval and bench keep what they already saved
@@ -19,7 +22,9 @@ drain, since for a stream that never ends a stop request is its normal end (syst
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Callable
@@ -33,7 +38,16 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-_state = {"received": [], "graceful": None}
+_state = {"received": [], "graceful": None, "label": "mambalitesr"}
+_temporaries: set[str] = set()
+
+
+def track(path) -> None:
+    _temporaries.add(os.fspath(path))
+
+
+def untrack(path) -> None:
+    _temporaries.discard(os.fspath(path))
 
 
 def _handle(signum, frame) -> None:
@@ -44,7 +58,23 @@ def _handle(signum, frame) -> None:
         on_first, on_second = graceful
         (on_first if len(_state["received"]) == 1 else on_second)(name)
         return
+    if len(_state["received"]) > 1:
+        _abandon(signum, name)
     raise Interrupted(signum)
+
+
+def _abandon(signum: int, name: str) -> None:
+    for path in list(_temporaries):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    try:
+        sys.stdout.flush()
+    except Exception:  # a closed or broken stdout must not stop the exit
+        pass
+    os.write(2, f"{_state['label']}: {name} again: stopped at once, clean-up abandoned\n".encode())
+    os._exit(128 + signum)
 
 
 def received() -> int | None:
@@ -53,20 +83,35 @@ def received() -> int | None:
 
 
 @contextmanager
-def handled():
-    """Install the handler for SIGINT and SIGTERM (main thread only; elsewhere a no-op) and restore after."""
+def handled(label: str | None = None):
+    """Install the handler for SIGINT and SIGTERM (main thread only; elsewhere a no-op) and restore after;
+    ``label`` (e.g. "mambalitesr train") starts the line a second signal prints."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.signal(sig, _handle) for sig in SIGNALS}
-    outer = _state["received"]
+    outer, outer_label = _state["received"], _state["label"]
     _state["received"] = []
+    _state["label"] = label or outer_label
     try:
         yield
     finally:
+        got = _state["received"]
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _state["received"] = outer
+            # After a signal the process is on its way out: a second one during the interpreter's own
+            # shutdown (atexit, finalizers) must end it at once too, not raise KeyboardInterrupt there.
+            signal.signal(sig, _late(got[0]) if got else handler)
+        _state["received"], _state["label"] = outer, outer_label
+
+
+def _late(first: int):
+    label = _state["label"]
+
+    def handler(signum, frame) -> None:
+        _state["label"] = label
+        _abandon(first, signal.Signals(signum).name)
+
+    return handler
 
 
 @contextmanager
