@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     from mambalitesr import stopping
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (its one line is printed: status 2), --help, --version
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         with stopping.handled(f"mambalitesr {args.command}"):  # SIGINT and SIGTERM alike: mambalitesr/stopping.py
             _apply_image_limits(args)
