@@ -125,10 +125,14 @@ class VideoFileSource(_CaptureSource):
     live = False
 
     def __init__(self, path: str, allow_truncated: bool = False):
-        from mambalitesr.argtypes import check_input_file
+        from mambalitesr.argtypes import check_path_text, printable, regular_file_problem
 
         super().__init__()
-        self.path = check_input_file(path, "video:")
+        check_path_text(path)
+        self.path = Path(path)
+        problem = regular_file_problem(self.path)
+        if problem:
+            raise UserError(f"{printable(path)}: " + ("no such video file" if problem == "no such file" else problem))
         self.frame_count = None
         self.allow_truncated = allow_truncated
         self.truncated: tuple[int, int] | None = None  # (first missing, declared count) once known
