@@ -57,6 +57,15 @@ def _forget_caught_keyboard_interrupts() -> None:
     exec("pass", {})
 
 
+def _resolve(func):
+    """A subcommand's handler: a function, or "module:function" for one that lives in a higher layer than the
+    module that registered the parser (``search cost`` runs in benchmarks, its parser lives with the study)."""
+    if isinstance(func, str):
+        module, _, name = func.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return func
+
+
 def main(argv: list[str] | None = None) -> int:
     from mambalitesr import stopping
 
@@ -68,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stopping.handled(f"mambalitesr {args.command}"):  # SIGINT and SIGTERM alike: mambalitesr/stopping.py
             _apply_image_limits(args)
-            result = args.func(args)
+            result = _resolve(args.func)(args)
     except UserError as exc:
         print(f"mambalitesr {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--teacher", help="registry name of the frozen teacher (e.g. dvmsr_x4)")
     p.add_argument("--teacher-weights", metavar="PATH", type=t.input_file, help="teacher weights (.pth state_dict or .safetensors)")
     p.add_argument("--alpha", type=t.fraction, default=0.8, help="a in a*L1(S,T) + (1-a)*L1(S,HR) (default 0.8)")
+    p.add_argument("--loss", choices=("l1", "l2"), default="l1",
+                   help="pixel distance of both output terms; l2 (the PSNR objective) for a final fine-tuning stage")
     p.add_argument("--feature-weight", type=t.nonneg_float, default=0.0, help="weight of per-group feature distillation (0 = off)")
     p.add_argument("--no-teacher-cache", action="store_true", help="run the teacher on every crop instead of once per image")
     p.add_argument("--steps", type=t.int_range(1, 10**9), default=10_000)
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = TrainConfig(
             model=args.model, train_dirs=[str(d) for d in args.train], val_dir=s(args.val), out_dir=str(args.out),
-            teacher=args.teacher, teacher_weights=s(args.teacher_weights), alpha=args.alpha, feature_weight=args.feature_weight,
+            teacher=args.teacher, teacher_weights=s(args.teacher_weights), alpha=args.alpha, pixel_loss=args.loss,
+            feature_weight=args.feature_weight,
             cache_teacher=not args.no_teacher_cache, steps=args.steps, batch=args.batch, patch=args.patch,
             lr=args.lr, lr_min=args.lr_min, warmup=args.warmup, schedule=args.schedule,
             milestones=tuple(args.milestones), grad_clip=args.grad_clip, ema_decay=args.ema, seed=args.seed,
@@ -79,10 +82,12 @@ def _check_before_training(args) -> None:
     from mambalitesr.models.evaluate import load_hr
     from mambalitesr.models.registry import get_entry
 
-    checkpoint = args.out / "checkpoint.pt"
-    if checkpoint.exists() and not args.resume and not args.overwrite:
-        raise UserError(f"{args.out}: holds a run already ({checkpoint.name}); --resume continues it, --overwrite "
-                        "starts afresh over it")
+    from mambalitesr.models.checkpoint import LATEST, LEGACY
+
+    for checkpoint in (args.out / LATEST, args.out / LEGACY):
+        if checkpoint.exists() and not args.resume and not args.overwrite:
+            raise UserError(f"{args.out}: holds a run already ({checkpoint.name}); --resume continues it, "
+                            "--overwrite starts afresh over it")
     if args.val is not None:
         scale = int(get_entry(args.model).config.scale)
         for path in list_images(args.val):  # a bad image here would otherwise surface at the first validation
