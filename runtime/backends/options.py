@@ -61,10 +61,7 @@ def backend_options(args: argparse.Namespace) -> dict:
             raise UserError(f"{flag} applies to --backend {' / '.join(owners)}, not {name}")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    if name == "torch":
-        from mambalitesr.models.registry import require_weights
-
-        require_weights(args.model or DEFAULT_MODEL, args.weights)
+    if name == "torch":  # a registry model without weights is refused by the torch backend as it loads
         return {
             "model": args.model or DEFAULT_MODEL,
             "weights": str(args.weights) if args.weights else None,
