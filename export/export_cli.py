@@ -11,6 +11,8 @@ Imports nothing heavy at module level: torch and onnx load when a command runs.
 """
 from __future__ import annotations
 
+from mambalitesr import argtypes as t
+
 DEFAULT_MODEL = "mambalitesr_x4"
 
 
@@ -37,28 +39,36 @@ def _register_onnx(sub) -> None:
     )
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry model name (default {DEFAULT_MODEL}; "
                    "`mambalitesr models` lists them)")
-    p.add_argument("--weights", default=None, metavar="PATH",
+    p.add_argument("--weights", default=None, metavar="PATH", type=t.input_file,
                    help="weights (.safetensors or .pth); default: the model's shipped weights")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="ONNX file to write")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", type=t.output_file, help="ONNX file to write")
     p.add_argument("--scan", choices=("portable", "plugin"), default="portable",
                    help="portable: standard ONNX operators (fixed size); plugin: one SelectiveScan node per mixer")
-    p.add_argument("--height", type=int, default=None, metavar="H", help="fixed input height (default 180, "
+    p.add_argument("--height", type=t.side(8), default=None, metavar="H", help="fixed input height (default 180, "
                    "or the --verify-image height)")
-    p.add_argument("--width", type=int, default=None, metavar="W", help="fixed input width (default 320, "
+    p.add_argument("--width", type=t.side(8), default=None, metavar="W", help="fixed input width (default 320, "
                    "or the --verify-image width)")
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (plugin form only)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17..23, default 17)")
-    p.add_argument("--verify-image", default=None, metavar="PATH",
+    p.add_argument("--opset", type=t.int_range(17, 23), default=17, help="ONNX opset (17..23, default 17)")
+    p.add_argument("--verify-image", default=None, metavar="PATH", type=t.input_file,
                    help="image for the ONNX Runtime check (default: a deterministic test pattern)")
+    t.add_overwrite(p)
     p.set_defaults(func=run_onnx)
 
 
 def run_onnx(args) -> int:
+    from mambalitesr.errors import UserError
     from mambalitesr.export.onnx_export import export_onnx
+    from mambalitesr.models.registry import require_weights
 
+    if args.height and args.width and args.height * args.width > t.MAX_PIXELS:
+        raise UserError(f"--height {args.height} x --width {args.width} is over {t.MAX_PIXELS} pixels")
+    t.check_new_output(args.output, args.overwrite, "the ONNX file")
+    require_weights(args.model, args.weights)
     report = export_onnx(
-        args.model, args.weights, args.output, scan=args.scan, height=args.height, width=args.width,
-        dynamic=args.dynamic, opset=args.opset, verify_image=args.verify_image,
+        args.model, str(args.weights) if args.weights else None, str(args.output), scan=args.scan, height=args.height, width=args.width,
+        dynamic=args.dynamic, opset=args.opset,
+        verify_image=str(args.verify_image) if args.verify_image else None,
     )
     scans = sum(v for k, v in report.node_counts.items() if k.endswith("SelectiveScan"))
     shape = report.input_shape if isinstance(report.input_shape, str) else "x".join(map(str, report.input_shape))
