@@ -12,6 +12,8 @@ Imports nothing heavy at module level: torch and onnx load when a command runs.
 """
 from __future__ import annotations
 
+from mambalitesr import argtypes as t
+
 DEFAULT_MODEL = "mambalitesr_x4"
 
 
@@ -38,34 +40,42 @@ def _register_onnx(sub) -> None:
     )
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry model name (default {DEFAULT_MODEL}; "
                    "`mambalitesr models` lists them)")
-    p.add_argument("--weights", default=None, metavar="PATH",
+    p.add_argument("--weights", default=None, metavar="PATH", type=t.input_file,
                    help="weights (.safetensors or .pth); default: the model's shipped weights")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="ONNX file to write")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", type=t.output_file, help="ONNX file to write")
     p.add_argument("--scan", choices=("portable", "plugin"), default="plugin",
                    help="plugin (default): one SelectiveScan node per mixer, for the TensorRT plugin and ONNX Runtime "
-                   "with this package's kernel; dynamic sizes, exported in about a minute. portable: standard ONNX "
+                   "with this package's kernel; dynamic sizes, under a minute of CPU. portable: standard ONNX "
                    "operators only (any execution provider, TensorRT without the plugin), fixed size; its chunked scan "
                    "unrolls into thousands of nodes: the student at 320x180 took minutes and about 6 GB of memory to "
                    "export on a 2-core x86 CPU (issue 15), and the cost grows with height x width")
-    p.add_argument("--height", type=int, default=None, metavar="H", help="fixed input height (portable default 180, "
+    p.add_argument("--height", type=t.side(8), default=None, metavar="H", help="fixed input height (portable default 180, "
                    "or the --verify-image height; plugin default: dynamic)")
-    p.add_argument("--width", type=int, default=None, metavar="W", help="fixed input width (portable default 320, "
+    p.add_argument("--width", type=t.side(8), default=None, metavar="W", help="fixed input width (portable default 320, "
                    "or the --verify-image width; plugin default: dynamic)")
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width (plugin form only; the "
                    "plugin form's default when no --height/--width is given)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17..23, default 17)")
-    p.add_argument("--verify-image", default=None, metavar="PATH",
+    p.add_argument("--opset", type=t.int_range(17, 23), default=17, help="ONNX opset (17..23, default 17)")
+    p.add_argument("--verify-image", default=None, metavar="PATH", type=t.input_file,
                    help="image for the ONNX Runtime check (default: a deterministic test pattern)")
+    t.add_overwrite(p)
     p.set_defaults(func=run_onnx)
 
 
 def run_onnx(args) -> int:
+    from mambalitesr.errors import UserError
     from mambalitesr.export.onnx_export import export_onnx
+    from mambalitesr.models.registry import require_weights
 
-    dynamic = args.dynamic or (args.scan == "plugin" and args.height is None and args.width is None)
+    if args.height and args.width and args.height * args.width > t.MAX_PIXELS:
+        raise UserError(f"--height {args.height} x --width {args.width} is over {t.MAX_PIXELS} pixels")
+    t.check_new_output(args.output, args.overwrite, "the ONNX file")
+    require_weights(args.model, args.weights)
     report = export_onnx(
-        args.model, args.weights, args.output, scan=args.scan, height=args.height, width=args.width,
-        dynamic=dynamic, opset=args.opset, verify_image=args.verify_image,
+        args.model, str(args.weights) if args.weights else None, str(args.output), scan=args.scan, height=args.height, width=args.width,
+        dynamic=args.dynamic or (args.scan == "plugin" and args.height is None and args.width is None),
+        opset=args.opset,
+        verify_image=str(args.verify_image) if args.verify_image else None,
     )
     scans = sum(v for k, v in report.node_counts.items() if k.endswith("SelectiveScan"))
     shape = report.input_shape if isinstance(report.input_shape, str) else "x".join(map(str, report.input_shape))

@@ -377,8 +377,11 @@ def test_tensorrt_double_buffering_bookkeeping_on_fakes(monkeypatch, tmp_path):
 
 
 # -- options --------------------------------------------------------------------------------
-def test_backend_options_refuse_options_of_another_backend():
+def test_backend_options_refuse_options_of_another_backend(tmp_path, monkeypatch):
     import argparse
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.onnx").write_bytes(b"")  # --onnx must name a file; here it only has to exist
 
     from mambalitesr.runtime.backends.options import add_backend_arguments, backend_options
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
+from mambalitesr import argtypes
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends.shipped import DEFAULT_MODEL, shipped_onnx_path
 
@@ -85,20 +86,20 @@ def add_backend_arguments(parser: argparse.ArgumentParser, choices: tuple[str, .
                    "with the shipped graph when installed, else torch)")
     g.add_argument("--model", default=None, help=f"torch / onnxruntime: registry model name (default {DEFAULT_MODEL}; "
                    "see `mambalitesr models`); onnxruntime runs its shipped ONNX graph")
-    g.add_argument("--weights", default=None, help="torch: weights file (default: the model's shipped weights)")
-    g.add_argument("--device", default=None, help="torch: cpu or cuda[:N] (default cpu)")
+    g.add_argument("--weights", default=None, type=argtypes.input_file, help="torch: weights file (default: the model's shipped weights)")
+    g.add_argument("--device", default=None, type=argtypes.device, help="torch: cpu or cuda[:N] (default cpu)")
     g.add_argument("--precision", choices=("fp32", "fp16"), default=None, help="torch: arithmetic (fp16 needs CUDA)")
     g.add_argument("--scan-backend", choices=("native", "chunked"), default=None,
                    help="torch: selective scan (default native on the CPU, chunked on CUDA)")
-    g.add_argument("--threads", type=int, default=None, help="torch/onnxruntime: CPU threads (default: all cores)")
-    g.add_argument("--onnx", default=None, help="onnxruntime: an .onnx model (default: the shipped graph of --model; "
+    g.add_argument("--threads", type=argtypes.threads, default=None, help="torch/onnxruntime: CPU threads (default: all cores)")
+    g.add_argument("--onnx", default=None, type=argtypes.input_file, help="onnxruntime: an .onnx model (default: the shipped graph of --model; "
                    "make others with `mambalitesr export onnx`)")
     g.add_argument("--providers", default=None,
                    help="onnxruntime: comma-separated providers in priority order: cpu, cuda, tensorrt (default cpu)")
     if "tensorrt" in choices:
-        g.add_argument("--engine", default=None, help="tensorrt: the serialized engine")
-        g.add_argument("--plugin", default=None, help="tensorrt: the SelectiveScan plugin library (.so)")
-        g.add_argument("--gpu", type=int, default=None, help="tensorrt: CUDA device index (default 0)")
+        g.add_argument("--engine", default=None, type=argtypes.input_file, help="tensorrt: the serialized engine")
+        g.add_argument("--plugin", default=None, type=argtypes.input_file, help="tensorrt: the SelectiveScan plugin library (.so)")
+        g.add_argument("--gpu", type=argtypes.int_range(0, 63), default=None, help="tensorrt: CUDA device index (default 0)")
 
 
 def backend_options(args: argparse.Namespace) -> dict:
@@ -115,10 +116,10 @@ def backend_options(args: argparse.Namespace) -> dict:
             raise UserError(f"{flag} applies to --backend {' / '.join(owners)}, not {name}")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    if name == "torch":
+    if name == "torch":  # a registry model without weights is refused by the torch backend as it loads
         return {
             "model": args.model or DEFAULT_MODEL,
-            "weights": args.weights,
+            "weights": str(args.weights) if args.weights else None,
             "device": args.device or "cpu",
             "precision": args.precision or "fp32",
             "scan_backend": args.scan_backend,
@@ -127,22 +128,19 @@ def backend_options(args: argparse.Namespace) -> dict:
     if name == "onnxruntime":
         if args.onnx and args.model:
             raise UserError("--onnx and --model both name the onnxruntime model; give one")
-        return {"onnx": args.onnx, "model": args.model, "providers": args.providers, "threads": args.threads}
+        return {"onnx": str(args.onnx) if args.onnx else None, "model": args.model, "providers": args.providers, "threads": args.threads}
     if name == "tensorrt":
         if args.threads is not None:
             raise UserError("--threads applies to --backend torch / onnxruntime, not tensorrt")
         if not args.engine:
             raise UserError("--backend tensorrt needs --engine FILE (build one with `mambalitesr export engine`)")
-        return {"engine": args.engine, "plugin": args.plugin, "device": args.gpu or 0}
+        return {"engine": str(args.engine), "plugin": str(args.plugin) if args.plugin else None, "device": args.gpu or 0}
     raise UserError(f"unknown backend {name!r}")
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (W, H), positive."""
+    """'WxH' -> (W, H), each side in [8, argtypes.MAX_SIDE]; UserError otherwise."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"size {text!r} must be WxH, e.g. 640x360") from None
-    if w < 8 or h < 8:
-        raise UserError(f"size {text!r} is too small (at least 8x8)")
-    return w, h
+        return argtypes.parse_size(text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
