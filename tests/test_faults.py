@@ -588,7 +588,7 @@ def test_an_oversize_request_header_is_one_line_on_stderr(sr_model, capfd):
     import socket
     from urllib.parse import urlparse
 
-    from mambalitesr.runtime.stream.sinks import parse_sink
+    from mambalitesr.runtime.stream.registry import parse_sink
 
     sink = parse_sink("http://127.0.0.1:0")
     pipeline = _pipeline(SyntheticSource(32, 24, fps=10), sink, sr_model)
