@@ -202,7 +202,7 @@ def test_unknown_model_and_missing_weights_are_user_errors(tmp_path, capsys):
     assert "unknown model" in capsys.readouterr().err
     assert main(["export", "onnx", "--model", "test_x4", "--weights", str(tmp_path / "none.safetensors"),
                  "-o", str(tmp_path / "a.onnx")]) == 2
-    assert "no such weights file" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
 
 
 @needs_plugin_runtime
