@@ -150,8 +150,8 @@ def test_onnxruntime_refuses_a_missing_provider(onnx_dynamic):
 
 
 def test_onnxruntime_bad_files(tmp_path):
-    with pytest.raises(UserError, match="needs a model"):
-        create_backend("onnxruntime")
+    with pytest.raises(UserError, match="no ONNX graph is shipped for 'test_x4'"):
+        create_backend("onnxruntime", model="test_x4")  # without --onnx: the model's shipped graph, if any
     with pytest.raises(UserError, match="no such ONNX file"):
         create_backend("onnxruntime", onnx=str(tmp_path / "missing.onnx"))
     junk = tmp_path / "junk.onnx"

@@ -182,7 +182,7 @@ def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
     (["--scan", "plugin", "--dynamic", "--height", "16", "--width", "16"], "--dynamic"),
     (["--scan", "portable", "--dynamic"], "fixed input sizes only"),
     (["--height", "16"], "both --height and --width"),
-    (["--height", "0", "--width", "16"], "positive"),
+    (["--height", "0", "--width", "16"], "must be in [8"),
     (["--opset", "16", "--height", "16", "--width", "16"], "--opset"),
 ])
 def test_bad_arguments_give_one_line_errors(tmp_path, capsys, args, message):

@@ -137,8 +137,9 @@ def test_backend_choice_is_checked(tmp_path, capsys):
     rc = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--backend", "onnxruntime",
                "--model", "test_x4"])
     assert rc != 0 and "no ONNX graph is shipped for 'test_x4'" in capsys.readouterr().err
+    (tmp_path / "m.onnx").write_bytes(b"x")
     rc = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--backend", "torch",
-               "--onnx", "m.onnx"])
+               "--onnx", str(tmp_path / "m.onnx")])
     assert rc != 0 and "--onnx applies to --backend onnxruntime" in capsys.readouterr().err
 
 

@@ -1,8 +1,9 @@
 """Command-line options that choose and configure a backend, shared by ``upscale`` and ``camera``.
 
 Glossary (code name -> meaning):
-    --backend     torch | onnxruntime | tensorrt; by default onnxruntime when it is installed, else torch when it
-                  is installed, else an error naming the extras (never torch where torch is absent)
+    --backend     torch | onnxruntime | tensorrt | auto (default): the backend the other options name (--onnx,
+                  --engine, --weights, ...), else onnxruntime with the shipped graph when it is installed, else
+                  torch when it is installed, else an error naming the extras (never torch where torch is absent)
     --model       registry name (default mambalitesr_x4): torch builds it with its shipped weights, onnxruntime
                   runs its shipped ONNX graph (models/weights/<model>.onnx) unless --onnx names another
     --onnx        an exported model for onnxruntime;  --providers its execution providers
@@ -128,7 +129,8 @@ def backend_options(args: argparse.Namespace) -> dict:
     if name == "onnxruntime":
         if args.onnx and args.model:
             raise UserError("--onnx and --model both name the onnxruntime model; give one")
-        return {"onnx": str(args.onnx) if args.onnx else None, "model": args.model, "providers": args.providers, "threads": args.threads}
+        return {"onnx": str(args.onnx) if args.onnx else None, "model": args.model, "providers": args.providers,
+                "threads": args.threads}
     if name == "tensorrt":
         if args.threads is not None:
             raise UserError("--threads applies to --backend torch / onnxruntime, not tensorrt")
