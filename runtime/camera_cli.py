@@ -2,6 +2,7 @@
 
 Glossary (code name -> meaning):
     --source    csi:N | v4l2:/dev/videoN | file:PATH | images:DIR | synthetic[:WxH][@FPS][:drop_at=N]
+                | rtsp://HOST/PATH | http://HOST/PATH (MJPEG), see runtime/stream/ip_camera.py
     --sink      window | file:PATH | images:DIR | null
     --frames N  stop after N frames reached the sink (a file or folder also ends at its end)
     summary     printed on stdout at the end, also after Ctrl-C (exit 130) or SIGTERM (exit 0);
@@ -27,9 +28,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--source", default="synthetic",
                    help="csi:N | v4l2:/dev/videoN | file:PATH | images:DIR | synthetic[:WxH][@FPS][:drop_at=N][:gap=S] "
-                   "(default synthetic)")
+                   "| rtsp://HOST/PATH | http://HOST/MJPEG (gst: prefix: GStreamer + nvv4l2decoder on a Jetson) (default synthetic)")
     p.add_argument("--sink", default="window", help="window | file:PATH | images:DIR | null (default window)")
-    add_backend_arguments(p, ("torch", "onnxruntime", "tensorrt"))
+    add_backend_arguments(p, ("torch", "onnxruntime", "tensorrt", "triton"))
     p.add_argument("--frames", type=int, default=None, help="stop after N frames out (default: until the end or Ctrl-C)")
     p.add_argument("--input-size", default=None, metavar="WxH", help="resize captured frames to WxH before SR")
     p.add_argument("--batch", type=int, default=1, help="frames per inference call (default 1)")

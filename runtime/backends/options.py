@@ -1,10 +1,11 @@
 """Command-line options that choose and configure a backend, shared by ``upscale`` and ``camera``.
 
 Glossary (code name -> meaning):
-    --backend     torch | onnxruntime | tensorrt, always named explicitly
+    --backend     torch | onnxruntime | tensorrt | triton, always named explicitly
     --model       registry name for torch (default mambalitesr_x4 with its shipped weights)
     --onnx        the exported model for onnxruntime;  --providers its execution providers
     --engine      the TensorRT engine;  --plugin the SelectiveScan plugin library
+    --url         triton: HOST:PORT of a Triton server's gRPC endpoint; --triton-model, --triton-shm
 
 An option that belongs to another backend is an error, not silently ignored.
 """
@@ -27,6 +28,9 @@ _OWNERS = {
     "engine": ("tensorrt",),
     "plugin": ("tensorrt",),
     "gpu": ("tensorrt",),
+    "url": ("triton",),
+    "triton_model": ("triton",),
+    "triton_shm": ("triton",),
 }
 
 
@@ -49,6 +53,12 @@ def add_backend_arguments(parser: argparse.ArgumentParser, choices: tuple[str, .
         g.add_argument("--engine", default=None, help="tensorrt: the serialized engine")
         g.add_argument("--plugin", default=None, help="tensorrt: the SelectiveScan plugin library (.so)")
         g.add_argument("--gpu", type=int, default=None, help="tensorrt: CUDA device index (default 0)")
+    if "triton" in choices:
+        g.add_argument("--url", default=None, metavar="HOST:PORT",
+                       help="triton: the server's gRPC endpoint (default 127.0.0.1:8001, `mambalitesr serve`)")
+        g.add_argument("--triton-model", default=None, help="triton: model name in the server (default mambalitesr)")
+        g.add_argument("--triton-shm", action="store_true", default=None,
+                       help="triton: pass frames through system shared memory (server on this host only)")
 
 
 def backend_options(args: argparse.Namespace) -> dict:
@@ -79,6 +89,11 @@ def backend_options(args: argparse.Namespace) -> dict:
         if not args.engine:
             raise UserError("--backend tensorrt needs --engine FILE (build one with `mambalitesr export engine`)")
         return {"engine": args.engine, "plugin": args.plugin, "device": args.gpu or 0}
+    if name == "triton":
+        if args.threads is not None:
+            raise UserError("--threads applies to --backend torch / onnxruntime, not triton (the server owns the model)")
+        return {"url": args.url or "127.0.0.1:8001", "model_name": args.triton_model or "mambalitesr",
+                "shm": bool(args.triton_shm)}
     raise UserError(f"unknown backend {name!r}")
 
 

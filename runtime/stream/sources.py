@@ -31,6 +31,7 @@ SOURCE_FORMS = (
     "file:PATH",
     "images:DIR",
     "synthetic[:WxH][@FPS][:drop_at=N][:gap=S]",
+    "rtsp://HOST/PATH | http://HOST/PATH (MJPEG) [ffmpeg: or gst: first]",
 )
 _SIZE = re.compile(r"^(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d+)?))?$")
 
@@ -259,8 +260,11 @@ def _size_fps(text: str, what: str) -> tuple[int | None, int | None, float | Non
 
 def parse_source(spec: str) -> Source:
     """Build the source a ``--source`` spec names (see SOURCE_FORMS); UserError for anything else."""
+    from mambalitesr.runtime.stream.ip_camera import is_ip_camera, parse_ip_camera
     from mambalitesr.runtime.stream.synthetic import SyntheticSource
 
+    if is_ip_camera(spec):  # rtsp://, http:// (MJPEG), with an optional ffmpeg: / gst: decoder prefix
+        return parse_ip_camera(spec)
     kind, _, rest = spec.partition(":")
     if kind == "file":
         if not rest:
