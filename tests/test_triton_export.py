@@ -156,3 +156,71 @@ def test_cli_bad_input_is_one_line(tmp_path):
                         "--onnx", str(tmp_path / "missing.onnx")], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("mambalitesr export: error:")
+
+
+# -- the generated python-backend model in a real tritonserver ------------------------------------------------
+def _pytriton_tritonserver(tmp: Path) -> tuple[Path, dict]:
+    """pytriton's tritonserver laid out as pytriton does it (the stub for this Python in backends/python)."""
+    import os
+    import shutil
+    import sysconfig
+
+    pytriton = pytest.importorskip("pytriton", reason="pip install 'mambalitesr[serve]' (ships tritonserver)")
+    dist = Path(pytriton.__file__).parent / "tritonserver"
+    libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+    server = tmp / "tritonserver"
+    shutil.copytree(dist, server, ignore=shutil.ignore_patterns("python_backend_stubs"))
+    stub = dist / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
+    shutil.copy(stub, server / "backends" / "python" / stub.name)
+    env = dict(os.environ)
+    # the stub must embed this interpreter's libpython and see this environment's packages (torch, mambalitesr)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (sysconfig.get_config_var("LIBDIR"), str(libs),
+                                                         env.get("LD_LIBRARY_PATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path[1:])
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return server, env
+
+
+def test_python_backend_model_runs_in_tritonserver(repo, tmp_path):
+    import numpy as np
+
+    from mambalitesr.runtime.backends import create_backend
+    from mambalitesr.runtime.backends.triton_backend import TritonBackend
+    from mambalitesr.runtime.serve.ports import free_port
+
+    server, env = _pytriton_tritonserver(tmp_path)
+    grpc = free_port()
+    cmd = [str(server / "bin" / "tritonserver"), f"--model-repository={repo}",
+           f"--backend-directory={server / 'backends'}", "--model-control-mode=explicit",
+           "--load-model=mambalitesr_python", "--http-address=127.0.0.1", f"--http-port={free_port()}",
+           "--grpc-address=127.0.0.1", f"--grpc-port={grpc}", f"--metrics-port={free_port()}"]
+    log = tmp_path / "tritonserver.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        import time
+
+        backend = TritonBackend(url=f"127.0.0.1:{grpc}", model_name="mambalitesr_python")
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                backend.load()
+                break
+            except UserError:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(1)
+        assert backend.scale == 4 and backend.max_batch == 8  # from the config's parameters and max_batch_size
+        x = np.random.default_rng(0).random((2, 3, 12, 20), dtype=np.float32)
+        y = backend.infer(x)
+        backend.close()
+        expected = create_backend("torch", threads=1).infer(x)
+        assert y.shape == (2, 3, 48, 80)
+        assert float(np.abs(y - expected).max()) <= 1e-4
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
