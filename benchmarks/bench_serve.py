@@ -5,9 +5,9 @@ Glossary (code name -> meaning):
     triton           every camera uses ``--backend triton`` against one server (Triton's dynamic batcher may
                      merge their frames into one model execution)
     local            every camera loads its own torch backend (N copies of the model)
-    aggregate fps    all frames out of all cameras / the wall time from the first camera's start to the
-                     last one's end (process start-up and model load excluded: each camera's own
-                     pipeline wall time is used, and the cameras run concurrently)
+    aggregate fps    all frames out of all cameras / the window from the first frame any camera captured
+                     to the last frame any camera put out (process start-up, model load and warm-up
+                     excluded; the cameras' clocks are one, CLOCK_MONOTONIC)
     p50 / p99        end-to-end frame latency (capture -> sink): the median of the cameras' p50, and
                      the worst camera's p99
     batch sizes      B -> executions the server ran during the step, from Triton's own inference
@@ -106,7 +106,7 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(30)
+                self.proc.wait(120)  # tritonserver drains and unloads; slow on a loaded machine
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -170,7 +170,9 @@ def run_cameras(n: int, cfg: ServeBenchConfig, backend_args: list[str], workdir:
     summaries = [json.loads(j.read_text()) for j in jsons]
     frames = sum(s["frames_out"] for s in summaries)
     captured = sum(s["captured"] for s in summaries)
-    wall = max(s["wall_s"] for s in summaries)
+    # the window in which the cameras ran: first capture of any to last output of any (perf_counter is
+    # CLOCK_MONOTONIC, shared by the processes of one host)
+    wall = max(s["t_last_out"] for s in summaries) - min(s["t_first_capture"] for s in summaries)
     e2e = [s["latency"]["end_to_end"] for s in summaries]
     return {
         "cameras": n,
@@ -249,7 +251,8 @@ def to_markdown(result: dict, command: str, device: str) -> str:
         f"{w}x{h} synthetic frames, {c['frames']} per camera, torch backend with {c['threads']} thread(s); server max batch "
         f"{c['max_batch_size']}, queue delay {c['queue_delay_us']} us; every process pinned to CPUs "
         f"{c['cpus'] or 'all'}; shared memory {'on' if c['shm'] else 'off'}.",
-        "Aggregate fps = all frames out / the longest camera's pipeline wall time; p50 = median of the cameras' "
+        "Aggregate fps = all frames out / the window from the first capture of any camera to the last output of "
+        "any camera; p50 = median of the cameras' "
         "end-to-end p50, p99 = the worst camera's p99. Batch sizes: B x executions from Triton's statistics "
         "(each camera's warm-up and 16x16 scale-probe frame included).",
         "",
