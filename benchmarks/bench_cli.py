@@ -167,7 +167,7 @@ def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def _models(args) -> list:
-    from mambalitesr.benchmarks.latency import ModelSpec
+    from mambalitesr.benchmarks.latency_plan import ModelSpec
 
     specs = [ModelSpec.parse(t) for t in (args.model or DEFAULT_MODELS)]
     names = [s.name for s in specs]
@@ -343,7 +343,8 @@ def _scale(models) -> int:
 
 
 def _latency_plan(args, models):
-    from mambalitesr.benchmarks.latency import BACKENDS, DEFAULT_PROVIDERS, ONNX_GRAPHS, IterationPolicy, LatencyPlan
+    from mambalitesr.benchmarks.latency_plan import BACKENDS, DEFAULT_PROVIDERS, ONNX_GRAPHS, LatencyPlan
+    from mambalitesr.benchmarks.timing import IterationPolicy
 
     sizes = _sizes(args.sizes, "--sizes")
     if args.portable_sizes == "all":

@@ -79,7 +79,7 @@ def _cases(np, cv2, fp, rng):
 
 
 def _tile_case(np, fp, rng):
-    from mambalitesr.runtime.tiles import TileGrid
+    from mambalitesr.runtime.core.tiles import TileGrid
 
     grid = TileGrid.plan(180, 320, 64, 64, 8, scale=4)
     lr = rng.random((3, 180, 320), dtype=np.float32)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import numpy as np
 
-    from mambalitesr.runtime import framepath as fp
+    from mambalitesr.runtime.core import framepath as fp
 
     if args.threads:
         cv2.setNumThreads(args.threads)

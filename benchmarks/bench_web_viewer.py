@@ -124,8 +124,8 @@ def client_main(url: str, n: int, seconds: float) -> None:
 def _start_pipeline(args):
     from mambalitesr.runtime.backends import create_backend
     from mambalitesr.runtime.stream.pipeline import Pipeline
-    from mambalitesr.runtime.stream.processing import FrameProcessor
-    from mambalitesr.runtime.stream.sources import parse_source
+    from mambalitesr.runtime.core.processing import FrameProcessor
+    from mambalitesr.runtime.stream.registry import parse_source
     from mambalitesr.runtime.web.sink import WebSink
 
     backend = create_backend("torch", model=args.model, weights=None, device="cpu", precision="fp32",

@@ -270,8 +270,9 @@ def one_node_onnx(path: Path, x: dict, K: int, N: int, softplus: bool) -> None:
 def check_tensorrt(plugin_lib: Path, work: Path, quick: bool = False) -> tuple[list[str], str]:
     import torch
 
-    from mambalitesr.export.engine import build_engine, load_engine
-    from mambalitesr.export.trt_runtime import infer_torch
+    from mambalitesr.export.engine import build_engine
+    from mambalitesr.export.trt_infer import infer_torch
+    from mambalitesr.runtime.backends.engine_files import load_engine
 
     failures = []
     B, D, N, H, W = 1, 8, 16, 24, 20
@@ -312,9 +313,10 @@ def check_full_model(plugin_lib: Path, work: Path, failures: list, quick: bool =
     import numpy as np
     import torch
 
-    from mambalitesr.export.engine import build_engine, load_engine, parse_shape
+    from mambalitesr.export.engine import build_engine, parse_shape
+    from mambalitesr.runtime.backends.engine_files import load_engine
     from mambalitesr.export.onnx_export import INPUT_NAME, OUTPUT_NAME, TOLERANCE, test_pattern, to_input
-    from mambalitesr.export.trt_runtime import infer_torch
+    from mambalitesr.export.trt_infer import infer_torch
     from mambalitesr.imageio import write_image
     from mambalitesr.models.registry import create_model
 

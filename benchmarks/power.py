@@ -80,7 +80,7 @@ class PowerContext:
         return {"source": self.source, "idle_w": self.idle_w, "seconds": self.idle_seconds}
 
     def fields(self, timing, batch: int) -> dict:
-        """Power columns of one measurement (timing: benchmarks.latency.Timing)."""
+        """Power columns of one measurement (timing: benchmarks.timing.Timing)."""
         if self.monitor is None or self.idle_w is None:
             return {"power_source": self.source, "power_note": self.note}
         m = self.monitor

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mambalitesr.benchmarks.latency import ModelSpec
+from mambalitesr.benchmarks.latency_plan import ModelSpec
 from mambalitesr.benchmarks.results import Row
 from mambalitesr.errors import UserError
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mambalitesr.errors import UserError
+from mambalitesr.optional import find
 
 SCHEMA_VERSION = 1
 KINDS = ("latency", "quality")
@@ -261,13 +262,9 @@ def machine_description() -> dict:
             info[dist] = md.version(dist)
         except md.PackageNotFoundError:
             pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+    torch = find("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
     return {k: v for k, v in info.items() if v is not None}
 
 

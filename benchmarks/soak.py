@@ -124,7 +124,7 @@ def soak(args, say=print) -> tuple[list[Sample], dict, object]:
     from mambalitesr.runtime.backends import create_backend
     from mambalitesr.runtime.backends.options import parse_size
     from mambalitesr.runtime.stream.pipeline import Pipeline
-    from mambalitesr.runtime.stream.processing import FrameProcessor
+    from mambalitesr.runtime.core.processing import FrameProcessor
     from mambalitesr.runtime.stream.sinks import NullSink
     from mambalitesr.runtime.stream.synthetic import SyntheticSource
 

@@ -4,28 +4,33 @@ Glossary (code name -> meaning):
     engine        a serialized TensorRT plan (``.engine``): valid only for the TensorRT version, the GPU model
                   and the plugin library it was built with
     sidecar       ``<engine>.json`` written beside it: TensorRT version, GPU name and compute capability,
-                  precision, I/O shapes and the optimisation profile, the plugin library's version and
-                  sha256, the ONNX file's sha256 and the engine's own sha256
+                  the platform (device-tree model string and nvpmodel power mode, see
+                  ``mambalitesr.device_identity``), precision, I/O shapes and the optimisation profile, the
+                  plugin library's version and sha256, the ONNX file's sha256 and the engine's own sha256
     profile       (min, opt, max) shape of the network's one dynamic input, e.g. B x 3 x H x W
     plugin        ``libmambalitesr_plugins.so``: the SelectiveScan IPluginV3 the ONNX nodes
                   ``mambalitesr::SelectiveScan`` are parsed into
 
-``build_engine`` parses, builds and writes the engine and its sidecar atomically; ``load_engine`` refuses an
-engine whose sidecar does not match the running TensorRT, GPU and plugin library, then deserializes it.
-The checks themselves (:func:`check_sidecar`) are plain Python and need neither TensorRT nor a GPU.
+``build_engine`` parses, builds and writes the engine and its sidecar atomically. The sidecar's format and
+its checks live in :mod:`mambalitesr.formats` (plain Python, no TensorRT); the runtime loads engines with
+:func:`mambalitesr.runtime.backends.engine_files.load_engine`, which refuses one whose sidecar does not match
+the running TensorRT, GPU, device model and plugin library.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
 from mambalitesr import __version__
-from mambalitesr.errors import MissingDependency, UserError
-from mambalitesr.export.trt_runtime import (
+from mambalitesr.device_identity import platform_identity
+from mambalitesr.errors import UserError
+from mambalitesr.formats import SIDECAR_FORMAT, SIDECAR_VERSION, sidecar_path
+from mambalitesr.imageio import atomic_path
+from mambalitesr.optional import find
+from mambalitesr.trt_runtime import (
     PLUGIN_BUILD_HINT,
     PLUGIN_NAME,
     PLUGIN_VERSION,
@@ -34,22 +39,13 @@ from mambalitesr.export.trt_runtime import (
     load_plugin_library,
     plugin_library_version,
     sha256_file,
+    trt_logger,
 )
-from mambalitesr.imageio import atomic_path
 
-SIDECAR_FORMAT = "mambalitesr-engine-sidecar"
-SIDECAR_VERSION = 1
 PLUGIN_OP = ("mambalitesr", "SelectiveScan")  # ONNX (domain, op_type) parsed into the plugin
 
-_runtimes: list = []  # TensorRT runtimes must outlive the engines they deserialized
-_logger = None
 
 Shape = tuple[int, ...]
-
-
-def sidecar_path(engine_path: str | os.PathLike) -> Path:
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + ".json")
 
 
 def parse_shape(text: str | Sequence[int] | None, what: str = "shape") -> Shape | None:
@@ -86,9 +82,8 @@ def resolve_profile(min_shape=None, opt_shape=None, max_shape=None) -> tuple[Sha
 
 def count_plugin_nodes(onnx_path: Path) -> int | None:
     """Number of mambalitesr::SelectiveScan nodes in the main graph; None when the onnx package is absent."""
-    try:
-        import onnx
-    except ImportError:
+    onnx = find("onnx")
+    if onnx is None:
         return None
     try:
         model = onnx.load(str(onnx_path), load_external_data=False)
@@ -100,13 +95,14 @@ def count_plugin_nodes(onnx_path: Path) -> int | None:
 
 
 def make_sidecar(*, engine_path, engine_sha256, engine_bytes, tensorrt_version, gpu, precision, inputs, outputs,
-                 profile, plugin, onnx_path, onnx_sha256, plugin_nodes) -> dict:
+                 profile, plugin, onnx_path, onnx_sha256, plugin_nodes, platform: dict | None = None) -> dict:
     return {
         "format": SIDECAR_FORMAT,
         "format_version": SIDECAR_VERSION,
         "engine": {"file": Path(engine_path).name, "sha256": engine_sha256, "bytes": engine_bytes},
         "tensorrt_version": tensorrt_version,
         "gpu": dict(gpu),
+        "platform": None if platform is None else dict(platform),
         "precision": precision,
         "inputs": inputs,
         "outputs": outputs,
@@ -116,46 +112,6 @@ def make_sidecar(*, engine_path, engine_sha256, engine_bytes, tensorrt_version, 
         "mambalitesr_version": __version__,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def check_sidecar(sidecar: dict, *, tensorrt_version: str, gpu: dict, engine_sha256: str,
-                  plugin_sha256: str | None) -> list[str]:
-    """Every reason the engine described by ``sidecar`` must not be used here; empty when it may."""
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        return ["the sidecar is not a MambaLiteSR engine sidecar"]
-    if sidecar.get("format_version") != SIDECAR_VERSION:
-        return [f"sidecar format version {sidecar.get('format_version')!r}, this release reads {SIDECAR_VERSION}"]
-    for key in ("engine", "tensorrt_version", "gpu", "plugin"):
-        if key not in sidecar:
-            return [f"the sidecar has no {key!r} entry"]
-    problems = []
-    if (sidecar["engine"] or {}).get("sha256") != engine_sha256:
-        problems.append("the engine file is not the one its sidecar describes (sha256 differs): "
-                        "it was rebuilt or copied without its sidecar")
-    if sidecar["tensorrt_version"] != tensorrt_version:
-        problems.append(f"built with TensorRT {sidecar['tensorrt_version']}, this is TensorRT {tensorrt_version}")
-    built_gpu = sidecar["gpu"] or {}
-    if built_gpu.get("compute_capability") != gpu.get("compute_capability") or built_gpu.get("name") != gpu.get("name"):
-        problems.append(f"built for {built_gpu.get('name')} (compute capability {built_gpu.get('compute_capability')}), "
-                        f"this GPU is {gpu.get('name')} (compute capability {gpu.get('compute_capability')})")
-    plugin = sidecar["plugin"]
-    if plugin:
-        if plugin_sha256 is None:
-            problems.append(f"the engine uses the {PLUGIN_NAME} plugin: pass the plugin library it was built with "
-                            f"(version {plugin.get('library_version')}, sha256 {str(plugin.get('sha256'))[:12]}...)")
-        elif plugin.get("sha256") != plugin_sha256:
-            problems.append(f"the plugin library differs from the one the engine was built with (sha256 "
-                            f"{plugin_sha256[:12]}... here, {str(plugin.get('sha256'))[:12]}... at build time, "
-                            f"library version {plugin.get('library_version')})")
-    return problems
-
-
-def _get_logger(trt, verbose: bool = False):
-    global _logger
-    if _logger is None:
-        _logger = trt.Logger(trt.Logger.WARNING)
-    _logger.min_severity = trt.Logger.VERBOSE if verbose else trt.Logger.WARNING
-    return _logger
 
 
 def _plugin_record(plugin_lib: Path) -> dict:
@@ -208,8 +164,9 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, mi
         load_plugin_library(trt, plugin_lib)
         plugin = _plugin_record(plugin_lib)
     gpu = gpu_identity()
+    platform = platform_identity()
 
-    logger = _get_logger(trt, verbose)
+    logger = trt_logger(trt, verbose)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
@@ -244,14 +201,14 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, mi
 
     sidecar = make_sidecar(
         engine_path=engine_path, engine_sha256=hashlib.sha256(data).hexdigest(), engine_bytes=len(data),
-        tensorrt_version=trt.__version__, gpu=gpu,
+        tensorrt_version=trt.__version__, gpu=gpu, platform=platform,
         precision="fp16" if fp16 else ("fp32" if tf32 else "fp32 (no TF32)"),
         inputs=io(network.get_input(i) for i in range(network.num_inputs)),
         outputs=io(network.get_output(i) for i in range(network.num_outputs)),
         profile=profile, plugin=plugin, onnx_path=onnx_path, onnx_sha256=sha256_file(onnx_path),
         plugin_nodes=plugin_nodes,
     )
-    # The sidecar lands first; an engine without a matching sidecar is refused by load_engine (sha256).
+    # The sidecar lands first; an engine without a matching sidecar is refused by the loader (sha256).
     try:
         with atomic_path(engine_path) as tmp_engine:
             tmp_engine.write_bytes(data)
@@ -260,52 +217,3 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, plugin_lib=None, mi
     except OSError as exc:
         raise UserError(f"{engine_path}: could not write the engine ({exc.strerror or exc})") from None
     return sidecar
-
-
-def read_sidecar(engine_path: str | os.PathLike) -> dict:
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        raise UserError(f"{path}: no sidecar beside the engine; build engines with `mambalitesr export engine`, "
-                        "which writes it")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: unreadable sidecar ({exc}); rebuild the engine") from None
-
-
-def load_engine(engine_path, plugin_lib=None, *, plugin=None, device: int = 0):
-    """Check ``<engine>.json`` against this TensorRT, GPU and plugin library, then deserialize the engine.
-
-    ``plugin`` is an alias of ``plugin_lib``. Returns the ``tensorrt.ICudaEngine``.
-    """
-    engine_path = Path(engine_path)
-    plugin_lib = plugin_lib if plugin_lib is not None else plugin
-    if not engine_path.is_file():
-        raise UserError(f"{engine_path}: no such engine file")
-    sidecar = read_sidecar(engine_path)
-    trt = import_tensorrt()
-    plugin_sha = None
-    if plugin_lib is not None:
-        plugin_lib = Path(plugin_lib)
-        if not plugin_lib.is_file():
-            raise MissingDependency(f"{plugin_lib}: SelectiveScan plugin library not found; {PLUGIN_BUILD_HINT}")
-        plugin_sha = sha256_file(plugin_lib)
-    data = engine_path.read_bytes()
-    problems = check_sidecar(sidecar, tensorrt_version=trt.__version__, gpu=gpu_identity(device),
-                             engine_sha256=hashlib.sha256(data).hexdigest(), plugin_sha256=plugin_sha)
-    if problems:
-        listed = "\n  - ".join(problems)
-        raise UserError(f"{engine_path} cannot be used here:\n  - {listed}\nrebuild it on this device with "
-                        f"`mambalitesr export engine MODEL.onnx -o {engine_path} --plugin LIB [--fp16]`")
-    if plugin_lib is not None:
-        load_plugin_library(trt, plugin_lib)
-    runtime = trt.Runtime(_get_logger(trt))
-    try:
-        engine = runtime.deserialize_cuda_engine(data)
-    except Exception as exc:  # the bindings raise on some corrupt plans instead of returning None
-        raise UserError(f"{engine_path}: TensorRT could not deserialize the engine ({exc})") from None
-    if engine is None:
-        raise UserError(f"{engine_path}: TensorRT could not deserialize the engine (corrupt file, or built by "
-                        "another TensorRT version; see the TensorRT log above)")
-    _runtimes.append(runtime)
-    return engine

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from mambalitesr import __version__
-from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.errors import UserError
+from mambalitesr.optional import require
 
 SCAN_FORMS = ("portable", "plugin")
 DEFAULT_HW = (180, 320)  # 720p output at x4: the Jetson camera path's frame
@@ -334,10 +335,7 @@ def read_metadata(path_or_model) -> dict[str, str]:
 
 
 def _ort_session(path: Path, scan: str):
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependency(f"verifying the export needs onnxruntime ({exc}): pip install onnxruntime") from None
+    ort = require("onnxruntime", "verifying the export needs onnxruntime", extra="export")
     if scan == "plugin":
         from mambalitesr.export.ort_custom_op import make_session
 
@@ -391,12 +389,8 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "porta
     out_path = Path(out_path)
     if out_path.exists() and out_path.is_dir():
         raise UserError(f"{out_path}: is a directory; give a file name")
-    try:
-        import onnx
-        import torch
-    except ImportError as exc:
-        raise MissingDependency(f"ONNX export needs torch and onnx ({exc}): "
-                                "pip install 'mambalitesr[export]'") from None
+    onnx = require("onnx", "ONNX export needs torch and onnx", extra="export")
+    torch = require("torch", "ONNX export needs torch and onnx", extra="export")
 
     from mambalitesr.imageio import atomic_path
     from mambalitesr.models.registry import create_model

@@ -14,7 +14,8 @@ Node contract (shared with the TensorRT plugin in export/plugins/selective_scan)
 
 It equals :func:`mambalitesr.models.scan.selective_scan` on the flattened tensors, reshaped to (B, D, H, W).
 
-:func:`plugin_scan` puts the mixers on that node for the duration of an export: while
+:func:`plugin_scan` puts the mixers on that node for the duration of an export, by selecting the scan
+backend this module registers (``register_backend``, by name): while
 ``torch.onnx.export`` (the dynamo exporter) traces, each mixer's scan becomes
 ``torch.onnx.ops.symbolic(...)``; run eagerly, it computes the real result on the eager backend
 (the chunked scan by default), so the model stays usable as the verification reference.
@@ -26,10 +27,13 @@ from typing import Iterator
 
 import torch
 
+from mambalitesr.models.mixer import MambaMixer
+from mambalitesr.models.scan import register_backend, selective_scan
+
 PLUGIN_DOMAIN = "mambalitesr"
 PLUGIN_OP_TYPE = "SelectiveScan"
 PLUGIN_OPSET_VERSION = 1
-PLUGIN_BACKEND = "onnx_plugin"  # the mixers' scan_backend while plugin_scan() is active
+PLUGIN_BACKEND = "onnx_plugin"  # the registered scan backend the mixers select while plugin_scan() is active
 INPUT_NAMES = ("u", "delta", "A", "Bm", "Cm", "Dskip", "z", "delta_bias")
 INPUT_RANKS = (4, 4, 2, 5, 5, 1, 4, 1)
 ATTRIBUTES = ("directions", "d_state", "delta_softplus")
@@ -63,45 +67,45 @@ def emit_scan_node(u, delta, A, Bm, Cm, Dskip, z, delta_bias, delta_softplus: bo
     return y.flatten(2)  # (B, D, L)
 
 
-def _dispatcher(original, eager_backend: str):
-    """A stand-in for the mixer module's ``selective_scan`` that routes PLUGIN_BACKEND mixers to the node."""
+def _plugin_backend(eager_backend: str):
+    """The scan of PLUGIN_BACKEND mixers: the node while exporting, ``eager_backend`` when run eagerly."""
 
-    def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *,
-                       directions=1, height=None, width=None, backend="chunked", check=True):
-        if backend != PLUGIN_BACKEND:
-            return original(u, delta, A, B, C, D, z, delta_bias, delta_softplus, directions=directions,
-                            height=height, width=width, backend=backend, check=check)
+    def scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *,
+             directions=1, height=None, width=None):
         if torch.onnx.is_in_onnx_export():
             if height is None or width is None:  # K = 1 mixers get the grid too; the node needs it
                 raise ValueError("the SelectiveScan node needs the token grid (height, width)")
             return emit_scan_node(u, delta, A, B, C, D, z, delta_bias, delta_softplus, directions=directions,
                                   height=height, width=width)
-        return original(u, delta, A, B, C, D, z, delta_bias, delta_softplus, directions=directions,
-                        height=height, width=width, backend=eager_backend, check=check)
+        return selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, directions=directions,
+                              height=height, width=width, backend=eager_backend, check=False)  # checked once already
 
-    return selective_scan
+    return scan
+
+
+def plugin_backend_name(eager_backend: str = "chunked") -> str:
+    """The registered scan-backend name that emits the node and computes eagerly on ``eager_backend``."""
+    name = PLUGIN_BACKEND if eager_backend == "chunked" else f"{PLUGIN_BACKEND}+{eager_backend}"
+    register_backend(name, _plugin_backend(eager_backend))
+    return name
 
 
 @contextmanager
 def plugin_scan(model: torch.nn.Module, eager_backend: str = "chunked") -> Iterator[torch.nn.Module]:
     """Within the block, every mixer of ``model`` exports its scan as one SelectiveScan node.
 
-    Outside an export the mixers compute on ``eager_backend``. The mixers' backend and the mixer
-    module's ``selective_scan`` are restored on exit, whatever happens inside.
+    The mixers select the registered plugin scan backend by name (no module's functions are replaced);
+    outside an export they compute on ``eager_backend``. Their backends are restored on exit.
     """
-    from mambalitesr.models import mixer as mixer_module
-
-    mixers = [m for m in model.modules() if isinstance(m, mixer_module.MambaMixer)]
+    mixers = [m for m in model.modules() if isinstance(m, MambaMixer)]
     if not mixers:
         raise ValueError("the model has no Mamba mixers to put on the SelectiveScan node")
     saved_backends = [m.scan_backend for m in mixers]
-    original = mixer_module.selective_scan
-    mixer_module.selective_scan = _dispatcher(original, eager_backend)
+    name = plugin_backend_name(eager_backend)
     try:
         for m in mixers:
-            m.scan_backend = PLUGIN_BACKEND
+            m.scan_backend = name
         yield model
     finally:
-        mixer_module.selective_scan = original
         for m, backend in zip(mixers, saved_backends):
             m.scan_backend = backend

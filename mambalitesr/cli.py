@@ -64,6 +64,15 @@ def _forget_caught_keyboard_interrupts() -> None:
     exec("pass", {})
 
 
+def _resolve(func):
+    """A subcommand's handler: a function, or "module:function" for one that lives in a higher layer than the
+    module that registered the parser (``search cost`` runs in benchmarks, its parser lives with the study)."""
+    if isinstance(func, str):
+        module, _, name = func.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return func
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals to the caller
         previous = None
     try:
-        result = args.func(args)
+        result = _resolve(args.func)(args)
     except _Terminated:
         print(f"mambalitesr {args.command}: terminated (SIGTERM)", file=sys.stderr)
         return 128 + signal.SIGTERM

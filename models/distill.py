@@ -2,6 +2,8 @@
 
 Glossary (code name -> paper symbol):
     alpha a:  loss = a * L1(S, T) + (1 - a) * L1(S, HR)   (paper: a = 0.8)
+    distance: the pixel distance in that sum, "l1" (default) or "l2" (mean squared error: the PSNR objective,
+              for a short fine-tuning stage at the end of training)
     beta:     + beta * mean_g L1(P_g(F_S,g), F_T,g), F the group outputs (B, L, C), P_g a learned 1x1 projection C_S -> C_T
 """
 from __future__ import annotations
@@ -11,12 +13,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def output_loss(student_sr: torch.Tensor, hr: torch.Tensor, teacher_sr: torch.Tensor | None, alpha: float) -> torch.Tensor:
+PIXEL_DISTANCES = {"l1": F.l1_loss, "l2": F.mse_loss}
+
+
+def output_loss(student_sr: torch.Tensor, hr: torch.Tensor, teacher_sr: torch.Tensor | None, alpha: float,
+                distance: str = "l1") -> torch.Tensor:
     """(B, 3, sH, sW) tensors -> scalar."""
-    loss_hr = F.l1_loss(student_sr, hr)
+    dist = PIXEL_DISTANCES[distance]
+    loss_hr = dist(student_sr, hr)
     if teacher_sr is None or teacher_sr.numel() == 0:
         return loss_hr
-    return alpha * F.l1_loss(student_sr, teacher_sr) + (1.0 - alpha) * loss_hr
+    return alpha * dist(student_sr, teacher_sr) + (1.0 - alpha) * loss_hr
 
 
 class FeatureProjector(nn.Module):

@@ -24,6 +24,7 @@ Backends:
     "ref"      the sequential recurrence (oracle; slow)
     "chunked"  two-level chunked scan in PyTorch, no loop over L (differentiable, exportable)
     "native"   the C kernel (mambalitesr.models.scan_native), fused directions and gate
+    others     added by name with ``register_backend`` (export's "onnx_plugin": one ONNX node per scan)
 """
 from __future__ import annotations
 
@@ -36,6 +37,17 @@ from mambalitesr.models.scan_directions import from_direction, to_direction
 from mambalitesr.models.scan_ref import selective_scan_ref
 
 BACKENDS = ("ref", "chunked", "native")
+
+# name -> a scan with selective_scan's full signature (it handles directions itself). Other layers add
+# backends here by name (the export stage: its ONNX plugin node) instead of replacing this module's functions.
+_REGISTERED: dict[str, Callable] = {}
+
+
+def register_backend(name: str, scan: Callable) -> None:
+    """Make ``scan`` (selective_scan's signature, without ``backend`` and ``check``) selectable as ``name``."""
+    if name in BACKENDS:
+        raise ValueError(f"scan backend {name!r} is built in")
+    _REGISTERED[name] = scan
 
 
 def _one_direction_backend(name: str) -> Callable:
@@ -114,6 +126,10 @@ def selective_scan(
     """Selective scan; see the module docstring for the shape contract. Returns y (B, D, L)."""
     if check:
         check_shapes(u, delta, A, B, C, D, z, delta_bias, directions, height, width)
+    if backend in _REGISTERED:
+        return _REGISTERED[backend](
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, directions=directions, height=height, width=width
+        )
     if backend == "native":
         from mambalitesr.models.scan_native import selective_scan_native
 

@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--teacher", help="registry name of the frozen teacher (e.g. dvmsr_x4)")
     p.add_argument("--teacher-weights", metavar="PATH", help="teacher weights (.pth state_dict or .safetensors)")
     p.add_argument("--alpha", type=float, default=0.8, help="a in a*L1(S,T) + (1-a)*L1(S,HR) (default 0.8)")
+    p.add_argument("--loss", choices=("l1", "l2"), default="l1",
+                   help="pixel distance of both output terms; l2 (the PSNR objective) for a final fine-tuning stage")
     p.add_argument("--feature-weight", type=float, default=0.0, help="weight of per-group feature distillation (0 = off)")
     p.add_argument("--no-teacher-cache", action="store_true", help="run the teacher on every crop instead of once per image")
     p.add_argument("--steps", type=int, default=10_000)
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = TrainConfig(
             model=args.model, train_dirs=args.train, val_dir=args.val, out_dir=args.out, teacher=args.teacher,
-            teacher_weights=args.teacher_weights, alpha=args.alpha, feature_weight=args.feature_weight,
+            teacher_weights=args.teacher_weights, alpha=args.alpha, pixel_loss=args.loss, feature_weight=args.feature_weight,
             cache_teacher=not args.no_teacher_cache, steps=args.steps, batch=args.batch, patch=args.patch,
             lr=args.lr, lr_min=args.lr_min, warmup=args.warmup, schedule=args.schedule,
             milestones=tuple(args.milestones), grad_clip=args.grad_clip, ema_decay=args.ema, seed=args.seed,

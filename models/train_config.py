@@ -3,6 +3,7 @@
 Glossary (code name -> paper symbol):
     alpha          a     weight of L1(student, teacher); (1 - a) weighs L1(student, HR)
     feature_weight beta  weight of the per-group feature distillation (0 = off)
+    pixel_loss     the distance in both output terms: "l1", or "l2" for a PSNR fine-tuning stage
     patch          LR crop side (HR crop = scale * patch)
     holdout_every  every k-th loaded training image is held out and validated in memory (0 = none)
 """
@@ -23,6 +24,7 @@ class TrainConfig:
     teacher_weights: str | None = None
     alpha: float = 0.8
     feature_weight: float = 0.0
+    pixel_loss: str = "l1"  # or "l2"
     cache_teacher: bool = True  # teacher SR of each whole training image, computed once
     steps: int = 10_000
     batch: int = 16
@@ -54,6 +56,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.pixel_loss not in ("l1", "l2"):
+            raise ValueError(f"pixel_loss must be l1 or l2, got {self.pixel_loss}")
         if self.schedule not in ("cosine", "multistep"):
             raise ValueError(f"schedule must be cosine or multistep, got {self.schedule}")
         if self.min_lr_side is not None and self.min_lr_side < self.patch:

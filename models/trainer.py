@@ -185,8 +185,8 @@ class Trainer:
     def restore(self, state: dict) -> None:
         stored = TrainConfig.from_json(state["train_config"])
         # The total step count may change on resume (lengthen or shorten a run; the schedule follows it).
-        for key in ("model", "model_config_json", "teacher", "alpha", "batch", "patch", "seed", "lr", "schedule",
-                    "holdout_every"):
+        for key in ("model", "model_config_json", "teacher", "alpha", "pixel_loss", "batch", "patch", "seed", "lr",
+                    "schedule", "holdout_every"):
             if getattr(stored, key) != getattr(self.cfg, key):
                 raise UserError(
                     f"--resume: the checkpoint was made with {key}={getattr(stored, key)!r}, "
@@ -248,11 +248,11 @@ class Trainer:
             if self.teacher is not None and cached_teacher.numel() == 0:
                 with torch.no_grad():
                     teacher_sr = self.teacher(lr)
-            return sr, output_loss(sr, hr, teacher_sr, cfg.alpha)
+            return sr, output_loss(sr, hr, teacher_sr, cfg.alpha, cfg.pixel_loss)
         sr, s_feats = self.model(lr, return_features=True)
         with torch.no_grad():
             teacher_sr, t_feats = self.teacher(lr, return_features=True)
-        loss = output_loss(sr, hr, teacher_sr, cfg.alpha) + cfg.feature_weight * self.projector(s_feats, t_feats)
+        loss = output_loss(sr, hr, teacher_sr, cfg.alpha, cfg.pixel_loss) + cfg.feature_weight * self.projector(s_feats, t_feats)
         return sr, loss
 
     def fit(self, stop_after: int | None = None) -> dict:

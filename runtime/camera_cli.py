@@ -84,9 +84,8 @@ def run(args) -> int:
     from mambalitesr.runtime.backends.options import backend_options, parse_size
     from mambalitesr.runtime.stream.pipeline import Pipeline
     from mambalitesr.runtime.stream.power_link import open_power
-    from mambalitesr.runtime.stream.processing import FrameProcessor
-    from mambalitesr.runtime.stream.sinks import parse_sink
-    from mambalitesr.runtime.stream.sources import parse_source
+    from mambalitesr.runtime.core.processing import FrameProcessor
+    from mambalitesr.runtime.stream.registry import parse_sink, parse_source
 
     if args.frames is not None and args.frames < 1:
         raise UserError(f"--frames must be >= 1, got {args.frames}")

@@ -4,9 +4,9 @@ Glossary (code name -> meaning):
     IN...        image files, video files, or folders (their images); -o OUT a file for one input, else a folder
     --tile t     LR tile height (0 = whole images); --tile-width: LR tile width, 0 (default) = the full
                  image width, i.e. strips: the model's row-major scan sees whole rows, so strips match the
-                 untiled result within 1/255 while narrower tiles do not (runtime/stream/processing.py);
+                 untiled result within 1/255 while narrower tiles do not (runtime/core/processing.py);
                  --tile-overlap o, the outer quarter of each overlap discarded, the middle feathered
-                 (runtime/tiles.py)
+                 (runtime/core/tiles.py)
     job          one input -> one output, written atomically; a failed job is reported and the rest go on,
                  and the exit status is non-zero when any failed
 """
@@ -116,8 +116,8 @@ def plan_outputs(files: list[Path], output: Path, had_folder: bool) -> list[tupl
 
 def upscale_one_image(processor, src: Path, dst: Path, progress) -> str:
     from mambalitesr.imageio import read_image, write_image
-    from mambalitesr.runtime.stream.banded import upscale_image
-    from mambalitesr.runtime.stream.sources import Frame
+    from mambalitesr.runtime.core.banded import upscale_image
+    from mambalitesr.runtime.core.frames import Frame
 
     rgb = read_image(src)
     out = upscale_image(processor, Frame(rgb, 0, time.perf_counter(), "rgb"), order="rgb", progress=progress)
@@ -129,7 +129,7 @@ def upscale_one_video(processor, src: Path, dst: Path, progress) -> str:
     import cv2
 
     from mambalitesr.imageio import atomic_path
-    from mambalitesr.runtime.stream.banded import upscale_image
+    from mambalitesr.runtime.core.banded import upscale_image
     from mambalitesr.runtime.stream.sinks import VIDEO_FOURCC
     from mambalitesr.runtime.stream.sources import VideoFileSource
 
@@ -194,7 +194,7 @@ def run(args) -> int:
 
     from mambalitesr.runtime.backends import create_backend
     from mambalitesr.runtime.backends.options import backend_options
-    from mambalitesr.runtime.stream.processing import FrameProcessor
+    from mambalitesr.runtime.core.processing import FrameProcessor
 
     if args.tile < 0 or (0 < args.tile < 8):
         raise UserError(f"--tile must be 0 (whole images) or at least 8, got {args.tile}")

@@ -357,8 +357,8 @@ class _FakeRegistry:
 @pytest.fixture
 def fake_trt(monkeypatch):
     """``import tensorrt`` / ``import pycuda.driver`` give stand-ins; the GPU is an "Orin" (8.7)."""
-    from mambalitesr.export import engine as engine_module
-    from mambalitesr.export import trt_runtime
+    from mambalitesr import trt_runtime
+    from mambalitesr.runtime.backends import engine_files as engine_module
 
     trt = types.ModuleType("tensorrt")
     trt.__version__ = DEVICE_TRT
@@ -408,7 +408,7 @@ def fake_trt(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycuda", pycuda)
     monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
     monkeypatch.setattr(engine_module, "gpu_identity", lambda device=0: dict(DEVICE_GPU))
-    monkeypatch.setattr(engine_module, "_logger", None, raising=False)
+    monkeypatch.setattr(trt_runtime, "_logger", None, raising=False)
     monkeypatch.setattr(trt_runtime, "_loaded_plugins", {})
     return trt
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mambalitesr.benchmarks import report as report_mod
-from mambalitesr.benchmarks.latency import CallRates, IterationPolicy, time_calls
+from mambalitesr.benchmarks.timing import CallRates, IterationPolicy, time_calls
 from mambalitesr.benchmarks.power import PowerContext
 from mambalitesr.benchmarks.results import ROW_FIELDS, Results, Row, load_results, results_paths
 from mambalitesr.cli import main

@@ -210,10 +210,37 @@ def test_plugin_compiles_links_without_libnvinfer_and_passes_selftest(build, ker
     lib = build / "libmambalitesr_plugins.so"
     run([NVCC, "-shared", "-Xlinker", "--no-undefined", "plugin.o", *map(str, kernel_objects), "-o", str(lib)], build)
     symbols = exported(lib)
-    wanted = {"getCreators", "getPluginCreators", "setLoggerFinder", "mambalitesr_plugin_version", *C_API}
+    wanted = {"getCreators", "setLoggerFinder", "mambalitesr_plugin_version", *C_API}
     assert wanted <= symbols, wanted - symbols
+    # IPluginV3 only: the IPluginV2 loader name would hand V3 creators to a V2 loader.
+    assert "getPluginCreators" not in symbols
     run([NVCC, "-x", "c++", "-O1", *HOST_FLAGS, *includes, "-c", str(SRC / "plugin_selftest.cpp"), "-o",
          "selftest.o"], build)
     run([NVCC, "selftest.o", "plugin.o", *map(str, kernel_objects), "-o", "selftest"], build)
     proc = subprocess.run([str(build / "selftest")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "passed: 0 failure(s)" in proc.stdout, proc.stdout + proc.stderr
+
+
+# --- CMake: cudart linked once --------------------------------------------------------------------------------
+
+@needs_nvcc
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not installed")
+def test_cmake_links_cudart_once_and_shared(tmp_path):
+    """The kernel library's link line names the shared cudart and not cudart_static (CMake's CUDA default)."""
+    build = tmp_path / "cmake-build"
+    configure = subprocess.run(
+        ["cmake", "-S", str(SRC), "-B", str(build), "-DMAMBALITESR_BUILD_PLUGIN=OFF", "-DCMAKE_CUDA_ARCHITECTURES=87",
+         f"-DCMAKE_CUDA_COMPILER={NVCC}"], capture_output=True, text=True, timeout=300)
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    proc = subprocess.run(["cmake", "--build", str(build), "--target", "mambalitesr_selective_scan", "--", "VERBOSE=1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    link_lines = [line for line in proc.stdout.splitlines() if "libmambalitesr_selective_scan.so" in line
+                  and " -o " in line]
+    assert link_lines, proc.stdout[-4000:]
+    line = link_lines[-1]
+    cudart = [w for w in line.split() if "cudart" in w and "cudadevrt" not in w]
+    assert len(cudart) == 1 and "cudart_static" not in cudart[0], f"cudart linked {len(cudart)} times: {cudart}"
+    needed = subprocess.run(["readelf", "-d", str(build / "libmambalitesr_selective_scan.so")],
+                            capture_output=True, text=True).stdout
+    assert "libcudart.so" in needed, needed

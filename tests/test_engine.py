@@ -12,7 +12,9 @@ import sys
 import pytest
 
 from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr import formats
 from mambalitesr.export import engine as eng
+from mambalitesr.runtime.backends import engine_files
 from mambalitesr.export.engine_cli import register_engine
 
 onnx = pytest.importorskip("onnx")
@@ -35,7 +37,7 @@ def fake_sidecar(plugin_sha="p" * 64, engine_sha="e" * 64):
 def check(sidecar, **over):
     env = {"tensorrt_version": TRT, "gpu": dict(GPU), "engine_sha256": "e" * 64, "plugin_sha256": "p" * 64}
     env.update(over)
-    return eng.check_sidecar(sidecar, **env)
+    return formats.check_sidecar(sidecar, **env)
 
 
 def test_matching_sidecar_passes_and_round_trips_json():
@@ -135,20 +137,20 @@ def test_build_refuses_bad_inputs_before_tensorrt(tmp_path, no_tensorrt):
 def test_load_engine_errors(tmp_path, no_tensorrt):
     engine = tmp_path / "m.engine"
     with pytest.raises(UserError, match="no such engine file"):
-        eng.load_engine(engine)
+        engine_files.load_engine(engine)
     engine.write_bytes(b"plan")
     with pytest.raises(UserError, match="no sidecar"):
-        eng.load_engine(engine, plugin=tmp_path / "lib.so")
-    eng.sidecar_path(engine).write_text("{not json")
+        engine_files.load_engine(engine, plugin=tmp_path / "lib.so")
+    formats.sidecar_path(engine).write_text("{not json")
     with pytest.raises(UserError, match="unreadable sidecar"):
-        eng.load_engine(engine)
-    eng.sidecar_path(engine).write_text(json.dumps(fake_sidecar()))
+        engine_files.load_engine(engine)
+    formats.sidecar_path(engine).write_text(json.dumps(fake_sidecar()))
     with pytest.raises(MissingDependency, match="TensorRT Python bindings not found"):
-        eng.load_engine(engine)
+        engine_files.load_engine(engine)
 
 
 def test_plugin_library_version_of_missing_library(tmp_path):
-    from mambalitesr.export.trt_runtime import plugin_library_version
+    from mambalitesr.trt_runtime import plugin_library_version
 
     with pytest.raises(MissingDependency, match="cannot load the plugin library"):
         plugin_library_version(tmp_path / "libnothing.so")

@@ -33,9 +33,10 @@ import badinputs as bad  # noqa: E402
 from mambalitesr import cli  # noqa: E402
 from mambalitesr.runtime.backends import create_backend  # noqa: E402
 from mambalitesr.runtime.stream.pipeline import Pipeline  # noqa: E402
-from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
+from mambalitesr.runtime.core.processing import FrameProcessor  # noqa: E402
 from mambalitesr.runtime.stream.sinks import ImageFolderSink, NullSink, VideoFileSink  # noqa: E402
-from mambalitesr.runtime.stream.sources import Frame, Source, SourceLost, SourceUnavailable  # noqa: E402
+from mambalitesr.runtime.core.frames import Frame  # noqa: E402
+from mambalitesr.runtime.stream.sources import Source, SourceLost, SourceUnavailable  # noqa: E402
 from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mambalitesr.errors import MissingDependency
-from mambalitesr.runtime import framepath as fp
-from mambalitesr.runtime import framepath_ref as ref
-from mambalitesr.runtime.tiles import TileGrid, axis_ratios, axis_weights, edge_discard, tile_starts
+from mambalitesr.runtime.core import framepath as fp
+from mambalitesr.runtime.core import framepath_ref as ref
+from mambalitesr.runtime.core.tiles import TileGrid, axis_ratios, axis_weights, edge_discard, tile_starts
 
 DTYPES = (np.float32, np.float16)
 SIZES = ((1, 2), (7, 11), (16, 32), (33, 64), (45, 2))
@@ -28,7 +28,7 @@ def lib():
     try:
         return fp.library()
     except MissingDependency as exc:  # a build problem, not a reason to skip
-        pytest.fail(f"{exc} (or during development: gcc as in runtime/framepath.py's docstring)")
+        pytest.fail(f"{exc} (or during development: gcc as in runtime/core/framepath.py's docstring)")
 
 
 @pytest.fixture(params=[True, False], ids=["hw-f16", "soft-f16"])

@@ -21,9 +21,10 @@ from mambalitesr.runtime.backends import create_backend  # noqa: E402
 from mambalitesr.runtime.serve.ports import free_port  # noqa: E402
 from mambalitesr.runtime.stream.ip_camera import IpCameraSource, gstreamer_pipeline, redact  # noqa: E402
 from mambalitesr.runtime.stream.pipeline import Pipeline  # noqa: E402
-from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
+from mambalitesr.runtime.core.processing import FrameProcessor  # noqa: E402
 from mambalitesr.runtime.stream.sinks import Sink  # noqa: E402
-from mambalitesr.runtime.stream.sources import SourceUnavailable, parse_source  # noqa: E402
+from mambalitesr.runtime.stream.registry import parse_source  # noqa: E402
+from mambalitesr.runtime.stream.sources import SourceUnavailable  # noqa: E402
 
 SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"

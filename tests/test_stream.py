@@ -24,9 +24,10 @@ from mambalitesr.runtime.backends import create_backend  # noqa: E402
 from mambalitesr.runtime.stream import sinks as sinks_module  # noqa: E402
 from mambalitesr.runtime.stream.overlay import draw_overlay  # noqa: E402
 from mambalitesr.runtime.stream.pipeline import Pipeline  # noqa: E402
-from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
-from mambalitesr.runtime.stream.sinks import NullSink, Sink, parse_sink  # noqa: E402
-from mambalitesr.runtime.stream.sources import SourceLost, VideoFileSource, parse_source  # noqa: E402
+from mambalitesr.runtime.core.processing import FrameProcessor  # noqa: E402
+from mambalitesr.runtime.stream.registry import parse_sink, parse_source  # noqa: E402
+from mambalitesr.runtime.stream.sinks import NullSink, Sink  # noqa: E402
+from mambalitesr.runtime.stream.sources import SourceLost, VideoFileSource  # noqa: E402
 from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -376,7 +377,7 @@ def test_fixed_shape_backend_tiles_large_frames_and_pads_small_ones(tmp_path):
 
 
 def test_frame_plans_follow_the_backend_shape_limits():
-    from mambalitesr.runtime.stream.processing import plan_frame
+    from mambalitesr.runtime.core.processing import plan_frame
 
     whole = plan_frame(90, 160, 4)  # dynamic backend, no tiling asked: one call
     assert whole.grid is None and not whole.padded

@@ -5,7 +5,7 @@ diff = |tiled - untiled| of the uint8 SR images, in 1/255 steps; peak = the rise
 (VmHWM, reset through /proc/self/clear_refs) during one upscale.
 
 The shipped student scans each frame row-major as one token sequence, so a tile cut on the left changes
-the output far into the tile, while rows a few pixels away do not matter: see runtime/stream/processing.py
+the output far into the tile, while rows a few pixels away do not matter: see runtime/core/processing.py
 for the figures. The acceptance (a 1920x1080 image within 1/255 of untiled) was run once by hand; here
 the same code path runs on the largest image that keeps the test near 30 s on the CI's two cores.
 """
@@ -120,9 +120,9 @@ def _can_reset_peak() -> bool:
 @pytest.mark.skipif(not _can_reset_peak(), reason="needs Linux /proc/self/clear_refs to reset the peak RSS")
 def test_peak_memory_of_a_tiled_run_does_not_grow_with_the_image(capsys):
     from mambalitesr.runtime.backends import create_backend
-    from mambalitesr.runtime.stream.banded import upscale_image
-    from mambalitesr.runtime.stream.processing import FrameProcessor
-    from mambalitesr.runtime.stream.sources import Frame
+    from mambalitesr.runtime.core.banded import upscale_image
+    from mambalitesr.runtime.core.processing import FrameProcessor
+    from mambalitesr.runtime.core.frames import Frame
 
     backend = create_backend("torch", model="test_x4", threads=1)  # the student's architecture, tiny
     rng = np.random.default_rng(0)

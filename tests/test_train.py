@@ -87,6 +87,8 @@ def test_output_distillation_loss():
     s, hr, t = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
     assert output_loss(s, hr, t, 0.8).item() == pytest.approx(0.8 * 0.5 + 0.2 * 1.0)
     assert output_loss(s, hr, None, 0.8).item() == pytest.approx(1.0)
+    # l2: squared distances, 0.8 * 0.25 + 0.2 * 1.0
+    assert output_loss(s, hr, t, 0.8, "l2").item() == pytest.approx(0.8 * 0.25 + 0.2 * 1.0)
 
 
 def test_learning_rate_schedule():
@@ -106,5 +108,23 @@ def test_torchrun_two_processes_on_gloo(image_dirs, tmp_path):
            "--workers", "0", "--log-every", "1", "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "ddp" / "checkpoint.pt").is_file()
+    assert (tmp_path / "ddp" / "checkpoint.safetensors").is_file()
     assert len(read_losses(tmp_path / "ddp")) == 4
+
+
+def test_checkpoint_is_safetensors_without_pickle(image_dirs, tmp_path):
+    """The checkpoint a run writes is a safetensors file (no pickle), and the legacy .pt still resumes."""
+    import torch
+
+    from mambalitesr.models.checkpoint import LEGACY, LATEST, load_checkpoint
+
+    run = tmp_path / "run"
+    train(tiny_config(image_dirs, run, steps=6), stop_after=3, progress=False)
+    assert (run / LATEST).read_bytes()[8:9] == b"{"  # safetensors: u64 header length, then a JSON header
+    assert not (run / LEGACY).exists()
+    state = load_checkpoint(run)
+    assert state["step"] == 3 and isinstance(state["optimizer"]["param_groups"][0]["betas"], tuple)
+    torch.save(state, run / LEGACY)
+    (run / LATEST).unlink()
+    train(tiny_config(image_dirs, run, steps=6), resume=True, progress=False)
+    assert load_checkpoint(run)["step"] == 6

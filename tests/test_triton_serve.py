@@ -26,7 +26,7 @@ from mambalitesr.runtime.backends import create_backend  # noqa: E402
 from mambalitesr.runtime.backends.triton_backend import TritonBackend  # noqa: E402
 from mambalitesr.runtime.serve.ports import free_port  # noqa: E402
 from mambalitesr.runtime.stream.pipeline import Pipeline  # noqa: E402
-from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
+from mambalitesr.runtime.core.processing import FrameProcessor  # noqa: E402
 from mambalitesr.runtime.stream.sinks import NullSink  # noqa: E402
 from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
 

@@ -20,9 +20,9 @@ cv2 = pytest.importorskip("cv2")
 from mambalitesr.cli import main  # noqa: E402
 from mambalitesr.imageio import read_image, write_image  # noqa: E402
 from mambalitesr.runtime.backends import create_backend  # noqa: E402
-from mambalitesr.runtime.stream.banded import upscale_image  # noqa: E402
-from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
-from mambalitesr.runtime.stream.sources import Frame  # noqa: E402
+from mambalitesr.runtime.core.banded import upscale_image  # noqa: E402
+from mambalitesr.runtime.core.processing import FrameProcessor  # noqa: E402
+from mambalitesr.runtime.core.frames import Frame  # noqa: E402
 from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
 
 

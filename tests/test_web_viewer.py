@@ -32,8 +32,8 @@ cv2 = pytest.importorskip("cv2")
 from mambalitesr.errors import UserError  # noqa: E402
 from mambalitesr.runtime.backends import create_backend  # noqa: E402
 from mambalitesr.runtime.stream.pipeline import Pipeline  # noqa: E402
-from mambalitesr.runtime.stream.processing import FrameProcessor  # noqa: E402
-from mambalitesr.runtime.stream.sinks import parse_sink  # noqa: E402
+from mambalitesr.runtime.core.processing import FrameProcessor  # noqa: E402
+from mambalitesr.runtime.stream.registry import parse_sink  # noqa: E402
 from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
 from mambalitesr.runtime.web.address import parse_address  # noqa: E402
 from mambalitesr.runtime.web.priority import thread_is_lowered  # noqa: E402
@@ -318,8 +318,7 @@ def test_foreign_host_names_are_refused_on_loopback():
 
 # -- the viewer process: hand-off, never blocking, dying ---------------------------------------------
 def test_the_frame_slot_hands_over_each_shape_and_order():
-    from mambalitesr.runtime.stream.sinks import Output
-    from mambalitesr.runtime.stream.sources import Frame
+    from mambalitesr.runtime.core.frames import Frame, Output
     from mambalitesr.runtime.web.slot import SlotReader, SlotWriter
 
     rng = np.random.default_rng(0)

@@ -5,8 +5,9 @@ Glossary (code name -> paper symbol): objectives (PSNR up, |theta| down, latency
 half the step budget; bicubic_psnr, nearest_psnr those of bicubic and nearest-neighbour upsampling
 on the same held-out images (nearest is where an anchor-skip network starts).
 
-Storage is SQLite (``sqlite:///models/study/study.db``): every trial's parameters, objectives and
-measurements live there, and ``mambalitesr search report`` rebuilds the report from it alone.
+Storage is SQLite (by default ``study.db`` in ``mambalitesr.paths.user_dir("study")``; the committed study is
+``sqlite:///models/study/study.db`` in a checkout): every trial's parameters, objectives and measurements live
+there, and ``mambalitesr search report`` rebuilds the report from it alone.
 
 Determinism: the sampler (multi-objective TPE) is re-seeded before each trial from (seed, number
 of trials so far), so the next config is a function of the study's seed and its stored history,
@@ -33,9 +34,12 @@ from pathlib import Path
 from mambalitesr.errors import UserError
 from mambalitesr.models.study import space
 from mambalitesr.models.study.trial import Budget, Data
+from mambalitesr.optional import require
+from mambalitesr.paths import user_dir
 
-STUDY_DIR = Path(__file__).resolve().parent
-DEFAULT_STORAGE = f"sqlite:///{STUDY_DIR / 'study.db'}"
+STUDY_DIR = Path(__file__).resolve().parent  # the committed study (read-only data) and its report, in a checkout
+USER_STUDY_DIR = user_dir("study")  # where `search` writes when no --storage / --out is given
+DEFAULT_STORAGE = f"sqlite:///{USER_STUDY_DIR / 'study.db'}"
 STUDY_NAME = "mambalitesr_x4"
 DIRECTIONS = ("maximize", "minimize", "minimize")  # PSNR (dB), params, CPU latency (ms)
 OBJECTIVES = ("psnr", "params", "latency_ms")
@@ -45,12 +49,7 @@ STARTUP_TRIALS = 12  # random sampling before TPE models the front
 
 
 def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        from mambalitesr.errors import MissingDependency
-
-        raise MissingDependency("optuna is not installed; pip install optuna") from None
+    optuna = require("optuna", "the study needs optuna", extra="study")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

@@ -9,7 +9,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from mambalitesr.models.study.search import DEFAULT_STORAGE, STUDY_DIR, STUDY_NAME
+    from mambalitesr.models.study.search import DEFAULT_STORAGE, STUDY_NAME, USER_STUDY_DIR
 
     p = subparsers.add_parser(
         "search", help="hyper-parameter study of the student (Optuna, multi-objective); its report",
@@ -52,7 +52,9 @@ def register(subparsers) -> None:
 
     rep = sub.add_parser("report", help="regenerate models/study/README.md and its plots from the stored study")
     common(rep)
-    rep.add_argument("--out", default=str(STUDY_DIR), metavar="DIR", help="where README.md and the PNGs go")
+    rep.add_argument("--out", default=str(USER_STUDY_DIR), metavar="DIR",
+                     help="where README.md and the PNGs go (default %(default)s; the committed report: "
+                          "--storage sqlite:///models/study/study.db --out models/study in a checkout)")
     rep.add_argument("--budget-params", type=int, default=150_000, help="parameter budget of the decision")
     rep.add_argument("--tolerance", type=float, default=0.1, help="dB: smallest model within this of the best")
     rep.set_defaults(func=_report)
@@ -67,7 +69,9 @@ def register(subparsers) -> None:
     c.add_argument("--scan", choices=["native", "chunked", "ref"], default="native")
     c.add_argument("--budget-params", type=int, default=150_000)
     c.add_argument("--tolerance", type=float, default=0.1)
-    c.set_defaults(func=_cost)
+    # The measurement reads board power (runtime.power), which the model layer must not know: the benchmarks
+    # layer runs it, and the top-level CLI imports it by this name when the action is chosen.
+    c.set_defaults(func="mambalitesr.benchmarks.train_cost:cost_command")
 
     rr = sub.add_parser("rerun", help="train stored trials again (config, a, budget): another seed (noise) or more steps "
                                       "(does the ranking hold?); results are stored with the study and reported")
@@ -130,41 +134,6 @@ def _report(args: argparse.Namespace) -> int:
     from mambalitesr.models.study.report import build_report
 
     print(build_report(args.storage, args.study_name, Path(args.out), args.budget_params, args.tolerance))
-    return 0
-
-
-def _cost(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from mambalitesr.errors import UserError
-    from mambalitesr.imageio import atomic_path
-    from mambalitesr.models.config import SRConfig
-    from mambalitesr.models.registry import STUDENT
-    from mambalitesr.models.study import fit, space
-    from mambalitesr.models.study.report import COST_FILE
-    from mambalitesr.models.study.search import load_study, sqlite_path
-    from mambalitesr.models.study.train_cost import compare_ranks
-
-    db = sqlite_path(args.storage)
-    if db is None:
-        raise UserError("`search cost` writes train_cost.json next to the study database: use a sqlite:/// storage")
-    configs = {"paper (r=2)": space.decode(space.PAPER)[0], f"shipped (r={STUDENT.rank})": STUDENT}
-    decision = fit.study_decision(load_study(args.storage, args.study_name), args.budget_params, args.tolerance)["decision"]
-    if decision.get("chosen"):
-        chosen = SRConfig(**decision["chosen_config"])
-        if chosen == STUDENT:
-            pass  # the pick is the shipped config, already measured
-        elif chosen.rank is not None and space.effective_rank(chosen) is not None:
-            configs[f"study's pick, trial {decision['chosen']['number']} (r={chosen.rank})"] = chosen
-        else:
-            print("the study's pick is full rank: nothing to compare for it", file=sys.stderr)
-    result = compare_ranks(configs, steps=args.steps, batch=args.batch, patch=args.patch, backend=args.scan,
-                           repeats=args.repeats, say=lambda m: print(m, file=sys.stderr, flush=True))
-    path = db.parent / COST_FILE
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
-    print(path)
     return 0
 
 

@@ -12,13 +12,13 @@ Glossary (code name -> meaning / paper symbol):
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends.base import NUMPY_DTYPES, Backend, infer_scale
+from mambalitesr.optional import find, require
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -43,9 +43,8 @@ def provider_name(short: str) -> str:
 
 def custom_domains(onnx_path: Path) -> set[str] | None:
     """Non-standard domains the model imports or uses in its top graph; None when onnx is not installed."""
-    try:
-        import onnx
-    except ImportError:
+    onnx = find("onnx")
+    if onnx is None:
         return None
     try:
         model = onnx.load(str(onnx_path), load_external_data=False)
@@ -69,13 +68,8 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads
 
     def load(self) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise MissingDependency(
-                f"onnxruntime backend needs the onnxruntime package ({exc}); pip install onnxruntime "
-                "(on a Jetson: the onnxruntime-gpu wheel for your JetPack)"
-            ) from None
+        ort = require("onnxruntime", "onnxruntime backend needs the onnxruntime package",
+                      install="pip install onnxruntime (on a Jetson: the onnxruntime-gpu wheel for your JetPack)")
         if not self.onnx_path.is_file():
             raise UserError(f"{self.onnx_path}: no such ONNX file")
         available = ort.get_available_providers()
@@ -135,22 +129,12 @@ class OnnxRuntimeBackend(Backend):
             raise UserError(f"{self.onnx_path}: onnxruntime cannot load it: {text}") from None
 
     def _register_custom_ops(self, so) -> None:
-        try:
-            from onnxruntime_extensions import get_library_path
-        except ImportError:
-            raise MissingDependency(
-                f"{self.onnx_path} has '{CUSTOM_DOMAIN}' custom nodes, which need onnxruntime-extensions: "
-                "pip install onnxruntime-extensions"
-            ) from None
-        for name in CUSTOM_OP_MODULES:
-            try:
-                importlib.import_module(name)  # defines the @onnx_op kernels before the library is registered
-            except ImportError as exc:
-                raise MissingDependency(
-                    f"{self.onnx_path} has '{CUSTOM_DOMAIN}' custom nodes but their kernels ({name}) "
-                    f"cannot be imported: {exc}"
-                ) from None
-        so.register_custom_ops_library(get_library_path())
+        extensions = require("onnxruntime_extensions",
+                             f"{self.onnx_path} has '{CUSTOM_DOMAIN}' custom nodes, which need onnxruntime-extensions")
+        for name in CUSTOM_OP_MODULES:  # defines the @onnx_op kernels before the library is registered
+            require(name, f"{self.onnx_path} has '{CUSTOM_DOMAIN}' custom nodes but their kernels ({name}) "
+                          "cannot be imported")
+        so.register_custom_ops_library(extensions.get_library_path())
 
     def _find_scale(self, out_shape) -> int:
         meta = self.session.get_modelmeta().custom_metadata_map

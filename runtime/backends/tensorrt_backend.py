@@ -2,7 +2,7 @@
 
 Glossary (code name -> meaning / paper symbol):
     engine        a TensorRT 10 ``.engine`` built by ``mambalitesr export engine``; its sidecar JSON is checked
-                  by ``export.engine.load_engine`` (TensorRT version, GPU, plugin) before deserializing
+                  by ``runtime.backends.engine_files.load_engine`` (TensorRT version, GPU, plugin) before deserializing
     plugin        the shared library with the fused selective-scan plugin (IPluginV3) the engine refers to
     slot          one of two buffer sets: pinned host input/output + device input/output + CUDA events
     copy stream   H2D copies; compute stream: ``execute_async_v3``; d2h stream: D2H copies. With two slots
@@ -23,6 +23,7 @@ import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends.base import Backend, Pending
+from mambalitesr.optional import require
 
 N_SLOTS = 2
 
@@ -83,16 +84,11 @@ class TensorRTBackend(Backend):
 
     # -- loading --------------------------------------------------------------------
     def _import(self):
-        from mambalitesr.export.trt_runtime import import_tensorrt
+        from mambalitesr.runtime.backends.engine_files import import_tensorrt
 
         trt = import_tensorrt()  # MissingDependency (with the JetPack hint) when absent or older than 10
-        try:
-            import pycuda.driver as cuda
-        except ImportError as exc:
-            raise MissingDependency(
-                f"tensorrt backend needs pycuda for device buffers and streams (import pycuda.driver: {exc}); "
-                "pip install pycuda on the Jetson (it builds against JetPack's CUDA)"
-            ) from None
+        cuda = require("pycuda.driver", "tensorrt backend needs pycuda for device buffers and streams",
+                       install="pip install pycuda on the Jetson (it builds against JetPack's CUDA)")
         return trt, cuda
 
     def load(self) -> None:
@@ -118,7 +114,7 @@ class TensorRTBackend(Backend):
         self.loaded = True
 
     def _load_engine(self, trt, cuda) -> None:
-        from mambalitesr.export.engine import load_engine, read_sidecar
+        from mambalitesr.runtime.backends.engine_files import load_engine, read_sidecar
 
         # load_engine checks the sidecar (TensorRT version, GPU, plugin), loads the plugin library and deserializes.
         self.engine = load_engine(self.engine_path, self.plugin_path, device=self.device_index)

@@ -6,6 +6,8 @@ Glossary (code name -> meaning / paper symbol):
     scan_backend   the selective scan implementation: "native" (C kernel, the CPU default) or "chunked"
                    (pure PyTorch, the CUDA default)
     s (scale)      from ``module.config.scale`` when the module has one, else measured on a probe input
+    stream         on CUDA, a stream of our own: the legacy default stream (stream 0) serialises with every
+                   other stream of the process (a TensorRT engine, the camera's copies), ours does not
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends.base import NUMPY_DTYPES, PRECISIONS, Backend, infer_scale
+from mambalitesr.optional import require
 
 
 class TorchBackend(Backend):
@@ -40,12 +43,8 @@ class TorchBackend(Backend):
         self.module = module
 
     def load(self) -> None:
-        try:
-            import torch
-        except ImportError as exc:
-            raise MissingDependency(
-                f"torch backend needs PyTorch ({exc}); pip install torch==2.13.0 (on a Jetson: NVIDIA's JetPack wheel)"
-            ) from None
+        torch = require("torch", "torch backend needs PyTorch",
+                        install="pip install torch==2.13.0 (on a Jetson: NVIDIA's JetPack wheel)")
         self._torch = torch
         if self.device_name.startswith("cuda"):
             if not torch.cuda.is_available():
@@ -70,6 +69,8 @@ class TorchBackend(Backend):
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self.input_dtype = NUMPY_DTYPES[self.precision]
         self.module = self.module.eval().to(self.device, dtype)
+        # Not the legacy default stream: it waits for, and blocks, all other work on the device.
+        self._stream = torch.cuda.Stream(device=self.device) if self.device.type == "cuda" else None
         self.loaded = True
         config = getattr(self.module, "config", None)
         if getattr(config, "scale", None):
@@ -80,6 +81,15 @@ class TorchBackend(Backend):
             self.scale = infer_scale((16, 16), out.shape[2:], f"torch model {self.model_name}")
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        if self._stream is None:
+            return self._forward(batch)
+        with torch.cuda.stream(self._stream):  # the copies and the kernels queue on our stream
+            out = self._forward(batch)
+        self._stream.synchronize()
+        return out
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
         x = torch.from_numpy(batch).to(self.device, non_blocking=False)  # (B, 3, h, w)
         with torch.inference_mode():

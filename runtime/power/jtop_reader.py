@@ -13,6 +13,7 @@ from typing import Any
 from mambalitesr.errors import MissingDependency
 from mambalitesr.runtime.power.polling import PolledSource
 from mambalitesr.runtime.power.sample import PowerSample
+from mambalitesr.optional import require
 
 HOW_TO_GET = "pip install jetson-stats, then sudo systemctl start jtop (Jetson only)"
 
@@ -37,10 +38,7 @@ class JtopSource(PolledSource):
 
     def __init__(self, interval_ms: int = 100) -> None:
         super().__init__()
-        try:
-            from jtop import jtop  # jetson-stats
-        except ImportError:
-            raise MissingDependency(f"jtop not available: jetson-stats is not installed: {HOW_TO_GET}") from None
+        jtop = require("jtop", "jtop not available: jetson-stats is not installed", install=HOW_TO_GET).jtop
         self._jetson = jtop(interval=max(interval_ms, 100) / 1000)
         try:
             self._jetson.start()

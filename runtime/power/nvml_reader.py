@@ -11,6 +11,7 @@ import time
 from mambalitesr.errors import MissingDependency
 from mambalitesr.runtime.power.polling import PolledSource
 from mambalitesr.runtime.power.sample import PowerSample
+from mambalitesr.optional import require
 
 HOW_TO_GET = "pip install nvidia-ml-py, with an NVIDIA driver and a discrete GPU"
 
@@ -23,10 +24,7 @@ class NvmlSource(PolledSource):
 
     def __init__(self, interval_ms: int = 100) -> None:
         super().__init__()
-        try:
-            import pynvml  # provided by nvidia-ml-py
-        except ImportError:
-            raise MissingDependency(f"NVML not available: nvidia-ml-py is not installed: {HOW_TO_GET}") from None
+        pynvml = require("pynvml", "NVML not available: nvidia-ml-py is not installed", install=HOW_TO_GET)
         self._nvml = pynvml
         try:
             pynvml.nvmlInit()

@@ -122,8 +122,26 @@ def parse_ip_camera(spec: str) -> IpCameraSource:
     return IpCameraSource(spec, decoder=decoder, codec=codec)
 
 
-def is_ip_camera(spec: str) -> bool:
-    for prefix in ("ffmpeg:", "gst:"):
-        if spec.startswith(prefix):
-            spec = spec[len(prefix):]
-    return spec.split("://", 1)[0].lower() in SCHEMES and "://" in spec
+# -- factories (runtime/stream/registry.py names them; each takes the text after "KIND:") ---------
+def rtsp_source(rest: str) -> IpCameraSource:
+    return parse_ip_camera("rtsp:" + rest)
+
+
+def rtsps_source(rest: str) -> IpCameraSource:
+    return parse_ip_camera("rtsps:" + rest)
+
+
+def http_source(rest: str) -> IpCameraSource:
+    return parse_ip_camera("http:" + rest)
+
+
+def https_source(rest: str) -> IpCameraSource:
+    return parse_ip_camera("https:" + rest)
+
+
+def gst_source(rest: str) -> IpCameraSource:
+    return parse_ip_camera("gst:" + rest)
+
+
+def ffmpeg_source(rest: str) -> IpCameraSource:
+    return parse_ip_camera("ffmpeg:" + rest)

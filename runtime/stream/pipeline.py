@@ -23,12 +23,13 @@ import queue
 import sys
 import threading
 import time
-from collections import deque
 
 from mambalitesr.errors import UserError
 from mambalitesr.runtime.stream.overlay import RateMeter, draw_overlay, overlay_lines
-from mambalitesr.runtime.stream.processing import FrameProcessor
-from mambalitesr.runtime.stream.sinks import Output, Sink
+from mambalitesr.runtime.core.processing import FrameProcessor
+from mambalitesr.runtime.core.frames import Output
+from mambalitesr.runtime.core.inference import InferenceQueue
+from mambalitesr.runtime.stream.sinks import Sink
 from mambalitesr.runtime.stream.sources import Source, SourceLost, SourceUnavailable
 from mambalitesr.runtime.stream.stats import Gap, RunStats
 
@@ -232,44 +233,26 @@ class Pipeline:
         self._put(self.q_pre, END)
 
     def _infer(self) -> None:
-        processor, backend = self.processor, self.backend
-        inflight: deque = deque()  # (work, part, pending, submitted_at)
-        remaining: dict[int, int] = {}  # id(work) -> calls not yet complete
-        started: dict[int, float] = {}
-
-        def complete_oldest() -> None:
-            work, part, pending, _ = inflight.popleft()
-            out = pending.wait()
-            processor.store(work, part, out, pending.compute_s)
-            remaining[id(work)] -= 1
-            if remaining[id(work)] == 0:
-                del remaining[id(work)]
-                elapsed = time.perf_counter() - started.pop(id(work))
-                n = len(work.frames)
-                self.stats.stage_s["infer"].add(elapsed, n)
-                self.stats.compute_s.add(work.compute_s / n, n)
-                self._put(self.q_infer, work)
-
+        calls = InferenceQueue(self.processor, on_done=self._inferred)
         while True:
-            if inflight and (len(inflight) >= backend.max_in_flight or self.q_pre.empty()):
-                complete_oldest()  # nothing new to overlap with: finish what is running
+            if calls.busy and (calls.full or self.q_pre.empty()):
+                calls.complete_oldest()  # nothing new to overlap with: finish what is running
                 continue
             work = self._get(self.q_pre)
             if work is END:
                 break
             if self._infer_tokens is not None:
                 self._infer_tokens.release()
-            parts = processor.chunks(work)
-            remaining[id(work)] = len(parts)
-            started[id(work)] = time.perf_counter()
-            for part in parts:
-                while len(inflight) >= backend.max_in_flight:
-                    complete_oldest()
-                pending = backend.submit(processor.chunk_input(work, part))
-                inflight.append((work, part, pending, time.perf_counter()))
-        while inflight and not self._abort.is_set():
-            complete_oldest()
+            calls.submit(work)
+        while calls.busy and not self._abort.is_set():
+            calls.complete_oldest()
         self._put(self.q_infer, END)
+
+    def _inferred(self, work, elapsed: float) -> None:
+        n = len(work.frames)
+        self.stats.stage_s["infer"].add(elapsed, n)
+        self.stats.compute_s.add(work.compute_s / n, n)
+        self._put(self.q_infer, work)
 
     def _postprocess(self) -> None:
         while True:

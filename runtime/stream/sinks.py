@@ -17,24 +17,17 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.runtime.core.frames import Output
+from mambalitesr.optional import require
 
-SINK_FORMS = ("window", "file:PATH", "images:DIR", "null")
 # container suffix -> fourcc that OpenCV's FFMPEG backend writes without extra codecs
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 MIN_FREE_BYTES = 64 << 20
-
-
-@dataclass
-class Output:
-    sr: np.ndarray  # (s*H, s*W, 3) uint8 BGR
-    frame: object  # sources.Frame, the captured input
-    index: int
 
 
 def _bgr(frame) -> np.ndarray:
@@ -185,10 +178,7 @@ class WindowSink(Sink):
     MAX_WIDTH = 1920
 
     def __init__(self, title: str = "MambaLiteSR"):
-        try:
-            import cv2
-        except ImportError as exc:
-            raise MissingDependency(f"window sink needs OpenCV ({exc})") from None
+        cv2 = require("cv2", "window sink needs OpenCV", install="pip install opencv-python (a GUI build)")
         gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
         if gui and gui[0].split(":", 1)[1].strip().upper() == "NONE":
             raise MissingDependency(
@@ -236,18 +226,18 @@ class WindowSink(Sink):
         return "window (bicubic | SR; 's' toggles, 'q' quits)"
 
 
-def parse_sink(spec: str) -> Sink:
-    if spec.startswith("http://"):  # the live web viewer (runtime/web); aiohttp loads only when asked for
-        from mambalitesr.runtime.web.sink import WebSink
+# -- factories (runtime/stream/registry.py names them; each takes the text after "KIND:") ---------
+def null_sink(rest: str) -> Sink | None:
+    return None if rest else NullSink()  # None: not this form (the registry lists the forms)
 
-        return WebSink(spec)
-    kind, _, rest = spec.partition(":")
-    if kind == "null" and not rest:
-        return NullSink()
-    if kind == "window" and not rest:
-        return WindowSink()
-    if kind == "file" and rest:
-        return VideoFileSink(rest)
-    if kind == "images" and rest:
-        return ImageFolderSink(rest)
-    raise UserError(f"unknown sink {spec!r}; use one of: {', '.join(SINK_FORMS)}")
+
+def window_sink(rest: str) -> Sink | None:
+    return None if rest else WindowSink()
+
+
+def file_sink(rest: str) -> Sink | None:
+    return VideoFileSink(rest) if rest else None
+
+
+def images_sink(rest: str) -> Sink | None:
+    return ImageFolderSink(rest) if rest else None

@@ -3,6 +3,7 @@
 Glossary (code name -> meaning):
     spec        the ``--source`` text: ``csi:N[:WxH[@FPS]]``, ``v4l2:/dev/videoN[:WxH[@FPS]]``, ``file:PATH``,
                 ``images:DIR``, ``synthetic[:WxH][@FPS][:drop_at=N][:gap=SECONDS]``
+                (runtime/stream/registry.py maps each KIND to its factory)
     Frame       one picture: ``image`` uint8 (H, W, 3) in ``fmt`` ("bgr" or "rgb"), its ``index`` in the
                 source's own numbering, ``t_capture`` (time.perf_counter when it was taken)
     live        a source that produces frames whether or not we take them (a camera, a paced pattern):
@@ -18,34 +19,15 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.runtime.core.frames import Frame
+from mambalitesr.optional import require
 
-SOURCE_FORMS = (
-    "csi:N[:WxH[@FPS]]",
-    "v4l2:/dev/videoN[:WxH[@FPS]]",
-    "file:PATH",
-    "images:DIR",
-    "synthetic[:WxH][@FPS][:drop_at=N][:gap=S]",
-    "rtsp://HOST/PATH | http://HOST/PATH (MJPEG) [ffmpeg: or gst: first]",
-)
 _SIZE = re.compile(r"^(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d+)?))?$")
-
-
-@dataclass
-class Frame:
-    image: np.ndarray  # (H, W, 3) uint8 in ``fmt`` order
-    index: int
-    t_capture: float
-    fmt: str = "bgr"
-
-    @property
-    def hw(self) -> tuple[int, int]:
-        return self.image.shape[0], self.image.shape[1]
 
 
 class SourceLost(Exception):
@@ -75,11 +57,7 @@ class Source:
 
 # -- OpenCV capture -----------------------------------------------------------------------
 def _cv2():
-    try:
-        import cv2
-    except ImportError as exc:
-        raise MissingDependency(f"video sources need OpenCV ({exc}): pip install opencv-python-headless") from None
-    return cv2
+    return require("cv2", "video sources need OpenCV", install="pip install opencv-python-headless")
 
 
 class _CaptureSource(Source):
@@ -250,7 +228,7 @@ class ImageFolderSource(Source):
 
 
 # -- parsing ------------------------------------------------------------------------------
-def _size_fps(text: str, what: str) -> tuple[int | None, int | None, float | None]:
+def size_fps(text: str, what: str) -> tuple[int | None, int | None, float | None]:
     m = _SIZE.match(text)
     if not m:
         raise UserError(f"{what}: {text!r} is not WxH, WxH@FPS or @FPS")
@@ -258,56 +236,30 @@ def _size_fps(text: str, what: str) -> tuple[int | None, int | None, float | Non
     return (int(w) if w else None), (int(h) if h else None), (float(fps) if fps else None)
 
 
-def parse_source(spec: str) -> Source:
-    """Build the source a ``--source`` spec names (see SOURCE_FORMS); UserError for anything else."""
-    from mambalitesr.runtime.stream.ip_camera import is_ip_camera, parse_ip_camera
-    from mambalitesr.runtime.stream.synthetic import SyntheticSource
+# -- factories (runtime/stream/registry.py names them; each takes the text after "KIND:") ---------
+def file_source(rest: str) -> Source:
+    if not rest:
+        raise UserError("file source: give a path, file:PATH")
+    return VideoFileSource(rest)
 
-    if is_ip_camera(spec):  # rtsp://, http:// (MJPEG), with an optional ffmpeg: / gst: decoder prefix
-        return parse_ip_camera(spec)
-    kind, _, rest = spec.partition(":")
-    if kind == "file":
-        if not rest:
-            raise UserError("file source: give a path, file:PATH")
-        return VideoFileSource(rest)
-    if kind == "images":
-        if not rest:
-            raise UserError("images source: give a folder, images:DIR")
-        return ImageFolderSource(rest)
-    if kind == "synthetic":
-        opts: dict = {}
-        for part in [p for p in rest.split(":") if p]:
-            if "=" in part:
-                key, _, value = part.partition("=")
-                try:
-                    if key == "drop_at":
-                        opts["drop_at"] = int(value)
-                    elif key == "gap":
-                        opts["gap_s"] = float(value)
-                    elif key == "frames":
-                        opts["frames"] = int(value)
-                    else:
-                        raise UserError(f"synthetic source: unknown option {key!r} (drop_at, gap, frames)")
-                except ValueError:
-                    raise UserError(f"synthetic source: {part!r} needs a number") from None
-            else:
-                w, h, fps = _size_fps(part, "synthetic source")
-                if w:
-                    opts["width"], opts["height"] = w, h
-                if fps:
-                    opts["fps"] = fps
-        return SyntheticSource(**opts)
-    if kind == "csi":
-        sensor, _, size = rest.partition(":")
-        if not sensor.isdigit():
-            raise UserError(f"csi source: sensor id must be a number, csi:0, got {spec!r}")
-        w, h, fps = _size_fps(size, "csi source") if size else (None, None, None)
-        return CsiSource(int(sensor), w, h, fps)
-    if kind == "v4l2":
-        device, _, size = rest.partition(":")
-        if not device:
-            raise UserError("v4l2 source: give the device, v4l2:/dev/video0")
-        w, h, fps = _size_fps(size, "v4l2 source") if size else (None, None, None)
-        return V4L2Source(device, w, h, fps)
-    raise UserError(f"unknown source {spec!r}; use one of: {', '.join(SOURCE_FORMS)}")
 
+def images_source(rest: str) -> Source:
+    if not rest:
+        raise UserError("images source: give a folder, images:DIR")
+    return ImageFolderSource(rest)
+
+
+def csi_source(rest: str) -> Source:
+    sensor, _, size = rest.partition(":")
+    if not sensor.isdigit():
+        raise UserError(f"csi source: sensor id must be a number, csi:0, got {'csi:' + rest!r}")
+    w, h, fps = size_fps(size, "csi source") if size else (None, None, None)
+    return CsiSource(int(sensor), w, h, fps)
+
+
+def v4l2_source(rest: str) -> Source:
+    device, _, size = rest.partition(":")
+    if not device:
+        raise UserError("v4l2 source: give the device, v4l2:/dev/video0")
+    w, h, fps = size_fps(size, "v4l2 source") if size else (None, None, None)
+    return V4L2Source(device, w, h, fps)

@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from mambalitesr.errors import UserError
-from mambalitesr.runtime.stream.sources import Frame, Source, SourceLost, SourceUnavailable
+from mambalitesr.runtime.core.frames import Frame
+from mambalitesr.runtime.stream.sources import Source, SourceLost, SourceUnavailable, size_fps
 
 
 class SyntheticSource(Source):
@@ -111,3 +112,29 @@ class SyntheticSource(Source):
         pace = f"live at {self.fps:g} fps" if self.live else "unpaced (as fast as taken)"
         drop = f", disconnect at frame {self.drop_at} for {self.gap_s:g} s" if self.drop_at is not None else ""
         return f"synthetic {self.width}x{self.height}, {pace}{drop}"
+
+
+def synthetic_source(rest: str) -> SyntheticSource:
+    """``synthetic[:WxH][@FPS][:drop_at=N][:gap=S][:frames=N]`` (the text after "synthetic:")."""
+    opts: dict = {}
+    for part in [p for p in rest.split(":") if p]:
+        if "=" in part:
+            key, _, value = part.partition("=")
+            try:
+                if key == "drop_at":
+                    opts["drop_at"] = int(value)
+                elif key == "gap":
+                    opts["gap_s"] = float(value)
+                elif key == "frames":
+                    opts["frames"] = int(value)
+                else:
+                    raise UserError(f"synthetic source: unknown option {key!r} (drop_at, gap, frames)")
+            except ValueError:
+                raise UserError(f"synthetic source: {part!r} needs a number") from None
+        else:
+            w, h, fps = size_fps(part, "synthetic source")
+            if w:
+                opts["width"], opts["height"] = w, h
+            if fps:
+                opts["fps"] = fps
+    return SyntheticSource(**opts)

@@ -2,7 +2,7 @@
 
 Glossary (code name -> meaning):
     ViewerAddress   the parsed ``http://`` sink spec: where to listen and the display options
-    WebSink         the pipeline Sink (``parse_sink`` builds it for ``http://`` specs): on the sink thread it
+    WebSink         the pipeline Sink (the stream registry's ``parse_sink`` builds it for ``http://`` specs): on the sink thread it
                     takes the chart points and hands the newest output to the viewer process, never waiting
     ViewerProcess   a separate process, every thread of it in SCHED_IDLE, for all the viewer's work: its own
                     interpreter, so 20 viewers add no GIL contention to the pipeline's stages

@@ -25,8 +25,9 @@ import socket
 import threading
 from pathlib import Path
 
-from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.errors import UserError
 from mambalitesr.runtime.web.frames import BOUNDARY
+from mambalitesr.optional import require
 
 STATIC = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = {
@@ -41,11 +42,7 @@ LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
 def require_aiohttp():
-    try:
-        from aiohttp import web
-    except ImportError as exc:
-        raise MissingDependency(f"the web viewer needs aiohttp ({exc}): pip install 'mambalitesr[web]'") from None
-    return web
+    return require("aiohttp.web", "the web viewer needs aiohttp", extra="web")
 
 
 def _limit_unsent(transport) -> None:

@@ -102,3 +102,8 @@ class WebSink(Sink):
         a = self.address
         where = self.url or (a.url() if a.port else f"http://{a.host}:<free port>/")
         return f"web viewer {where} (MJPEG bicubic | SR, <= {a.fps:g} fps, JPEG q{a.quality})"
+
+
+def web_sink(rest: str) -> WebSink:
+    """``http://HOST:PORT[?options]`` (the registry passes the text after "http:")."""
+    return WebSink(f"http:{rest}")

@@ -88,8 +88,7 @@ class SlotReader:
 
     def take(self, message: dict, fds: list[int]):
         """The frame ``message`` announces, copied out of the slot -> stream.sinks.Output."""
-        from mambalitesr.runtime.stream.sinks import Output
-        from mambalitesr.runtime.stream.sources import Frame
+        from mambalitesr.runtime.core.frames import Frame, Output
 
         if fds:
             self.close()

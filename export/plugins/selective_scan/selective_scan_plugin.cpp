@@ -496,11 +496,6 @@ MAMBALITESR_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& n
     return creators;
 }
 
-MAMBALITESR_API nvinfer1::IPluginCreatorInterface* const* getPluginCreators(int32_t& nbCreators)
-{
-    return getCreators(nbCreators);
-}
-
 MAMBALITESR_API char const* mambalitesr_plugin_version(void)
 {
     return MAMBALITESR_PLUGIN_VERSION;

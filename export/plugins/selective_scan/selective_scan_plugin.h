@@ -137,13 +137,13 @@ private:
 } // namespace mambalitesr
 
 // Entry points of the plugin library. TensorRT 10's IPluginRegistry::loadLibrary (Python:
-// trt.get_plugin_registry().load_library, trtexec --dynamicPlugins) reads getCreators; getPluginCreators
-// returns the same IPluginCreatorV3One list for loaders that look for the older name. Loading the library
-// registers nothing by itself, so loadLibrary never meets an already-registered creator.
+// trt.get_plugin_registry().load_library, trtexec --dynamicPlugins) reads getCreators, the IPluginV3 entry
+// point. getPluginCreators, the IPluginV2 loader's name, is deliberately not exported: a V2 loader would
+// treat our IPluginCreatorV3One list as IPluginCreator (V2) objects. Loading the library registers nothing
+// by itself, so loadLibrary never meets an already-registered creator.
 extern "C" {
 MAMBALITESR_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder);
 MAMBALITESR_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
-MAMBALITESR_API nvinfer1::IPluginCreatorInterface* const* getPluginCreators(int32_t& nbCreators);
 MAMBALITESR_API char const* mambalitesr_plugin_version(void);
 }
 

@@ -2,7 +2,7 @@
 
 Glossary (code name -> meaning / symbol):
     H, W, s        LR image size and scale; the result is uint8 (s*H, s*W, 3)
-    th, tw, o      tile size and overlap (see runtime/tiles.py); tile row i starts at LR y0[i]
+    th, tw, o      tile size and overlap (see runtime/core/tiles.py); tile row i starts at LR y0[i]
     band i         tile row i inferred and merged along x by the C frame path: float32 (3, s*th, s*PW)
     pending        the merged rows not final yet: SR rows [s*y0[i], s*(y0[i] + th)) after band i
     ratio_y        the running-mean ratios of the frame's grid (``TileGrid.ratios_y``): folding band i
@@ -21,9 +21,10 @@ from typing import Callable
 
 import numpy as np
 
-from mambalitesr.runtime import framepath as fp
-from mambalitesr.runtime.stream.processing import FrameProcessor, Work, edge_pad, resize_frame
-from mambalitesr.runtime.tiles import TileGrid
+from mambalitesr.runtime.core import framepath as fp
+from mambalitesr.runtime.core.inference import InferenceQueue
+from mambalitesr.runtime.core.processing import FrameProcessor, Work, edge_pad, resize_frame
+from mambalitesr.runtime.core.tiles import TileGrid
 
 
 def upscale_image(
@@ -32,7 +33,7 @@ def upscale_image(
     order: str = "rgb",
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """One frame (sources.Frame) -> uint8 (s*H, s*W, 3) in ``order``; ``progress(n)`` after every n tiles."""
+    """One frame (frames.Frame) -> uint8 (s*H, s*W, 3) in ``order``; ``progress(n)`` after every n tiles."""
     h, w = processor.frame_hw(frame)
     plan = processor.plan(h, w)
     if plan.grid is None:
@@ -46,6 +47,8 @@ def upscale_image(
     band_grid = TileGrid.plan(plan.tile_h, plan.pad_w, plan.tile_h, plan.tile_w, grid.overlap, s)
     assert band_grid.x0 == grid.x0  # one tile row of the frame grid
     result = np.empty((s * h, s * w, 3), dtype=np.uint8)
+    # One call at a time: the network's working set stays one tile.
+    calls = InferenceQueue(processor, depth=1, on_part=(lambda part: progress(part.stop - part.start)) if progress else None)
 
     def emit(rows: np.ndarray, r0: int) -> None:
         """Final SR rows [r0, r0 + len) of the padded frame -> uint8 rows of the result (crop the pad)."""
@@ -60,11 +63,8 @@ def upscale_image(
         edge_pad(band_lr, rows, w)
         tiles = fp.split_tiles(band_lr, band_grid)  # (n_x, 3, th, tw)
         work = Work([frame], plan, tiles)
-        for part in _calls(processor, work):
-            pend = processor.backend.submit(processor.chunk_input(work, part))
-            processor.store(work, part, pend.wait(), pend.compute_s)
-            if progress:
-                progress(part.stop - part.start)
+        calls.submit(work, _calls(processor, work))
+        calls.drain()
         band = fp.merge_tiles(work.sr, band_grid)  # (3, s*th, s*PW)
         b0 = s * y
         if pending is not None:

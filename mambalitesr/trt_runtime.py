@@ -1,4 +1,4 @@
-"""TensorRT plumbing shared by the engine builder, the engine loader and the GPU check.
+"""TensorRT plumbing shared by the engine builder (export), the engine loader (runtime) and the GPU check.
 
 Glossary (code name -> meaning):
     trt             the ``tensorrt`` Python module (TensorRT 10: JetPack 6 ships 10.3)
@@ -7,7 +7,8 @@ Glossary (code name -> meaning):
     GPU identity    name and compute capability of a CUDA device, read from the driver (libcuda) with ctypes,
                     so no torch, pycuda or cuda-python is needed
 
-Everything that needs TensorRT or a GPU raises :class:`MissingDependency` naming what is missing and how
+It imports neither torch nor export or runtime code, so both layers may use it. Everything that needs
+TensorRT or a GPU raises :class:`MissingDependency` naming what is missing and how
 to get it; nothing falls back silently.
 """
 from __future__ import annotations
@@ -18,25 +19,22 @@ import os
 from pathlib import Path
 
 from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.optional import require
 
-TRT_MISSING = (
-    "TensorRT Python bindings not found: on a Jetson install JetPack 6 (python3-libnvinfer) "
-    "or use the container in docker/jetpack-r36.4"
-)
+TRT_MISSING = "TensorRT Python bindings not found"
+TRT_HOW_TO_GET = "on a Jetson install JetPack 6 (python3-libnvinfer) or use the container in docker/jetpack-r36.4"
 PLUGIN_BUILD_HINT = (
     "build it with: cmake -S export/plugins/selective_scan -B build/plugins && cmake --build build/plugins"
 )
 PLUGIN_NAME, PLUGIN_VERSION = "SelectiveScan", "1"
 
 _loaded_plugins: dict[str, object] = {}  # resolved library path -> registry handle (one load per process)
+_logger = None
 
 
 def import_tensorrt():
     """The ``tensorrt`` module (10 or newer), or MissingDependency with the install hint."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise MissingDependency(f"{TRT_MISSING} (import tensorrt: {exc})") from None
+    trt = require("tensorrt", TRT_MISSING, install=TRT_HOW_TO_GET)
     major = int(str(trt.__version__).split(".")[0])
     if major < 10:
         raise MissingDependency(f"TensorRT {trt.__version__} found, but the SelectiveScan plugin (IPluginV3) needs "
@@ -121,52 +119,10 @@ def gpu_identity(device: int = 0) -> dict:
     return {"name": name.value.decode(errors="replace"), "compute_capability": f"{major.value}.{minor.value}"}
 
 
-def torch_dtype(trt, trt_type):
-    """torch dtype of a TensorRT DataType."""
-    import torch
-
-    table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16, trt.DataType.INT32: torch.int32,
-             trt.DataType.INT8: torch.int8, trt.DataType.BOOL: torch.bool}
-    for name, dtype in (("INT64", torch.int64), ("BF16", torch.bfloat16), ("UINT8", torch.uint8)):
-        if hasattr(trt.DataType, name):
-            table[getattr(trt.DataType, name)] = dtype
-    if trt_type not in table:
-        raise UserError(f"TensorRT tensor type {trt_type} has no torch equivalent here")
-    return table[trt_type]
-
-
-def infer_torch(engine, feeds: dict) -> dict:
-    """Run ``engine`` once on CUDA torch tensors ``feeds`` (input name -> tensor); returns name -> output tensor.
-
-    For checks and tests on a GPU machine with torch; the camera runtime has its own double-buffered path.
-    """
-    import torch
-
-    trt = import_tensorrt()
-    context = engine.create_execution_context()
-    if context is None:
-        raise UserError("TensorRT could not create an execution context (out of GPU memory?)")
-    keep, outputs = [], {}
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    missing = sorted(set(inputs) - set(feeds))
-    if missing:
-        raise UserError(f"engine inputs not fed: {missing}")
-    for name in inputs:
-        t = feeds[name].to(device="cuda", dtype=torch_dtype(trt, engine.get_tensor_dtype(name))).contiguous()
-        keep.append(t)
-        if not context.set_input_shape(name, tuple(t.shape)):
-            raise UserError(f"input {name}: shape {tuple(t.shape)} is outside the engine's optimisation profile")
-        context.set_tensor_address(name, t.data_ptr())
-    for name in names:
-        if name in inputs:
-            continue
-        shape = tuple(context.get_tensor_shape(name))
-        out = torch.empty(shape, dtype=torch_dtype(trt, engine.get_tensor_dtype(name)), device="cuda")
-        context.set_tensor_address(name, out.data_ptr())
-        outputs[name] = out
-    stream = torch.cuda.current_stream()
-    if not context.execute_async_v3(stream.cuda_stream):
-        raise UserError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
-    stream.synchronize()
-    return outputs
+def trt_logger(trt, verbose: bool = False):
+    """The process's one TensorRT logger (builder and runtime share it), at WARNING or VERBOSE."""
+    global _logger
+    if _logger is None:
+        _logger = trt.Logger(trt.Logger.WARNING)
+    _logger.min_severity = trt.Logger.VERBOSE if verbose else trt.Logger.WARNING
+    return _logger

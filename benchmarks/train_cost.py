@@ -8,7 +8,7 @@ model, optimiser, batch), so peak - base is what training itself adds; j_per_ste
 from the board power reader (jtop, tegrastats or NVML via mambalitesr.runtime.power), None when
 this machine has none.
 
-Each measurement runs in its own process (``python -m mambalitesr.models.study.train_cost``), so
+Each measurement runs in its own process (``python -m mambalitesr.benchmarks.train_cost``), so
 one config's peak memory cannot hide another's; rank r and full rank alternate, repeated, to
 spread the noise of a shared machine evenly over both.
 """
@@ -81,7 +81,7 @@ def measure_here(cfg_json: str, steps: int, batch: int, patch: int, backend: str
 
 def measure(cfg_json: str, steps: int, batch: int, patch: int, backend: str) -> dict:
     """``measure_here`` in a fresh interpreter (its own peak memory), at the caller's CPU priority."""
-    cmd = [sys.executable, "-m", "mambalitesr.models.study.train_cost", "--config", cfg_json, "--steps", str(steps),
+    cmd = [sys.executable, "-m", "mambalitesr.benchmarks.train_cost", "--config", cfg_json, "--steps", str(steps),
            "--batch", str(batch), "--patch", str(patch), "--scan", backend]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -115,6 +115,41 @@ def _host() -> str:
     except OSError:
         pass
     return f"{model}, {os.cpu_count()} logical cores"
+
+
+def cost_command(args: argparse.Namespace) -> int:
+    """``mambalitesr search cost``: measure the study's configs and write train_cost.json beside its database."""
+    import json
+    from pathlib import Path
+
+    from mambalitesr.errors import UserError
+    from mambalitesr.imageio import atomic_path
+    from mambalitesr.models.config import SRConfig
+    from mambalitesr.models.registry import STUDENT
+    from mambalitesr.models.study import fit, space
+    from mambalitesr.models.study.report import COST_FILE
+    from mambalitesr.models.study.search import load_study, sqlite_path
+
+    db = sqlite_path(args.storage)
+    if db is None:
+        raise UserError("`search cost` writes train_cost.json next to the study database: use a sqlite:/// storage")
+    configs = {"paper (r=2)": space.decode(space.PAPER)[0], f"shipped (r={STUDENT.rank})": STUDENT}
+    decision = fit.study_decision(load_study(args.storage, args.study_name), args.budget_params, args.tolerance)["decision"]
+    if decision.get("chosen"):
+        chosen = SRConfig(**decision["chosen_config"])
+        if chosen == STUDENT:
+            pass  # the pick is the shipped config, already measured
+        elif chosen.rank is not None and space.effective_rank(chosen) is not None:
+            configs[f"study's pick, trial {decision['chosen']['number']} (r={chosen.rank})"] = chosen
+        else:
+            print("the study's pick is full rank: nothing to compare for it", file=sys.stderr)
+    result = compare_ranks(configs, steps=args.steps, batch=args.batch, patch=args.patch, backend=args.scan,
+                           repeats=args.repeats, say=lambda m: print(m, file=sys.stderr, flush=True))
+    path = db.parent / COST_FILE
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
+    print(path)
+    return 0
 
 
 def main(argv=None) -> int:

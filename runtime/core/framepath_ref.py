@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mambalitesr.runtime.tiles import TileGrid
+from mambalitesr.runtime.core.tiles import TileGrid
 
 # BT.601 limited range -> RGB in [0, 255] (same constants as framepath.c)
 K_Y, K_RV, K_GU, K_GV, K_BU = (np.float32(v) for v in (1.164383, 1.596027, 0.391762, 0.812968, 2.017232))

@@ -6,7 +6,7 @@ Glossary (code name -> symbol):
              "yuyv" (uint8 H x W x 2, 4:2:2), both YUV formats BT.601 limited range
     scale, mean   pack: x = rgb * scale - mean[c] (default 1/255 and 0: the model subtracts
                   its own mean inside); unpack: u8 = floor((x + mean[c]) * scale + 0.5), clamped
-    th, tw, s, N  tile size (LR), scale factor, tile count: see mambalitesr.runtime.tiles
+    th, tw, s, N  tile size (LR), scale factor, tile count: see mambalitesr.runtime.core.tiles
 
 Every call goes to the C library (runtime/csrc/framepath.c, loaded with ctypes) and writes into
 `out` when given, e.g. a batch slot ``batch[k]`` or pinned memory, so no frame-sized temporary is
@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from mambalitesr.errors import MissingDependency
-from mambalitesr.runtime.tiles import TileGrid
+from mambalitesr.runtime.core.tiles import TileGrid
 
 ABI_VERSION = 1
 FORMATS = {"bgr": 0, "rgb": 1, "nv12": 2, "yuyv": 3}

@@ -5,7 +5,7 @@ Glossary (code name -> meaning / symbol):
     PH, PW       the padded size: at least one tile; the pad is an edge replica, cropped after inference
     th, tw       tile size: the backend's fixed input shape, else th = ``tile`` rows by tw = ``tile_width``
                  columns, the whole frame width when that is None (capped by a profile max)
-    o (overlap)  LR overlap between neighbouring tiles (feathered merge, see runtime/tiles.py)
+    o (overlap)  LR overlap between neighbouring tiles (feathered merge, see runtime/core/tiles.py)
     strips       the default tiles: ``tile`` rows of the full width. The Mamba scan runs row-major over the
                  whole frame, so a pixel's output depends on everything to its left in its row. Measured on
                  the shipped student (DIV2K mosaic, 480x270): cutting the frame on the left changes the output
@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mambalitesr.errors import UserError
-from mambalitesr.runtime import framepath as fp
-from mambalitesr.runtime.tiles import TileGrid
+from mambalitesr.runtime.core import framepath as fp
+from mambalitesr.runtime.core.inference import InferenceQueue
+from mambalitesr.runtime.core.tiles import TileGrid
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def plan_frame(height: int, width: int, scale: int, fixed_hw=None, max_hw=None, 
 
 @dataclass
 class Work:
-    frames: list  # sources.Frame, all of one size
+    frames: list  # frames.Frame, all of one size
     plan: FramePlan
     batch: np.ndarray  # (F*N, 3, th, tw) model input
     sr: np.ndarray | None = None  # (F*N, 3, s*th, s*tw) float32 after inference
@@ -154,7 +155,7 @@ class FrameProcessor:
                 fp.split_tiles(planar, plan.grid, out=batch[k * n : (k + 1) * n])
         return Work(list(frames), plan, batch)
 
-    # -- stage 2: infer (synchronous form; the pipeline overlaps submissions itself) -----
+    # -- stage 2: infer (runtime/core/inference.py runs the calls; the pipeline overlaps Works) ---
     def chunks(self, work: Work) -> list[slice]:
         """Slices of work.batch that each fit one backend call."""
         limit = self.backend.batch_limit or len(work.batch)
@@ -181,10 +182,9 @@ class FrameProcessor:
         work.sr[part] = out[:n]
 
     def run(self, work: Work) -> Work:
-        for part in self.chunks(work):
-            pending = self.backend.submit(self.chunk_input(work, part))
-            out = pending.wait()
-            self.store(work, part, out, pending.compute_s)
+        queue = InferenceQueue(self)
+        queue.submit(work)
+        queue.drain()
         return work
 
     # -- stage 3: merge and unpack ------------------------------------------------------
