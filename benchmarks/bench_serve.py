@@ -200,7 +200,7 @@ def run_bench(cfg: ServeBenchConfig, log=print) -> dict:
         try:
             server.wait_ready()
             log(f"bench serve: server ready at {server.url}")
-            triton_args = ["--backend", "triton", "--url", server.url] + (["--triton-shm"] if cfg.shm else [])
+            triton_args = ["--backend", "triton", "--url", server.url] + ["--triton-shm", "on" if cfg.shm else "off"]
             for n in cfg.cameras:
                 before = batch_stats(server.url)
                 step = run_cameras(n, cfg, triton_args, _fresh(tmp / f"triton{n}"))

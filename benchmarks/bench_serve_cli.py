@@ -27,7 +27,8 @@ def register_serve(bench_subparsers) -> None:
     p.add_argument("--cpus", default=None, help="pin every process to these CPUs (taskset list, e.g. 0; default: "
                    "the CPUs this process may use)")
     p.add_argument("--no-local", action="store_true", help="skip the local-backend comparison")
-    p.add_argument("--triton-shm", action="store_true", help="cameras pass frames through system shared memory")
+    p.add_argument("--triton-shm", action="store_true", help="cameras pass frames through system shared memory "
+                   "(default: gRPC messages, as from another host)")
     p.add_argument("--device", default=None, metavar="NAME", help="results file name (default: this machine's)")
     p.add_argument("--results-dir", default=None, metavar="DIR", help="default benchmarks/results")
     p.set_defaults(func=run)

@@ -157,7 +157,7 @@ def test_camera_command_two_processes_every_frame_back(server, tmp_path):
         out = tmp_path / f"cam{i}.json"
         cmd = [sys.executable, "-m", "mambalitesr", "camera", "--backend", "triton", "--url", server.url,
                "--source", f"synthetic:{W}x{H}", "--sink", "null", "--frames", str(FRAMES), "--warmup", "1",
-               "--json", str(out)]
+               "--json", str(out), "--triton-shm", ("auto", "off")[i]]  # shared memory, and gRPC messages
         procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out))
     try:
         for p, out in procs:
@@ -175,7 +175,8 @@ def test_camera_command_two_processes_every_frame_back(server, tmp_path):
 
 def test_shared_memory_gives_the_same_outputs(server):
     x = np.random.default_rng(0).random((2, 3, H, W), dtype=np.float32)
-    with TritonBackend(url=server.url) as plain, TritonBackend(url=server.url, shm=True) as shm:
+    with TritonBackend(url=server.url, shm=False) as plain, TritonBackend(url=server.url) as shm:
+        assert shm.use_shm and not plain.use_shm  # auto: shared memory on a loopback url
         plain.load()
         shm.load()
         a, b = plain.infer(x), shm.infer(x)

@@ -57,8 +57,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, choices: tuple[str, .
         g.add_argument("--url", default=None, metavar="HOST:PORT",
                        help="triton: the server's gRPC endpoint (default 127.0.0.1:8001, `mambalitesr serve`)")
         g.add_argument("--triton-model", default=None, help="triton: model name in the server (default mambalitesr)")
-        g.add_argument("--triton-shm", action="store_true", default=None,
-                       help="triton: pass frames through system shared memory (server on this host only)")
+        g.add_argument("--triton-shm", choices=("auto", "on", "off"), default=None,
+                       help="triton: frames through system shared memory; auto (default): when the --url is loopback")
 
 
 def backend_options(args: argparse.Namespace) -> dict:
@@ -93,7 +93,7 @@ def backend_options(args: argparse.Namespace) -> dict:
         if args.threads is not None:
             raise UserError("--threads applies to --backend torch / onnxruntime, not triton (the server owns the model)")
         return {"url": args.url or "127.0.0.1:8001", "model_name": args.triton_model or "mambalitesr",
-                "shm": bool(args.triton_shm)}
+                "shm": {"on": True, "off": False}.get(args.triton_shm)}
     raise UserError(f"unknown backend {name!r}")
 
 
