@@ -30,13 +30,15 @@ def register_serve(bench_subparsers) -> None:
     p.add_argument("--triton-shm", action="store_true", help="cameras pass frames through system shared memory "
                    "(default: gRPC messages, as from another host)")
     p.add_argument("--device", default=None, metavar="NAME", help="results file name (default: this machine's)")
-    p.add_argument("--results-dir", default=None, metavar="DIR", help="default benchmarks/results")
+    p.add_argument("--results-dir", default=None, metavar="DIR",
+                   help="default ~/.cache/mambalitesr/bench, like the other benches (the committed figures: "
+                   "--results-dir benchmarks/results)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from mambalitesr.benchmarks.bench_serve import ServeBenchConfig, run_bench, write_results
-    from mambalitesr.benchmarks.results import DEFAULT_RESULTS_DIR, check_device_name, default_device_name
+    from mambalitesr.benchmarks.results import check_device_name, default_device_name, default_results_dir
     from mambalitesr.errors import UserError
     from mambalitesr.runtime.backends.options import parse_size
 
@@ -53,7 +55,7 @@ def run(args) -> int:
                            max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us, threads=args.threads,
                            cpus=cpus, local=not args.no_local, shm=args.triton_shm)
     device = check_device_name(args.device or default_device_name())
-    results_dir = Path(args.results_dir) if args.results_dir else DEFAULT_RESULTS_DIR
+    results_dir = Path(args.results_dir) if args.results_dir else default_results_dir()
     command = "mambalitesr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
         f"mambalitesr bench serve --cameras {args.cameras} --frames {args.frames} --size {args.size}"
     result = run_bench(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))

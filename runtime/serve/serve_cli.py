@@ -53,7 +53,7 @@ def register(subparsers) -> None:
                    help="serve REPO with the tritonserver on PATH instead (NVIDIA's Triton container)")
     p.add_argument("--tritonserver", default=None, metavar="PATH", help="the tritonserver binary for --model-repository")
     p.add_argument("--log-verbose", type=int, default=0, help="tritonserver's --log-verbose level (default 0)")
-    add_backend_arguments(p, ("torch", "onnxruntime"), default="torch")
+    add_backend_arguments(p, ("torch", "onnxruntime"))
     p.set_defaults(func=run)
 
 
