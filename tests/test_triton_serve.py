@@ -40,7 +40,8 @@ class Server:
         self.log_path = tmp_path / "serve.log"
         self.log = open(self.log_path, "w")
         cmd = [sys.executable, "-m", "mambalitesr", "serve", "--http-port", str(self.http), "--grpc-port",
-               str(self.grpc), "--metrics-port", str(self.metrics), "--threads", "1", "--max-batch-size", "4"]
+               str(self.grpc), "--metrics-port", str(self.metrics), "--backend", "torch", "--threads", "1",
+               "--max-batch-size", "4"]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
 
     @property
