@@ -2,7 +2,8 @@
 
 Glossary (option -> meaning):
     -o REPO          the repository folder to write (see mambalitesr.export.triton_repo for its layout)
-    --onnx FILE      a plugin-form ``--dynamic`` graph to copy in; default: exported now (plugin scan, dynamic)
+    --onnx FILE      a plugin-form ``--dynamic`` graph to copy in; default: the model's shipped graph
+                     (models/weights/<model>.onnx), else exported now (plugin scan, dynamic)
     --engine FILE    a TensorRT engine built from that graph on the serving GPU, copied to <name>_trt/1/model.plan
     --plugin LIB     libmambalitesr_plugins.so, copied to plugins/
     --sources N      RTSP cameras in the DeepStream app example
@@ -31,7 +32,7 @@ def register_triton(export_subparsers) -> None:
     p.add_argument("--weights", default=None, metavar="PATH", help="weights (default: the model's shipped weights)")
     p.add_argument("--name", default="mambalitesr", help="prefix of the Triton model names (default mambalitesr)")
     p.add_argument("--onnx", default=None, metavar="FILE",
-                   help="plugin-form --dynamic ONNX graph to copy (default: export one now)")
+                   help="plugin-form --dynamic ONNX graph to copy (default: the model's shipped graph, else export one now)")
     p.add_argument("--engine", default=None, metavar="FILE", help="TensorRT engine to copy (built on the GPU)")
     p.add_argument("--plugin", default=None, metavar="LIB", help="SelectiveScan plugin library to copy")
     p.add_argument("--max-batch-size", type=int, default=8, help="Triton max_batch_size (default 8)")
@@ -63,6 +64,11 @@ def run(args) -> int:
         raise UserError(f"{out} exists; choose a new folder or pass --force to replace it")
     with tempfile.TemporaryDirectory(prefix="mambalitesr-triton-") as tmp:
         onnx = args.onnx
+        if onnx is None and args.weights is None:  # the graph the package ships for this model, if any
+            import mambalitesr.models as models_pkg
+
+            shipped = Path(models_pkg.__file__).parent / "weights" / f"{args.model}.onnx"
+            onnx = shipped if shipped.is_file() else None
         if onnx is None:
             from mambalitesr.export.onnx_export import export_onnx
 

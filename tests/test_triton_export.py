@@ -224,3 +224,18 @@ def test_python_backend_model_runs_in_tritonserver(repo, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_cli_with_the_shipped_graph(tmp_path):
+    import mambalitesr.models as models_pkg
+
+    if not (Path(models_pkg.__file__).parent / "weights" / "mambalitesr_x4.onnx").is_file():
+        pytest.skip("no shipped ONNX graph for mambalitesr_x4 in this install")
+    out = tmp_path / "repo"
+    r = subprocess.run([sys.executable, "-m", "mambalitesr", "export", "triton", "-o", str(out), "--sources", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "to build on the GPU: engine, plugin library" in r.stdout
+    for path in out.glob("*/config.pbtxt"):
+        _parse(path)
+    assert (out / f"mambalitesr_onnx/1/{ONNX_FILE}").stat().st_size > 10_000
