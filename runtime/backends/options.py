@@ -1,13 +1,15 @@
 """Command-line options that choose and configure a backend, shared by ``upscale`` and ``camera``.
 
 Glossary (code name -> meaning):
-    --backend     torch | onnxruntime | tensorrt | auto (default): the backend the other options name (--onnx,
-                  --engine, --weights, ...), else onnxruntime with the shipped graph when it is installed, else
-                  torch when it is installed, else an error naming the extras (never torch where torch is absent)
+    --backend     torch | onnxruntime | tensorrt | triton | auto (default): the backend the other options name
+                  (--onnx, --engine, --weights, --url, ...), else onnxruntime with the shipped graph when it is
+                  installed, else torch when it is installed, else an error naming the extras (never torch where
+                  torch is absent)
     --model       registry name (default mambalitesr_x4): torch builds it with its shipped weights, onnxruntime
                   runs its shipped ONNX graph (models/weights/<model>.onnx) unless --onnx names another
     --onnx        an exported model for onnxruntime;  --providers its execution providers
     --engine      the TensorRT engine;  --plugin the SelectiveScan plugin library
+    --url         triton: HOST:PORT of a Triton server's gRPC endpoint; --triton-model, --triton-shm
 
 An option that belongs to another backend is an error, not silently ignored.
 """
@@ -33,6 +35,9 @@ _OWNERS = {
     "engine": ("tensorrt",),
     "plugin": ("tensorrt",),
     "gpu": ("tensorrt",),
+    "url": ("triton",),
+    "triton_model": ("triton",),
+    "triton_shm": ("triton",),
 }
 
 
@@ -57,6 +62,8 @@ def default_backend(args: argparse.Namespace | None = None) -> str:
         return "onnxruntime"
     if given & {"engine", "plugin", "gpu"}:
         return "tensorrt"
+    if given & {"url", "triton_model", "triton_shm"}:
+        return "triton"
     model = getattr(args, "model", None)
     wants_torch = sorted(given & {"weights", "device", "precision", "scan_backend"})
     if model is not None and not shipped_onnx_path(model).is_file():
@@ -101,6 +108,12 @@ def add_backend_arguments(parser: argparse.ArgumentParser, choices: tuple[str, .
         g.add_argument("--engine", default=None, type=argtypes.input_file, help="tensorrt: the serialized engine")
         g.add_argument("--plugin", default=None, type=argtypes.input_file, help="tensorrt: the SelectiveScan plugin library (.so)")
         g.add_argument("--gpu", type=argtypes.int_range(0, 63), default=None, help="tensorrt: CUDA device index (default 0)")
+    if "triton" in choices:
+        g.add_argument("--url", default=None, metavar="HOST:PORT",
+                       help="triton: the server's gRPC endpoint (default 127.0.0.1:8001, `mambalitesr serve`)")
+        g.add_argument("--triton-model", default=None, help="triton: model name in the server (default mambalitesr)")
+        g.add_argument("--triton-shm", choices=("auto", "on", "off"), default=None,
+                       help="triton: frames through system shared memory; auto (default): when the --url is loopback")
 
 
 def backend_options(args: argparse.Namespace) -> dict:
@@ -137,6 +150,11 @@ def backend_options(args: argparse.Namespace) -> dict:
         if not args.engine:
             raise UserError("--backend tensorrt needs --engine FILE (build one with `mambalitesr export engine`)")
         return {"engine": str(args.engine), "plugin": str(args.plugin) if args.plugin else None, "device": args.gpu or 0}
+    if name == "triton":
+        if args.threads is not None:
+            raise UserError("--threads applies to --backend torch / onnxruntime, not triton (the server owns the model)")
+        return {"url": args.url or "127.0.0.1:8001", "model_name": args.triton_model or "mambalitesr",
+                "shm": {"on": True, "off": False}.get(args.triton_shm)}
     raise UserError(f"unknown backend {name!r}")
 
 
