@@ -8,6 +8,7 @@ Glossary (subcommand -> what it measures):
     quality   PSNR-Y / SSIM-Y of bicubic, the models and any exported graph or engine on --data folders
     all       power (which includes latency) + quality into a fresh results file, then the report
     report    re-render <device>.md and the plots from <device>.json
+    serve     N synthetic cameras against one `mambalitesr serve` vs N local models (benchmarks/bench_serve.py)
 
 Every run merges its rows into ``<results-dir>/<device>.json`` (``all`` starts the file afresh), saving
 after each measurement, then renders ``<device>.md`` and PNG plots from that JSON (benchmarks/report.py).
@@ -26,7 +27,7 @@ from pathlib import Path
 from mambalitesr import argtypes as t
 from mambalitesr.errors import UserError
 
-DEFAULT_MODELS = ("mambalitesr_x4", "dvmsr_x4")
+DEFAULT_MODELS = ("mambalitesr_x4",)  # the shipped student; the teacher only with --model dvmsr_x4=WEIGHTS
 DEFAULT_SIZES = "160x90,320x180,640x360"
 # The portable graph is one export (minutes of CPU) per size, and its unrolled chunked scan needs memory
 # that grows fast with h x w on ONNX Runtime CPU: by default it runs at the smallest size only.
@@ -35,7 +36,7 @@ DEFAULT_PORTABLE_SIZES = "160x90"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="benchmark latency, power and quality into benchmarks/results/<device>.json/.md",
+        "bench", help="benchmark latency, power and quality into <results-dir>/<device>.json/.md",
         description="Reproducible benchmarks: one JSON row per measurement in <results-dir>/<device>.json, "
         "rendered to <device>.md and PNG plots from that JSON only.",
     )
@@ -59,9 +60,13 @@ def register(subparsers) -> None:
         if name in ("quality", "all"):
             _quality_options(p, required=name == "quality")
         p.set_defaults(func=run)
+    from mambalitesr.benchmarks.bench_serve_cli import register_serve  # light: runs nothing at import
+
+    register_serve(sub)
     p = sub.add_parser("report", help="re-render <device>.md and the plots from <device>.json")
     p.add_argument("--device", default=None, help="results file name (default: this machine's)")
-    p.add_argument("--results-dir", default=None, metavar="DIR", type=t.output_dir, help="default benchmarks/results")
+    p.add_argument("--results-dir", default=None, metavar="DIR", type=t.output_dir,
+                   help="default ~/.cache/mambalitesr/bench ($MAMBALITESR_HOME/bench or $XDG_CACHE_HOME/mambalitesr/bench)")
     p.set_defaults(func=run_report)
 
 
@@ -69,10 +74,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="NAME",
                    help="results file name, e.g. orin-nano (default: derived from this machine, e.g. cpu-x86_64-2core)")
     p.add_argument("--results-dir", default=None, metavar="DIR", type=t.output_dir,
-                   help="where <device>.json/.md and the plots go (default benchmarks/results, from the current folder)")
+                   help="where <device>.json/.md and the plots go (default ~/.cache/mambalitesr/bench, or "
+                   "$MAMBALITESR_HOME/bench, $XDG_CACHE_HOME/mambalitesr/bench; the committed files of a checkout: "
+                   "--results-dir benchmarks/results)")
     p.add_argument("--model", action="append", default=None, metavar="NAME[=WEIGHTS]",
                    help=f"registry model, with a weights file unless it ships one (repeat; default "
-                        f"{' and '.join(DEFAULT_MODELS)}; dvmsr_x4 needs =PATH to the published DVMSR weights)")
+                        f"{' and '.join(DEFAULT_MODELS)}, the shipped student; add the teacher with "
+                        "--model dvmsr_x4=PATH to the published DVMSR weights)")
     p.add_argument("--threads", type=t.threads, default=None, help="CPU threads for torch / onnxruntime (default: library default)")
     p.add_argument("--note", default=None, help="a sentence stored with the run and shown in the report (conditions)")
 
@@ -215,11 +223,11 @@ def _say(msg: str) -> None:
 
 
 def _paths(args):
-    from mambalitesr.benchmarks.results import (DEFAULT_RESULTS_DIR, check_device_name, default_device_name,
+    from mambalitesr.benchmarks.results import (check_device_name, default_device_name, default_results_dir,
                                                 results_paths)
 
     device = check_device_name(args.device or default_device_name())
-    results_dir = Path(args.results_dir) if args.results_dir else DEFAULT_RESULTS_DIR
+    results_dir = Path(args.results_dir) if args.results_dir else default_results_dir()
     return device, results_dir, results_paths(results_dir, device)
 
 

@@ -32,7 +32,13 @@ from mambalitesr.optional import find
 SCHEMA_VERSION = 1
 KINDS = ("latency", "quality")
 STATUSES = ("ok", "skipped", "failed")
-DEFAULT_RESULTS_DIR = Path("benchmarks") / "results"
+def default_results_dir() -> Path:
+    """Where runs go unless --results-dir says otherwise: the user's MambaLiteSR folder, never the committed
+    ``benchmarks/results/`` of a checkout (``mambalitesr.paths.user_dir("bench")``: ``$MAMBALITESR_HOME/bench``,
+    else ``$XDG_CACHE_HOME/mambalitesr/bench``, else ``~/.cache/mambalitesr/bench``)."""
+    from mambalitesr.paths import user_dir
+
+    return user_dir("bench")
 
 
 @dataclass

@@ -24,6 +24,7 @@ COMMANDS = {
     "search": "mambalitesr.models.study.search_cli",
     "upscale": "mambalitesr.runtime.upscale_cli",
     "camera": "mambalitesr.runtime.camera_cli",
+    "serve": "mambalitesr.runtime.serve.serve_cli",
     "bench": "mambalitesr.benchmarks.bench_cli",
 }
 

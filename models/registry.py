@@ -10,8 +10,7 @@ from pathlib import Path
 
 from mambalitesr.errors import UserError
 from mambalitesr.models.config import SRConfig
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+from mambalitesr.models.files import WEIGHTS_DIR
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN", help="image or video files, or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUT", type=argtypes.output_path,
                    help="output file (one input) or folder (several inputs, or an existing folder)")
-    add_backend_arguments(p, ("torch", "onnxruntime"), default="torch")
+    add_backend_arguments(p, ("torch", "onnxruntime"))
     p.add_argument("--tile", type=argtypes.tile, default=DEFAULT_TILE,
                    help=f"LR tile height in pixels, 0 for whole images (default {DEFAULT_TILE})")
     p.add_argument("--tile-width", type=argtypes.tile, default=0,
@@ -207,6 +207,33 @@ def _tile_count(processor, src: Path) -> int | None:
         return None
 
 
+def announce_fixed_tiles(processor, pairs) -> None:
+    """A fixed-shape graph tiles every larger image: say so, with the seam error measured on the first image."""
+    backend = processor.backend
+    if backend.fixed_hw is None:
+        return
+    th, tw = backend.fixed_hw
+    first = next((src for src, _ in pairs if src.suffix.lower() not in VIDEO_SUFFIXES and src.is_file()), None)
+    text = (f"upscale: the model's input is fixed at {tw}x{th}: larger images are cut into {tw}x{th} tiles "
+            f"(overlap {processor.overlap}, feathered) and merged, with seams; a dynamic graph (the shipped one: "
+            "omit --onnx, or `mambalitesr export onnx`) runs whole images")
+    if first is not None:
+        from mambalitesr.imageio import read_image
+
+        try:
+            rgb = read_image(first)
+        except UserError:
+            rgb = None
+        if rgb is not None and (rgb.shape[0] > th or rgb.shape[1] > tw):
+            from mambalitesr.runtime.core.seams import seam_crop, seam_spread
+
+            crop = seam_crop(rgb, backend.fixed_hw)
+            worst, mean = seam_spread(processor, crop)
+            text += (f". Seam error measured on {first.name} ({crop.shape[1]}x{crop.shape[0]} crop): two tilings "
+                     f"offset by half a tile differ by up to {worst:.0f}/255 (mean {mean:.2f}/255)")
+    print(text, file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
@@ -224,6 +251,7 @@ def run(args) -> int:
     processor = FrameProcessor(backend, tile=args.tile or None, overlap=args.tile_overlap,
                                tile_width=args.tile_width or None)
     print(f"upscale: {backend.describe()}", file=sys.stderr)
+    announce_fixed_tiles(processor, pairs)
     failures = 0
     for src, dst in pairs:
         bar = None

@@ -325,7 +325,7 @@ def test_export_onnx_refuses_bad_weights_images_and_arguments(corpus, tmp_path, 
         (["--verify-image", images["truncated.jpg"].path], "corrupt or truncated"),
         (["--opset", "5"], "argument --opset: must be in [17, 23]"),
         (["--height", "8"], "both --height and --width"),
-        (["--dynamic"], "plugin"),
+        (["--dynamic", "--scan", "portable"], "plugin"),
     ]
     for extra, words in cases:
         rc, _, err = run_main(capsys, "export", "onnx", "--model", "test_x4", "-o", target, *extra)

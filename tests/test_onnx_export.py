@@ -69,7 +69,7 @@ def random_weights(tmp_dir: Path, name: str, seed: int) -> Path:
 
 def session(path: Path, scan: str):
     if scan == "plugin":
-        from mambalitesr.export.ort_custom_op import make_session
+        from mambalitesr.runtime.backends.ort_ops import make_session
 
         return make_session(path)
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -229,7 +229,7 @@ def test_cli_plugin_dynamic_runs_at_other_sizes(tmp_path, capsys):
 @needs_native
 def test_ort_kernel_matches_the_reference_scan():
     pytest.importorskip("onnxruntime_extensions")
-    from mambalitesr.export.ort_custom_op import selective_scan_node
+    from mambalitesr.runtime.backends.ort_ops import selective_scan_node
     from mambalitesr.models.scan import selective_scan
 
     g = torch.Generator().manual_seed(0)
@@ -249,14 +249,14 @@ def test_ort_kernel_matches_the_reference_scan():
 
 def test_missing_native_library_is_a_missing_dependency(monkeypatch):
     pytest.importorskip("onnxruntime_extensions")
-    from mambalitesr.export import ort_custom_op
-    from mambalitesr.models import scan_native
+    from mambalitesr.models import scan_lib
+    from mambalitesr.runtime.backends import ort_ops
 
-    monkeypatch.setattr(ort_custom_op, "_registered", False)
-    monkeypatch.setattr(scan_native, "_lib", None)
-    monkeypatch.setattr(scan_native, "library_path", lambda: None)
+    monkeypatch.setattr(ort_ops, "_registered", False)
+    monkeypatch.setattr(scan_lib, "_lib", None)
+    monkeypatch.setattr(scan_lib, "library_path", lambda: None)
     with pytest.raises(MissingDependency, match="native scan library"):
-        ort_custom_op.register_custom_ops()
+        ort_ops.register_kernels()
 
 
 @pytest.mark.parametrize("scan", ["portable", pytest.param("plugin", marks=needs_plugin_runtime)])

@@ -438,7 +438,8 @@ def test_camera_command_bad_inputs_give_one_line_and_nonzero_exit(standin_onnx, 
     onnx = ["--backend", "onnxruntime", "--onnx", str(standin_onnx)]
     cases = [
         (["--source", "nope", *onnx, "--sink", "null"], "unknown source"),
-        (["--source", "synthetic", "--backend", "onnxruntime", "--sink", "null"], "needs --onnx"),
+        (["--source", "synthetic", "--backend", "onnxruntime", "--model", "test_x4", "--sink", "null"],
+         "no ONNX graph is shipped for 'test_x4'"),
         (["--source", "synthetic", "--backend", "tensorrt", "--engine", str(standin_onnx), "--sink", "null"],
          "TensorRT"),  # an existing file: the engine's own checks, then TensorRT, are what is missing
         (["--source", "synthetic", *onnx, "--sink", "null", "--frames", "0"], "argument --frames: must be >= 1"),

@@ -134,8 +134,13 @@ def test_bad_inputs_give_a_clear_message_and_nonzero_exit(onnx_model, tmp_path, 
 
 def test_backend_choice_is_checked(tmp_path, capsys):
     write_image(tmp_path / "in.png", _pattern(20, 20))
-    rc = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--backend", "onnxruntime"])
-    assert rc != 0 and "needs --onnx" in capsys.readouterr().err
+    rc = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--backend", "onnxruntime",
+               "--model", "test_x4"])
+    assert rc != 0 and "no ONNX graph is shipped for 'test_x4'" in capsys.readouterr().err
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    rc = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--backend", "torch",
+               "--onnx", str(tmp_path / "m.onnx")])
+    assert rc != 0 and "--onnx applies to --backend onnxruntime" in capsys.readouterr().err
 
 
 def _seam_mask(plan, shape, scale, radius):
