@@ -9,6 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from mambalitesr import argtypes as t
+
 
 def register_serve(bench_subparsers) -> None:
     p = bench_subparsers.add_parser(
@@ -18,19 +20,19 @@ def register_serve(bench_subparsers) -> None:
         "p50/p99 latency, the batch sizes the server formed and frames sent == received. Writes "
         "<results-dir>/serve-<device>.json and .md.",
     )
-    p.add_argument("--cameras", default="1,2,4,8", help="camera counts to run (default 1,2,4,8)")
-    p.add_argument("--frames", type=int, default=40, help="frames per camera (default 40)")
-    p.add_argument("--size", default="160x90", metavar="WxH", help="synthetic frame size (default 160x90)")
-    p.add_argument("--max-batch-size", type=int, default=8, help="server's max batch (default 8)")
-    p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batcher delay (default 2000)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the server and of each local camera (default 1)")
+    p.add_argument("--cameras", default="1,2,4,8", type=t.csv_of(t.int_range(1, 256), "counts"), help="camera counts to run (default 1,2,4,8)")
+    p.add_argument("--frames", type=t.int_range(1, 10**6), default=40, help="frames per camera (default 40)")
+    p.add_argument("--size", default="160x90", metavar="WxH", type=t.size_text, help="synthetic frame size (default 160x90)")
+    p.add_argument("--max-batch-size", type=t.int_range(1, 1024), default=8, help="server's max batch (default 8)")
+    p.add_argument("--queue-delay-us", type=t.int_range(0, 10**7), default=2000, help="dynamic batcher delay (default 2000)")
+    p.add_argument("--threads", type=t.threads, default=1, help="torch threads of the server and of each local camera (default 1)")
     p.add_argument("--cpus", default=None, help="pin every process to these CPUs (taskset list, e.g. 0; default: "
                    "the CPUs this process may use)")
     p.add_argument("--no-local", action="store_true", help="skip the local-backend comparison")
     p.add_argument("--triton-shm", action="store_true", help="cameras pass frames through system shared memory "
                    "(default: gRPC messages, as from another host)")
     p.add_argument("--device", default=None, metavar="NAME", help="results file name (default: this machine's)")
-    p.add_argument("--results-dir", default=None, metavar="DIR",
+    p.add_argument("--results-dir", default=None, metavar="DIR", type=t.output_dir_text,
                    help="default ~/.cache/mambalitesr/bench, like the other benches (the committed figures: "
                    "--results-dir benchmarks/results)")
     p.set_defaults(func=run)

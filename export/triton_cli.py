@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mambalitesr import argtypes as t
+
 DEFAULT_MODEL = "mambalitesr_x4"
 
 
@@ -27,20 +29,20 @@ def register_triton(export_subparsers) -> None:
         "with dynamic batching and dynamic h/w; plus a DeepStream nvinfer config and an N-RTSP-camera app config. "
         "GPU-only files (engine, plugin library) are copied in when given, else the README says how to build them.",
     )
-    p.add_argument("-o", "--output", required=True, metavar="REPO", help="repository folder to write")
+    p.add_argument("-o", "--output", required=True, metavar="REPO", type=t.output_dir_text, help="repository folder to write")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry model (default {DEFAULT_MODEL})")
-    p.add_argument("--weights", default=None, metavar="PATH", help="weights (default: the model's shipped weights)")
+    p.add_argument("--weights", default=None, metavar="PATH", type=t.input_file_text, help="weights (default: the model's shipped weights)")
     p.add_argument("--name", default="mambalitesr", help="prefix of the Triton model names (default mambalitesr)")
-    p.add_argument("--onnx", default=None, metavar="FILE",
+    p.add_argument("--onnx", default=None, metavar="FILE", type=t.input_file_text,
                    help="plugin-form --dynamic ONNX graph to copy (default: the model's shipped graph, else export one now)")
-    p.add_argument("--engine", default=None, metavar="FILE", help="TensorRT engine to copy (built on the GPU)")
-    p.add_argument("--plugin", default=None, metavar="LIB", help="SelectiveScan plugin library to copy")
-    p.add_argument("--max-batch-size", type=int, default=8, help="Triton max_batch_size (default 8)")
-    p.add_argument("--queue-delay-us", type=int, default=2000,
+    p.add_argument("--engine", default=None, metavar="FILE", type=t.input_file_text, help="TensorRT engine to copy (built on the GPU)")
+    p.add_argument("--plugin", default=None, metavar="LIB", type=t.input_file_text, help="SelectiveScan plugin library to copy")
+    p.add_argument("--max-batch-size", type=t.int_range(1, 1024), default=8, help="Triton max_batch_size (default 8)")
+    p.add_argument("--queue-delay-us", type=t.int_range(0, 10**7), default=2000,
                    help="dynamic batcher's max queue delay in microseconds (default 2000)")
-    p.add_argument("--max-size", default="640x360", metavar="WxH",
+    p.add_argument("--max-size", default="640x360", metavar="WxH", type=t.size_text,
                    help="largest input frame: the engine profile's max and DeepStream's network size (default 640x360)")
-    p.add_argument("--sources", type=int, default=4, help="RTSP cameras in the DeepStream app example (default 4)")
+    p.add_argument("--sources", type=t.int_range(1, 256), default=4, help="RTSP cameras in the DeepStream app example (default 4)")
     p.add_argument("--force", action="store_true", help="replace REPO if it exists")
     p.set_defaults(func=run)
 

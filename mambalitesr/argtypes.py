@@ -380,3 +380,27 @@ _typed(tile, "tile", ["3", "-1", "1.5", str(MAX_SIDE + 1)])
 _typed(sizes_text, "sizes", ["100000x100000", "axb", ",", "4x4"])
 for _fn in (input_file, input_dir, output_file, output_dir, output_path):
     _typed(_fn, _fn.__name__, kind=_fn.__name__)
+
+
+def size_text(text: str) -> str:
+    """One 'WxH', checked like :func:`size`; the text is returned as given (the command parses it)."""
+    try:
+        parse_size(text)
+    except ValueError as exc:
+        _fail(str(exc))
+    return text
+
+
+def _path_text(kind: Callable[[str], Path]) -> Callable[[str], str]:
+    """``kind``'s checks, the text returned as given: for commands whose code takes paths as text."""
+
+    def parse(text: str) -> str:
+        kind(text)
+        return text
+
+    return _typed(parse, kind.__name__, kind=kind.__name__)
+
+
+_typed(size_text, "size", ["100000x100000", "axb", "4x4", "640"])
+input_file_text = _path_text(input_file)
+output_dir_text = _path_text(output_dir)

@@ -540,7 +540,8 @@ def test_bench_refuses_bad_weights_data_and_arguments_and_writes_no_results(corp
 # ------------------------------------------------------------------------------------ coverage of CLI
 
 
-COVERED = {"upscale", "eval", "models", "train", "search run", "search report", "search cost", "search rerun",
+# export triton, bench serve and serve: their typed arguments are in the generated corpus below
+COVERED = {"upscale", "eval", "models", "train", "export triton", "bench serve", "serve", "search run", "search report", "search cost", "search rerun",
            "search promote",
            "export onnx", "export engine", "camera", "bench latency", "bench power", "bench quality", "bench all",
            "bench report"}

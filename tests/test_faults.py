@@ -617,3 +617,19 @@ def test_an_oversize_request_header_is_one_line_on_stderr(sr_model, capfd):
     assert "Traceback" not in err, err
     lines = [ln for ln in err.splitlines() if ln.startswith("viewer:")]
     assert len(lines) == 1, err
+
+
+def test_a_video_that_does_not_reopen_with_every_frame_is_refused_before_the_rename(tmp_path):
+    """OpenCV's VideoWriter fails silently (a full disk mid-file, a codec that writes nothing): the written
+    file is reopened and counted, and one that is short never replaces the target."""
+    from mambalitesr.errors import UserError
+    from mambalitesr.imageio import atomic_path, check_video
+
+    good = bad.write_video(tmp_path / "good.avi", frames=8, size=(48, 32))
+    check_video(good, 8, (48, 32), good)  # a whole file passes
+    target = tmp_path / "out.avi"
+    with pytest.raises(UserError, match=r"out.avi: could not write the video \(wrote 8 frames of 48x32, the file "
+                                        r"holds [0-7] of"):
+        with atomic_path(target, check=lambda tmp: check_video(tmp, 8, (48, 32), target)) as tmp:
+            bad.cut(good, 0.6, tmp)  # what a writer that hit ENOSPC leaves
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.avi"]

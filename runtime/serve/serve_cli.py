@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from mambalitesr import argtypes as t
 from mambalitesr.errors import MissingDependency, UserError
 
 TRITON_IMAGE_X86 = "nvcr.io/nvidia/tritonserver:25.01-py3"
@@ -42,17 +43,17 @@ def register(subparsers) -> None:
         "Clients: `mambalitesr camera --backend triton --url HOST:GRPC_PORT`.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    p.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port (default 8000)")
-    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
-    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
+    p.add_argument("--http-port", type=t.port, default=8000, help="HTTP/REST port (default 8000)")
+    p.add_argument("--grpc-port", type=t.port, default=8001, help="gRPC port (default 8001)")
+    p.add_argument("--metrics-port", type=t.port, default=8002, help="Prometheus metrics port (default 8002)")
     p.add_argument("--model-name", default="mambalitesr", help="name clients ask for (default mambalitesr)")
-    p.add_argument("--max-batch-size", type=int, default=8, help="largest batch the server forms (default 8)")
-    p.add_argument("--queue-delay-us", type=int, default=2000,
+    p.add_argument("--max-batch-size", type=t.int_range(1, 1024), default=8, help="largest batch the server forms (default 8)")
+    p.add_argument("--queue-delay-us", type=t.int_range(0, 10**7), default=2000,
                    help="how long the dynamic batcher waits to fill a batch, microseconds (default 2000)")
     p.add_argument("--model-repository", default=None, metavar="REPO",
                    help="serve REPO with the tritonserver on PATH instead (NVIDIA's Triton container)")
     p.add_argument("--tritonserver", default=None, metavar="PATH", help="the tritonserver binary for --model-repository")
-    p.add_argument("--log-verbose", type=int, default=0, help="tritonserver's --log-verbose level (default 0)")
+    p.add_argument("--log-verbose", type=t.int_range(0, 10), default=0, help="tritonserver's --log-verbose level (default 0)")
     add_backend_arguments(p, ("torch", "onnxruntime"))
     p.set_defaults(func=run)
 
