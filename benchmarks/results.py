@@ -25,6 +25,7 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from mambalitesr.errors import UserError
 from mambalitesr.optional import find
@@ -162,6 +163,20 @@ class Results:
             rows.append(row)
         return cls(device=data["device"], machine=data.get("machine", {}), runs=list(data.get("runs", [])),
                    idle=data.get("idle"), rows=rows)
+
+
+class RowCollector:
+    """Collects a run's rows in order: each is validated when it exists and shown to ``on_row`` (incremental saves)."""
+
+    def __init__(self, on_row: Callable[[Row], None] | None = None):
+        self.rows: list[Row] = []
+        self.on_row = on_row
+
+    def __call__(self, row: Row) -> None:
+        row.validate()
+        self.rows.append(row)
+        if self.on_row:
+            self.on_row(row)
 
 
 def results_paths(results_dir: str | os.PathLike, device: str) -> dict[str, Path]:
