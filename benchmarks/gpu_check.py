@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mambalitesr.optional import find, install_hint
+
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "export" / "plugins" / "selective_scan"
 TOL = {"ref": {"float32": 1e-4, "float16": 4e-3}, "chunked": {"float32": 1e-3, "float16": 5e-3}}
@@ -378,10 +380,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-emulation", action="store_true", help="dry run on the CPU emulation (no GPU)")
     args = ap.parse_args(argv)
     work = args.build_dir or Path(tempfile.mkdtemp(prefix="mambalitesr_gpu_check_"))
-    try:
-        import torch
-    except ImportError:
-        log("gpu_check: ENVIRONMENT, torch is not installed")
+    torch = find("torch")
+    if torch is None:
+        log(f"gpu_check: ENVIRONMENT, torch is not installed ({install_hint(package='torch')})")
         return 2
     try:
         if args.cpu_emulation:

@@ -37,7 +37,7 @@ import numpy as np
 
 from mambalitesr.benchmarks.lanes import Exporter, Lane, OnnxLane, TorchLane, say, bench_frames, make_lanes
 from mambalitesr.benchmarks.latency_plan import LatencyPlan, ModelSpec
-from mambalitesr.benchmarks.results import Row
+from mambalitesr.benchmarks.results import Row, RowCollector
 from mambalitesr.benchmarks.timing import CallRates, MemoryGuard, PeakRss, Skip, time_calls
 from mambalitesr.errors import UserError
 
@@ -94,13 +94,8 @@ def run_latency(plan: LatencyPlan, run_id: str, machine: str, power=None,
     columns stay null with a note). ``on_row`` sees each row as soon as it exists (incremental saves).
     """
     plan.policy.check()
-    rows: list[Row] = []
-
-    def emit(row: Row) -> None:
-        row.validate()
-        rows.append(row)
-        if on_row:
-            on_row(row)
+    emit = RowCollector(on_row)
+    rows = emit.rows
 
     exporter = Exporter(plan.onnx_dir, trace_hw=min(plan.sizes, key=lambda hw: hw[0] * hw[1], default=None))
     # Every model's lanes are open together and the models take turns on each (size, batch, lane), so a

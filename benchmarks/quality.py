@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mambalitesr.benchmarks.latency_plan import ModelSpec
-from mambalitesr.benchmarks.results import Row
+from mambalitesr.benchmarks.results import Row, RowCollector
 from mambalitesr.errors import UserError
 
 
@@ -83,13 +83,8 @@ def run_quality(entries: list[Entry], datasets: list[Path], run_id: str, machine
 
     for folder in datasets:
         list_images(folder)  # a bad folder fails before any model is loaded
-    rows: list[Row] = []
-
-    def emit(row: Row) -> None:
-        row.validate()
-        rows.append(row)
-        if on_row:
-            on_row(row)
+    emit = RowCollector(on_row)
+    rows = emit.rows
 
     for entry in entries:
         base = dict(kind="quality", variant=entry.name, run_id=run_id, machine=machine, scale=scale)

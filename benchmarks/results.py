@@ -25,6 +25,7 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from mambalitesr.errors import UserError
 from mambalitesr.optional import find
@@ -32,7 +33,13 @@ from mambalitesr.optional import find
 SCHEMA_VERSION = 1
 KINDS = ("latency", "quality")
 STATUSES = ("ok", "skipped", "failed")
-DEFAULT_RESULTS_DIR = Path("benchmarks") / "results"
+def default_results_dir() -> Path:
+    """Where runs go unless --results-dir says otherwise: the user's MambaLiteSR folder, never the committed
+    ``benchmarks/results/`` of a checkout (``mambalitesr.paths.user_dir("bench")``: ``$MAMBALITESR_HOME/bench``,
+    else ``$XDG_CACHE_HOME/mambalitesr/bench``, else ``~/.cache/mambalitesr/bench``)."""
+    from mambalitesr.paths import user_dir
+
+    return user_dir("bench")
 
 
 @dataclass
@@ -156,6 +163,20 @@ class Results:
             rows.append(row)
         return cls(device=data["device"], machine=data.get("machine", {}), runs=list(data.get("runs", [])),
                    idle=data.get("idle"), rows=rows)
+
+
+class RowCollector:
+    """Collects a run's rows in order: each is validated when it exists and shown to ``on_row`` (incremental saves)."""
+
+    def __init__(self, on_row: Callable[[Row], None] | None = None):
+        self.rows: list[Row] = []
+        self.on_row = on_row
+
+    def __call__(self, row: Row) -> None:
+        row.validate()
+        self.rows.append(row)
+        if self.on_row:
+            self.on_row(row)
 
 
 def results_paths(results_dir: str | os.PathLike, device: str) -> dict[str, Path]:

@@ -10,6 +10,8 @@ Imports nothing heavy at module level: TensorRT loads when the command runs.
 """
 from __future__ import annotations
 
+from mambalitesr import argtypes as t
+
 
 def register_engine(export_subparsers) -> None:
     """Add ``engine`` to the subparsers of the ``export`` command group."""
@@ -20,29 +22,29 @@ def register_engine(export_subparsers) -> None:
         "an engine for this GPU and write it atomically with a JSON sidecar recording the TensorRT version, GPU, "
         "precision, shapes and plugin library, which `--backend tensorrt` checks before loading.",
     )
-    p.add_argument("onnx", metavar="MODEL.onnx", help="the ONNX model")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.engine", help="engine file to write")
+    p.add_argument("onnx", metavar="MODEL.onnx", type=t.input_file, help="the ONNX model")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.engine", type=t.output_file, help="engine file to write")
     p.add_argument("--fp16", action="store_true", help="allow fp16 kernels (default fp32)")
-    p.add_argument("--plugin", default=None, metavar="LIB", help="SelectiveScan plugin library (.so)")
+    p.add_argument("--plugin", default=None, metavar="LIB", type=t.input_file, help="SelectiveScan plugin library (.so)")
     p.add_argument("--min-shape", default=None, metavar="BxCxHxW", help="smallest input shape of the profile")
     p.add_argument("--opt-shape", default=None, metavar="BxCxHxW", help="shape TensorRT tunes for")
     p.add_argument("--max-shape", default=None, metavar="BxCxHxW", help="largest input shape of the profile")
-    p.add_argument("--timing-cache", default=None, metavar="FILE", help="read and update this timing cache")
-    p.add_argument("--workspace-mb", type=int, default=None, metavar="MB",
+    p.add_argument("--timing-cache", default=None, metavar="FILE", type=t.output_file, help="read and update this timing cache")
+    p.add_argument("--workspace-mb", type=t.int_range(1, 1 << 20), default=None, metavar="MB",
                    help="cap TensorRT's builder workspace (default: TensorRT's own limit)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+    t.add_overwrite(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from mambalitesr.errors import UserError
     from mambalitesr.export.engine import build_engine, sidecar_path
 
-    if args.workspace_mb is not None and args.workspace_mb <= 0:
-        raise UserError("--workspace-mb must be positive")
+    t.check_new_output(args.output, args.overwrite, "the engine")
+    t.check_new_output(sidecar_path(args.output), args.overwrite, "the engine's sidecar")
     sidecar = build_engine(
-        args.onnx, args.output, fp16=args.fp16, plugin_lib=args.plugin, min_shape=args.min_shape,
-        opt_shape=args.opt_shape, max_shape=args.max_shape, timing_cache=args.timing_cache,
+        str(args.onnx), str(args.output), fp16=args.fp16, plugin_lib=str(args.plugin) if args.plugin else None, min_shape=args.min_shape,
+        opt_shape=args.opt_shape, max_shape=args.max_shape, timing_cache=str(args.timing_cache) if args.timing_cache else None,
         workspace_mb=args.workspace_mb, verbose=args.verbose,
     )
     gpu = sidecar["gpu"]

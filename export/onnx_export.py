@@ -6,13 +6,18 @@ Glossary (code name -> meaning / paper symbol):
     scan form     "portable": the two-level chunked scan as standard ONNX operators (no Loop, Scan,
                   Einsum or CumSum; static chunk shapes, so fixed input sizes only);
                   "plugin": one ``mambalitesr::SelectiveScan`` node per mixer (see onnx_plugin_scan),
-                  for the TensorRT plugin or the onnxruntime-extensions kernel (ort_custom_op)
+                  for the TensorRT plugin or an ONNX Runtime kernel (the runtime's, found by entry point)
     opset         ONNX default-domain opset (17 or newer; LayerNormalization needs 17)
 
 ``export_onnx`` builds the model, exports it with the dynamo exporter, checks the graph (onnx.checker,
 strict shape inference, the scan-form invariants), runs it in ONNX Runtime against PyTorch on a real
 image or a deterministic test pattern, and only then renames the file into place. A max absolute
 error over ``TOLERANCE`` (fp32) fails the export and leaves no file.
+
+A plugin-form graph runs in ONNX Runtime only with a kernel for its SelectiveScan nodes. Those kernels
+live with the runtime that runs them; export does not import the runtime (the layers are independent)
+but asks the installed package's ``mambalitesr.onnxruntime_kernels`` entry points (see setup.py) for
+functions that add kernels to ORT SessionOptions, as ORT itself loads a custom-op library by path.
 """
 from __future__ import annotations
 
@@ -27,11 +32,17 @@ from pathlib import Path
 import numpy as np
 
 from mambalitesr import __version__
-from mambalitesr.errors import UserError
+from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.optional import require
 
 SCAN_FORMS = ("portable", "plugin")
+_TRACE_HINT = {"plugin": ", under a minute on an idle 2-core CPU", "portable": ", minutes at 320x180"}
+KERNEL_ENTRY_POINTS = "mambalitesr.onnxruntime_kernels"  # name -> f(SessionOptions) registering custom-op kernels
 DEFAULT_HW = (180, 320)  # 720p output at x4: the Jetson camera path's frame
+# A dynamic export's graph does not depend on the size it is traced at, so without a verify image it traces
+# and checks at a small one: the PyTorch reference (the chunked scan) at 2x3x180x320 took 4 GB and most of
+# the export's time.
+DYNAMIC_CHECK_HW = (64, 96)
 TOLERANCE = 1e-4  # max |ORT - PyTorch| for fp32
 MIN_OPSET, MAX_OPSET = 17, 23
 EXPORTER_OPSET = 18  # what torch's dynamo exporter writes natively
@@ -229,6 +240,11 @@ def _verify_rgb(verify_image, height: int | None, width: int | None, log) -> np.
 # ---------------------------------------------------------------- export
 
 
+def n_tokens(hw) -> int:
+    """L = h * w, the tokens one mixer scans."""
+    return int(hw[0]) * int(hw[1])
+
+
 def _validate_args(scan, height, width, dynamic, opset) -> None:
     if scan not in SCAN_FORMS:
         raise UserError(f"unknown scan form {scan!r}; choose one of {', '.join(SCAN_FORMS)}")
@@ -334,13 +350,26 @@ def read_metadata(path_or_model) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def kernel_registrars() -> dict:
+    """name -> f(SessionOptions), the ORT custom-op kernels the installed package declares."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=KERNEL_ENTRY_POINTS)}
+
+
 def _ort_session(path: Path, scan: str):
     ort = require("onnxruntime", "verifying the export needs onnxruntime", extra="export")
+    so = ort.SessionOptions()
     if scan == "plugin":
-        from mambalitesr.export.ort_custom_op import make_session
-
-        return make_session(path)
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        registrars = kernel_registrars()
+        if not registrars:
+            raise MissingDependency(
+                f"verifying a plugin-form graph needs an ONNX Runtime kernel for its SelectiveScan nodes, declared "
+                f"as a '{KERNEL_ENTRY_POINTS}' entry point; none is installed (pip install -e . registers the "
+                "runtime's)")
+        for ep in registrars.values():
+            ep.load()(so)
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def _compare(session, model, x: np.ndarray) -> float:
@@ -370,19 +399,23 @@ def _resolve_weights(model_name: str, weights) -> Path | None:
     return entry.weights_path  # create_model refuses when the shipped file is missing
 
 
-def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "portable", height: int | None = None,
-                width: int | None = None, dynamic: bool = False, opset: int = 17, verify_image=None,
+def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "plugin", height: int | None = None,
+                width: int | None = None, dynamic: bool | None = None, opset: int = 17, verify_image=None,
                 log=None) -> ExportReport:
     """Export registry model ``model_name`` (with ``weights``, else its shipped weights) to ``out_path``.
 
     Fixed size: ``height`` x ``width``, else the verify image's size, else DEFAULT_HW. ``dynamic``
-    (plugin form only) makes batch, height and width symbolic and checks two sizes. Raises UserError
+    (plugin form only) makes batch, height and width symbolic and checks two sizes; None (the default)
+    means dynamic for the plugin form without ``height``/``width``. Progress goes to ``log`` (stderr by
+    default): the form, the size, each stage and its time. Raises UserError
     on bad arguments and VerificationError when ONNX Runtime disagrees with PyTorch; either way no
     file is left at ``out_path``.
     """
     if log is None:
         def log(msg):
-            print(msg, file=sys.stderr)
+            print(msg, file=sys.stderr, flush=True)
+    if dynamic is None:
+        dynamic = scan == "plugin" and height is None and width is None
     _validate_args(scan, height, width, dynamic, opset)
     if out_path is None:
         raise UserError("no output path given (-o FILE.onnx)")
@@ -401,16 +434,27 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "porta
     weights_path = _resolve_weights(model_name, weights)
     if weights_path is None:
         log(f"warning: {model_name} has no shipped weights and none were given: exporting a random initialisation")
-    rgb = _verify_rgb(verify_image, height, width, log)
+    rgb = test_pattern(*DYNAMIC_CHECK_HW) if dynamic and verify_image is None else _verify_rgb(
+        verify_image, height, width, log)
     if dynamic and min(rgb.shape[:2]) < 2:
         raise UserError(f"a dynamic export traces at the verify image's size; {verify_image} is "
                         f"{rgb.shape[1]}x{rgb.shape[0]}, give one of at least 2x2")
     # A dynamic export traces batch 2: torch.export specialises a dimension of size 1.
     example = torch.from_numpy(to_input(rgb, batch=2 if dynamic else 1))  # (B, 3, h, w)
 
+    params = sum(p.numel() for p in model.parameters())
+    size = "dynamic batch, height and width" if dynamic else f"fixed input {rgb.shape[1]}x{rgb.shape[0]}"
+    log(f"export: {model_name} ({params:,} parameters, {weights_path.name if weights_path else 'random init'}) "
+        f"-> {out_path}: {scan} form, {size}, opset {opset}")
+    if scan == "portable":
+        log(f"export: the portable form unrolls the chunked scan of {n_tokens(rgb.shape[:2]):,} tokens per mixer "
+            "into standard operators; at 320x180 this took minutes and about 6 GB of memory on a 2-core x86 CPU, "
+            "and grows with height x width (the plugin form is the fast default)")
+    log(f"export: [1/3] tracing and converting with torch.onnx (dynamo){_TRACE_HINT.get(scan, '')} ...")
     start, cpu_start = time.perf_counter(), time.process_time()
     proto = _export_proto(model, example, scan, dynamic, opset)
     export_seconds, export_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    log(f"export: [1/3] done in {export_seconds:.1f} s: {sum(node_counts(proto).values()):,} nodes")
 
     n_mixers = cfg.groups * cfg.mixers
     check_scan_form(proto, scan, n_mixers, cfg.directions, cfg.d_state)
@@ -419,11 +463,13 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "porta
         "weights_sha256": sha256_file(weights_path) if weights_path else "none", "scale": cfg.scale, "scan": scan,
         "dynamic": int(dynamic), "mambalitesr_version": __version__,
     })
+    log("export: [2/3] checking the graph (onnx.checker, shape inference, scan-form rules) ...")
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise VerificationError(f"the exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
 
+    log("export: [3/3] verifying in ONNX Runtime against PyTorch ...")
     start = time.perf_counter()
     with atomic_path(out_path) as tmp:
         onnx.save(proto, str(tmp))

@@ -24,12 +24,15 @@ COMMANDS = {
     "search": "mambalitesr.models.study.search_cli",
     "upscale": "mambalitesr.runtime.upscale_cli",
     "camera": "mambalitesr.runtime.camera_cli",
+    "serve": "mambalitesr.runtime.serve.serve_cli",
     "bench": "mambalitesr.benchmarks.bench_cli",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from mambalitesr.argtypes import OneLineParser
+
+    parser = OneLineParser(
         prog="mambalitesr",
         description="Tiny Vision-Mamba super-resolution: upscale, evaluate, train, export, stream.",
     )
@@ -39,14 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         importlib.import_module(module).register(sub)
     return parser
-
-
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that atomic writes remove their temporary files on the way out."""
-
-
-def _terminate(signum, frame):
-    raise _Terminated
 
 
 def _forget_caught_keyboard_interrupts() -> None:
@@ -73,27 +68,34 @@ def _resolve(func):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mambalitesr import stopping
+
     parser = build_parser()
-    args = parser.parse_args(argv)
-    try:  # commands that drain on SIGTERM (camera, train) install their own handler while they run
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread: leave signals to the caller
-        previous = None
     try:
-        result = _resolve(args.func)(args)
-    except _Terminated:
-        print(f"mambalitesr {args.command}: terminated (SIGTERM)", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (its one line is printed: status 2), --help, --version
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    try:
+        with stopping.handled(f"mambalitesr {args.command}"):  # SIGINT and SIGTERM alike: mambalitesr/stopping.py
+            _apply_image_limits(args)
+            result = _resolve(args.func)(args)
     except UserError as exc:
         print(f"mambalitesr {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"mambalitesr {args.command}: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
+        print(f"mambalitesr {args.command}: {what}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         return 0
     finally:
         _forget_caught_keyboard_interrupts()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)
+
+
+def _apply_image_limits(args) -> None:
+    """--max-image-pixels / --max-image-mb where the command has them; the environment's limits otherwise."""
+    from mambalitesr.imageio import set_limits
+
+    set_limits(getattr(args, "max_image_pixels", None), getattr(args, "max_image_mb", None))

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from mambalitesr.errors import UserError
-from mambalitesr.imageio import atomic_path
+from mambalitesr.imageio import write_bytes_atomic
 
 LATEST = "checkpoint.safetensors"
 LEGACY = "checkpoint.pt"
@@ -60,12 +60,12 @@ def unflatten_state(tensors: dict[str, torch.Tensor], skeleton: dict):
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
-    from safetensors.torch import save_file
-
     path = Path(run_dir) / LATEST
+    from safetensors.torch import save
+
     tensors, skeleton = flatten_state(state)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"state": json.dumps(skeleton)})
+    # bytes first, then one checked write: safetensors' own file writer reports a full disk as its own error type
+    write_bytes_atomic(path, save(tensors, metadata={"state": json.dumps(skeleton)}))
     return path
 
 

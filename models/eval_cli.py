@@ -15,6 +15,7 @@ import json
 import math
 import sys
 
+from mambalitesr import argtypes
 from mambalitesr.errors import MissingDependency, UserError
 
 DEFAULT_SCALE = 4
@@ -32,24 +33,28 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--model", required=True, help="model name from `mambalitesr models`, or 'bicubic'")
-    p.add_argument("--weights", help="weights file (default: the model's shipped weights, if any)")
-    p.add_argument("--data", action="append", required=True, metavar="DIR",
+    p.add_argument("--weights", type=argtypes.input_file, help="weights file (default: the model's shipped weights, if any)")
+    p.add_argument("--data", action="append", required=True, metavar="DIR", type=argtypes.input_dir,
                    help="folder of HR images (repeat for several datasets)")
-    p.add_argument("--scale", type=int, help=f"upscaling factor (default: the model's; {DEFAULT_SCALE} for bicubic)")
-    p.add_argument("--device", default="cpu", help="torch device to run the model on (default: cpu)")
+    p.add_argument("--scale", type=argtypes.int_range(1, 8), help=f"upscaling factor (default: the model's; {DEFAULT_SCALE} for bicubic)")
+    p.add_argument("--device", default="cpu", type=argtypes.device, help="torch device to run the model on (default: cpu)")
     p.add_argument("--scan-backend", default=None, choices=("chunked", "native", "ref"),
                    help="selective-scan implementation (default: the fastest available for --device: native "
                         "on the CPU when its C library is built, else chunked, pure PyTorch)")
-    p.add_argument("--json", metavar="FILE",
+    p.add_argument("--json", metavar="FILE", type=argtypes.output_file,
                    help="write the results as JSON (one object; a list of objects for several --data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    argtypes.add_overwrite(p)
+    argtypes.add_image_limits(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mambalitesr.imageio import atomic_path, list_images
+    from mambalitesr.imageio import list_images, write_bytes_atomic
     from mambalitesr.models.evaluate import evaluate
 
+    if args.json:
+        argtypes.check_new_output(args.json, args.overwrite, "the JSON results file")
     for folder in args.data:
         list_images(folder)  # fail on a bad folder before spending time on a model
     upscaler, scale, name = _build(args)
@@ -60,11 +65,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(result)
     if args.json:
         payload = results[0] if len(results) == 1 else results
-        try:
-            with atomic_path(args.json) as tmp:
-                tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        except OSError as exc:
-            raise UserError(f"{args.json}: could not write ({exc.strerror or exc})") from None
+        write_bytes_atomic(args.json, json.dumps(payload, indent=2) + "\n")
     return 0
 
 

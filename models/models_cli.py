@@ -5,9 +5,11 @@ import argparse
 
 
 def register(subparsers) -> None:
+    from mambalitesr.argtypes import side
+
     p = subparsers.add_parser("models", help="list the model variants with parameters and MACs")
-    p.add_argument("--height", type=int, default=180, help="LR input height for MACs (default 180)")
-    p.add_argument("--width", type=int, default=320, help="LR input width for MACs (default 320)")
+    p.add_argument("--height", type=side(1), default=180, help="LR input height for MACs (default 180)")
+    p.add_argument("--width", type=side(1), default=320, help="LR input width for MACs (default 320)")
     p.add_argument("--measure", action="store_true", help="also measure MACs by running each model (slower)")
     p.set_defaults(func=run)
 

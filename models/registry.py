@@ -10,8 +10,7 @@ from pathlib import Path
 
 from mambalitesr.errors import UserError
 from mambalitesr.models.config import SRConfig
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+from mambalitesr.models.files import WEIGHTS_DIR
 
 
 @dataclass(frozen=True)
@@ -20,6 +19,7 @@ class ModelEntry:
     config: SRConfig
     description: str
     default_weights: str | None = None  # file name in WEIGHTS_DIR
+    for_tests: bool = False  # a tiny variant whose random weights are fine where the numbers do not matter
 
     @property
     def weights_path(self) -> Path | None:
@@ -52,14 +52,25 @@ _ENTRIES = [
         "test_x4",
         SRConfig(embed_dim=8, groups=1, mixers=2, d_state=4, expand=2, rank=4, directions=1, scale=4, anchor_skip=True),
         "tiny variant for tests (CPU, seconds)",
+        for_tests=True,
     ),
     ModelEntry(
         "test_xs4_x4",
         SRConfig(embed_dim=8, groups=1, mixers=1, d_state=4, expand=2, rank=4, directions=4, scale=4, anchor_skip=True),
         "tiny 4-direction variant for tests",
+        for_tests=True,
     ),
 ]
 REGISTRY = {e.name: e for e in _ENTRIES}
+
+
+def require_weights(name: str, weights) -> None:
+    """UserError when ``name`` would run with random weights: no ``weights`` given and none shipped
+    (test variants excepted: their output is never presented as a result)."""
+    entry = get_entry(name)
+    if weights is None and entry.weights_path is None and not entry.for_tests:
+        raise UserError(f"{name} ships no weights; give --weights PATH (e.g. a run's model.safetensors from "
+                        "`mambalitesr train`): a random network's output would mean nothing")
 
 
 def list_models() -> list[str]:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
+
+from mambalitesr.imageio import atomic_path, write_bytes_atomic, write_failure
 
 FIELDS = ["step", "loss", "train_psnr", "lr", "val_psnr", "val_ssim", "elapsed_s"]
 
@@ -12,18 +15,22 @@ class TrainLog:
         self.path = Path(run_dir) / "log.csv"
         rows = self.read() if self.path.is_file() else []
         rows = [r for r in rows if int(r["step"]) <= resume_step]  # a resumed run rewrites what follows
-        with open(self.path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_bytes_atomic(self.path, text.getvalue())
 
     def read(self) -> list[dict]:
         with open(self.path, newline="") as fh:
             return list(csv.DictReader(fh))
 
     def append(self, **row) -> None:
-        with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, FIELDS).writerow({k: row.get(k, "") for k in FIELDS})
+        try:  # appended in place: a log line lost to a full disk costs a line, not the run's checkpoint
+            with open(self.path, "a", newline="") as fh:
+                csv.DictWriter(fh, FIELDS).writerow({k: row.get(k, "") for k in FIELDS})
+        except OSError as exc:
+            raise write_failure(self.path, exc) from None
 
     def plot(self) -> Path:
         import matplotlib
@@ -47,6 +54,9 @@ class TrainLog:
         fig.legend(loc="upper right")
         fig.tight_layout()
         out = self.path.with_suffix(".png")
-        fig.savefig(out, dpi=100)
-        plt.close(fig)
+        try:
+            with atomic_path(out) as tmp:
+                fig.savefig(tmp, dpi=100)
+        finally:
+            plt.close(fig)
         return out

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -42,19 +40,12 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler or `kill`) stops training like Ctrl-C: checkpoint first, then exit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """SIGTERM (a scheduler or `kill`) stops training like Ctrl-C: checkpoint first, then exit
+    (mambalitesr/stopping.py, the one signal mechanism; also when train() is called outside the CLI)."""
+    from mambalitesr import stopping
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
+    with stopping.handled():
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def ema_update(decay: float):
@@ -182,7 +173,20 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
         }
 
-    def restore(self, state: dict) -> None:
+    def restore(self, state: dict, source: Path | None = None) -> None:
+        """Continue from a checkpoint; UserError (one line) when it is of another structure."""
+        try:
+            self._restore(state)
+        except UserError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UserError(f"{source or self.run_dir / 'checkpoint.pt'}: not a checkpoint of this run's model and "
+                            f"trainer ({type(exc).__name__}: {first})") from None
+
+    def _restore(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"holds a {type(state).__name__}, not a dict")
         stored = TrainConfig.from_json(state["train_config"])
         # The total step count may change on resume (lengthen or shorten a run; the schedule follows it).
         for key in ("model", "model_config_json", "teacher", "alpha", "pixel_loss", "batch", "patch", "seed", "lr",

@@ -84,11 +84,11 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 def save_weights(model: nn.Module, path: str | Path, name: str, **extra: str) -> None:
     """Write the model's tensors and config to a safetensors file, atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from mambalitesr.imageio import atomic_path
+    from mambalitesr.imageio import write_bytes_atomic
 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {"config": model.config.to_json(), "model": name, "format": "mambalitesr-1", **extra}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+    # bytes first, then one checked write: safetensors' own file writer reports a full disk as its own error type
+    write_bytes_atomic(path, save(state, metadata=metadata))

@@ -380,3 +380,156 @@ def write_bad_plugins(folder: Path) -> dict[str, Path]:
     if libm is not None:
         paths["not_plugin"] = libm
     return paths
+
+
+# ---------------------------------------------------------------------------------------------- videos
+
+
+def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (32, 24), fourcc: str = "MJPG") -> Path:
+    """A small valid video of a moving pattern; ``size`` is (width, height)."""
+    import cv2
+
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (w, h))
+    assert writer.isOpened(), path
+    for i in range(frames):
+        writer.write(np.roll(pattern(h, w, seed=1), 2 * i, axis=1)[:, :, ::-1].copy())
+    writer.release()
+    return path
+
+
+def cut(path: Path, fraction: float, out: Path) -> Path:
+    data = path.read_bytes()
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out
+
+
+NON_UTF8 = os.fsdecode(b"caf\xe9")  # Latin-1 e-acute: not valid UTF-8; reaches Python as a lone surrogate
+
+
+def write_bad_videos(folder: Path) -> list[Case]:
+    """Video files every video reader (upscale, camera file:) must refuse, or accept only with --allow-truncated.
+
+    truncated.avi  the first 60% of a 12-frame MJPG AVI: its header still declares 12 frames
+    half.mp4       the first half of an MP4 (the index at its end is gone): OpenCV cannot open it
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    good = write_video(folder / "_good.avi")
+    cases = [Case("truncated.avi", cut(good, 0.6, folder / "truncated.avi"), True, "of the 12 frames"),
+             Case("half.mp4", cut(write_video(folder / "_good.mp4", fourcc="mp4v"), 0.5, folder / "half.mp4"), True,
+                  "cannot open")]
+    (folder / "zero_bytes.mp4").write_bytes(b"")
+    cases.append(Case("zero_bytes.mp4", folder / "zero_bytes.mp4", True, "cannot open"))
+    (folder / "text.mp4").write_text("not a video at all\n")
+    cases.append(Case("text.mp4", folder / "text.mp4", True, "cannot open"))
+    os.mkfifo(folder / "fifo.mp4")
+    cases.append(Case("fifo.mp4", folder / "fifo.mp4", True, "FIFO"))
+    odd = folder / f"{NON_UTF8}.avi"
+    odd.write_bytes(good.read_bytes())
+    cases.append(Case(f"{NON_UTF8}.avi", odd, True, "not valid UTF-8"))
+    return cases
+
+
+# ------------------------------------------------------------------------------ images: EXIF, limits
+
+
+def exif_jpeg(rgb: np.ndarray, orientation: int) -> bytes:
+    """A JPEG of ``rgb`` as stored, tagged with EXIF ``orientation`` (1..8)."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return _pil_bytes(Image.fromarray(rgb), "JPEG", quality=95, exif=exif.tobytes())
+
+
+def sparse_image(path: Path, nbytes: int = 4 << 30) -> Path:
+    """A file of ``nbytes`` (4 GiB) that takes no disk space: named like an image, all zeros."""
+    with open(path, "wb") as fh:
+        fh.truncate(nbytes)
+    return path
+
+
+# -------------------------------------------------------------------------- files that are not files
+
+
+def write_special_files(folder: Path) -> dict[str, Path]:
+    """fifo, socket and device (``/dev/null``): inputs that are not regular files; none may be opened."""
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "fifo.png")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "socket.png"))
+    sock.close()  # the socket file stays
+    return {"fifo": folder / "fifo.png", "socket": folder / "socket.png", "device": Path("/dev/null")}
+
+
+# ---------------------------------------------------------------------- arguments, from the parser itself
+
+
+@dataclass(frozen=True)
+class ArgCase:
+    command: tuple[str, ...]  # ("export", "onnx")
+    option: str  # "--lr", or a positional's metavar
+    value: str
+    kind: str  # the argtypes kind: value, input_file, input_dir, output_file, output_dir, output_path
+
+    @property
+    def argv(self) -> list[str]:
+        if self.option.startswith("-"):
+            return [*self.command, f"{self.option}={self.value}"]  # "=": values like -inf are not options
+        return [*self.command, self.value]
+
+    def __str__(self) -> str:
+        return f"{' '.join(self.command)} {self.option}={self.value!r}"
+
+
+def write_bad_paths(folder: Path) -> dict[str, list[str]]:
+    """For each path kind of mambalitesr.argtypes, path texts it must refuse (the files are made here)."""
+    special = write_special_files(folder / "special")
+    a_file = folder / "a_file.txt"
+    a_file.write_text("a regular file\n")
+    (folder / "a_folder").mkdir(exist_ok=True)
+    odd = folder / f"{NON_UTF8}.png"
+    odd.write_bytes(png_bytes(pattern(8, 8)))
+    (folder / f"{NON_UTF8}_dir").mkdir(exist_ok=True)
+    under_file = str(a_file / "child.png")
+    return {
+        "input_file": [str(folder / "missing.bin"), str(folder / "a_folder"), *map(str, special.values()), str(odd),
+                       under_file],
+        "input_dir": [str(folder / "missing_dir"), str(a_file), str(folder / f"{NON_UTF8}_dir"), under_file],
+        "output_file": [str(folder / "a_folder"), under_file, str(folder / f"{NON_UTF8}_out.png")],
+        "output_dir": [str(a_file), under_file, str(folder / f"{NON_UTF8}_out")],
+        "output_path": [under_file, str(folder / f"{NON_UTF8}_out.png")],
+    }
+
+
+def subcommands(parser, prefix: tuple[str, ...] = ()):
+    """(command words, parser) of every leaf subcommand."""
+    import argparse
+
+    found = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found = True
+                yield from subcommands(sub, prefix + (name,))
+    if not found and prefix:
+        yield prefix, parser
+
+
+def argument_cases(parser, bad_paths: dict[str, list[str]]) -> list[ArgCase]:
+    """Every typed argument of every subcommand x every value its type must refuse: grows with the CLI."""
+    cases = []
+    for words, sub in subcommands(parser):
+        for action in sub._actions:
+            kind = getattr(action.type, "kind", None)
+            if kind is None:
+                continue
+            name = action.option_strings[-1] if action.option_strings else (action.metavar or action.dest)
+            values = action.type.bad_values if kind == "value" else bad_paths[kind]
+            for value in values:
+                if not action.option_strings and (value.startswith("-") or value == ""):
+                    continue  # a positional cannot take these texts
+                cases.append(ArgCase(words, name, value, kind))
+    return cases

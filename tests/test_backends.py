@@ -64,7 +64,7 @@ def _batch(b=2, h=20, w=24, seed=1):
 def test_unknown_backend_lists_the_choices():
     with pytest.raises(UserError, match="torch, onnxruntime, tensorrt"):
         create_backend("openvino")
-    assert set(BACKENDS) == {"torch", "onnxruntime", "tensorrt"}
+    assert set(BACKENDS) == {"torch", "onnxruntime", "tensorrt", "triton"}
 
 
 # -- torch ----------------------------------------------------------------------------------
@@ -150,8 +150,8 @@ def test_onnxruntime_refuses_a_missing_provider(onnx_dynamic):
 
 
 def test_onnxruntime_bad_files(tmp_path):
-    with pytest.raises(UserError, match="needs a model"):
-        create_backend("onnxruntime")
+    with pytest.raises(UserError, match="no ONNX graph is shipped for 'test_x4'"):
+        create_backend("onnxruntime", model="test_x4")  # without --onnx: the model's shipped graph, if any
     with pytest.raises(UserError, match="no such ONNX file"):
         create_backend("onnxruntime", onnx=str(tmp_path / "missing.onnx"))
     junk = tmp_path / "junk.onnx"
@@ -174,7 +174,12 @@ def test_onnxruntime_custom_domain_needs_its_kernels(tmp_path, monkeypatch):
     path = tmp_path / "custom.onnx"
     onnx.save(model, str(path))
     assert ob.custom_domains(path) == {"mambalitesr"}
-    monkeypatch.setattr(ob, "CUSTOM_OP_MODULES", ("mambalitesr.no_such_kernels",))
+    from mambalitesr.runtime.backends import ort_ops
+
+    def no_kernels(so=None):
+        raise MissingDependency("the mambalitesr::SelectiveScan node needs onnxruntime-extensions (no_such_kernels)")
+
+    monkeypatch.setattr(ort_ops, "session_options", no_kernels)
     with pytest.raises(MissingDependency, match="no_such_kernels"):
         create_backend("onnxruntime", onnx=str(path))
 
@@ -372,8 +377,11 @@ def test_tensorrt_double_buffering_bookkeeping_on_fakes(monkeypatch, tmp_path):
 
 
 # -- options --------------------------------------------------------------------------------
-def test_backend_options_refuse_options_of_another_backend():
+def test_backend_options_refuse_options_of_another_backend(tmp_path, monkeypatch):
     import argparse
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.onnx").write_bytes(b"")  # --onnx must name a file; here it only has to exist
 
     from mambalitesr.runtime.backends.options import add_backend_arguments, backend_options
 
@@ -381,8 +389,7 @@ def test_backend_options_refuse_options_of_another_backend():
     add_backend_arguments(parser, ("torch", "onnxruntime", "tensorrt"))
     with pytest.raises(UserError, match="--onnx applies to --backend onnxruntime"):
         backend_options(parser.parse_args(["--backend", "torch", "--onnx", "m.onnx"]))
-    with pytest.raises(UserError, match="needs --onnx"):
-        backend_options(parser.parse_args(["--backend", "onnxruntime"]))
+    assert backend_options(parser.parse_args(["--backend", "onnxruntime"]))["onnx"] is None  # the shipped graph
     with pytest.raises(UserError, match="needs --engine"):
         backend_options(parser.parse_args(["--backend", "tensorrt"]))
     opts = backend_options(parser.parse_args(["--backend", "torch"]))

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -185,7 +187,7 @@ def test_upscale_refuses_bad_weights_and_never_runs_their_code(corpus, tmp_path,
 def test_upscale_bad_arguments(corpus, tmp_path, capsys):
     out = tmp_path / "out"
     cases = [
-        (["--tile", "3"], "--tile must be"),
+        (["--tile", "3"], "argument --tile: must be 0 (no tiling) or at least 8"),
         (["--tile", "16", "--tile-overlap", "16"], "--tile-overlap"),
         (["--onnx", corpus.sr_onnx], "--onnx applies to --backend onnxruntime"),
         (["--model", "no_such_model"], "unknown model"),
@@ -220,7 +222,7 @@ def test_eval_bad_weights_folders_and_arguments(corpus, tmp_path, capsys):
         (["--model", "test_x4", "--weights", corpus.weights["code_pickle.pth"].path], "refused to load"),
         (["--model", "test_x4", "--weights", corpus.weights["wrong_config.safetensors"].path], "another config"),
         (["--model", "test_x4"], "ships no weights"),
-        (["--model", "bicubic", "--scale", "0"], "--scale must be"),
+        (["--model", "bicubic", "--scale", "0"], "argument --scale: must be in [1, 8]"),
         (["--model", "bicubic", "--data", tmp_path / "nowhere"], "no such folder"),
         (["--model", "bicubic", "--data", corpus.root / "onnx"], "no images"),
     ]
@@ -239,8 +241,9 @@ def test_eval_bad_weights_folders_and_arguments(corpus, tmp_path, capsys):
 
 
 def test_models_bad_arguments(capsys):
-    for extra, words in ((["--height", "0"], "must be positive"), (["--width", "-5"], "must be positive"),
-                         (["--height", "tall"], "invalid int value")):
+    for extra, words in ((["--height", "0"], "argument --height: must be in [1, 8192]"),
+                         (["--width=-5"], "argument --width: must be in [1, 8192]"),
+                         (["--height", "tall"], "expected an integer")):
         rc, out, err = run_main(capsys, "models", *extra)
         assert_refused(rc, err, words)
         assert out == ""
@@ -320,16 +323,16 @@ def test_export_onnx_refuses_bad_weights_images_and_arguments(corpus, tmp_path, 
         (["--verify-image", images["bomb.png"].path], "20000x20000"),
         (["--verify-image", images["text.png"].path], "not an image file"),
         (["--verify-image", images["truncated.jpg"].path], "corrupt or truncated"),
-        (["--opset", "5"], "--opset must be"),
+        (["--opset", "5"], "argument --opset: must be in [17, 23]"),
         (["--height", "8"], "both --height and --width"),
-        (["--dynamic"], "plugin"),
+        (["--dynamic", "--scan", "portable"], "plugin"),
     ]
     for extra, words in cases:
         rc, _, err = run_main(capsys, "export", "onnx", "--model", "test_x4", "-o", target, *extra)
         assert_refused(rc, err, words, out)
     out.mkdir()
     rc, _, err = run_main(capsys, "export", "onnx", "--model", "test_x4", "-o", out)
-    assert_refused(rc, err, "is a directory", out)
+    assert_refused(rc, err, "is a folder; give a file name", out)
     assert not corpus.marker.exists()
 
 
@@ -422,8 +425,8 @@ def test_camera_refuses_engines_that_do_not_belong_here(corpus, tmp_path, capsys
         ([e["garbage"]], "could not deserialize"),
         ([e["needs_plugin"]], "pass the plugin library"),
         ([e["needs_plugin"], "--plugin", p["random"]], "plugin library differs"),
-        ([e["needs_plugin"], "--plugin", p["missing"]], f"{p['missing']}: no such plugin library"),
-        ([tmp_path / "missing.engine"], "no such engine file"),
+        ([e["needs_plugin"], "--plugin", p["missing"]], f"{p['missing']}: no such file"),
+        ([tmp_path / "missing.engine"], "missing.engine: no such file"),
     ]
     if "not_plugin" in p:
         cases.append(([e["needs_plugin"], "--plugin", p["not_plugin"]], "plugin library differs"))
@@ -441,7 +444,7 @@ def test_export_engine_refuses_bad_onnx_and_bad_plugins(corpus, tmp_path, capsys
         rc, _, err = run_main(capsys, "export", "engine", corpus.onnx[name].path, "-o", target)
         assert_refused(rc, err, "not a readable ONNX model", out)
     p = corpus.plugins
-    cases = [(p["missing"], "plugin library not found"), (p["random"], "could not load the plugin library")]
+    cases = [(p["missing"], "argument --plugin"), (p["random"], "could not load the plugin library")]
     if "not_plugin" in p:
         cases.append((p["not_plugin"], "no SelectiveScan v1 plugin creator was registered"))
     for plugin, words in cases:
@@ -452,7 +455,7 @@ def test_export_engine_refuses_bad_onnx_and_bad_plugins(corpus, tmp_path, capsys
                           "--max-shape", "1x3x8x8")
     assert_refused(rc, err, "min <= opt <= max", out)
     rc, _, err = run_main(capsys, "export", "engine", tmp_path / "none.onnx", "-o", target)
-    assert_refused(rc, err, "no such ONNX file", out)
+    assert_refused(rc, err, "none.onnx: no such file", out)
 
 
 def test_export_engine_without_tensorrt_says_what_is_missing(corpus, tmp_path):
@@ -514,7 +517,7 @@ def test_bench_refuses_bad_weights_data_and_arguments_and_writes_no_results(corp
         (["latency", "--model", f"test_x4={w['wrong_config.safetensors'].path}"], "another config"),
         (["latency", "--model", "test_x4"], "ships no weights"),
         (["latency", "--model", ok, "--sizes", "axb"], "WxH"),
-        (["latency", "--model", ok, "--batches", "0"], ">= 1"),
+        (["latency", "--model", ok, "--batches", "0"], "argument --batches: must be in [1, 1024]"),
         (["latency", "--model", ok, "--backends", "webgpu"], "unknown webgpu"),
         (["power", "--model", f"test_x4={w['truncated.safetensors'].path}", "--power", "none"],
          "not a readable safetensors"),
@@ -537,7 +540,8 @@ def test_bench_refuses_bad_weights_data_and_arguments_and_writes_no_results(corp
 # ------------------------------------------------------------------------------------ coverage of CLI
 
 
-COVERED = {"upscale", "eval", "models", "train", "search run", "search report", "search cost", "search rerun",
+# export triton, bench serve and serve: their typed arguments are in the generated corpus below
+COVERED = {"upscale", "eval", "models", "train", "export triton", "bench serve", "serve", "search run", "search report", "search cost", "search rerun",
            "search promote",
            "export onnx", "export engine", "camera", "bench latency", "bench power", "bench quality", "bench all",
            "bench report"}
@@ -556,3 +560,259 @@ def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> set[str]:
 def test_every_cli_subcommand_has_bad_input_cases_here():
     missing = _subcommands(cli.build_parser()) - COVERED
     assert not missing, f"add bad-input cases for {sorted(missing)} to tests/test_bad_inputs.py, then to COVERED"
+
+
+# ------------------------------------------------------------- generated: every typed argument, every command
+
+
+def _arg_cases():
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="mlsr-badargs-"))  # made at collection: the case ids name the values
+    return bad.argument_cases(cli.build_parser(), bad.write_bad_paths(folder))
+
+
+ARG_CASES = _arg_cases()
+PARSER = cli.build_parser()  # one parser for every case: building it is most of a case's time
+
+
+@pytest.mark.parametrize("case", ARG_CASES, ids=str)
+def test_every_bad_argument_value_is_refused_at_parse_time(case, capsys):
+    """One line naming the option, status 2, before any work (no file opened, so a FIFO cannot block it)."""
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_:
+        PARSER.parse_args(case.argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, (case, err)
+    assert time.monotonic() - started < 10, case
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, (str(case), err)
+    assert case.option in lines[0], (str(case), err)
+    err.encode("utf-8")  # printable: an undecodable file name is escaped, never a UnicodeEncodeError
+
+
+def test_the_generated_argument_corpus_covers_every_subcommand():
+    """Every leaf subcommand has typed arguments in the corpus; the counts are printed for the report."""
+    by_command: dict[str, int] = {}
+    for case in ARG_CASES:
+        by_command[" ".join(case.command)] = by_command.get(" ".join(case.command), 0) + 1
+    print("generated bad-argument cases per subcommand:", json.dumps(by_command, sort_keys=True))
+    leaves = {" ".join(words) for words, _ in bad.subcommands(cli.build_parser())}
+    assert leaves - {"search report", "search cost"} <= set(by_command), leaves - set(by_command)
+
+
+def test_the_issue_examples_fail_at_parse_time(capsys):
+    examples = [  # the option under test first: argparse reports the first bad argument it meets
+        (["train", "--workers", "-1", "--train", "x", "-o", "y"], "--workers"),
+        (["upscale", "--threads", "-2", "a.png", "-o", "b.png"], "--threads"),
+        (["train", "--lr", "nan", "--train", "x", "-o", "y"], "--lr"),
+        (["eval", "--device", "banana", "--model", "bicubic", "--data", "x"], "--device"),
+        (["camera", "--power-interval-ms", "0"], "--power-interval-ms"),
+        (["camera", "--input-size", "100000x100000"], "--input-size"),
+        (["export", "onnx", "--height", "100000", "--width", "100000", "-o", "m.onnx"], "--height"),
+    ]
+    for argv, option in examples:
+        rc, out, err = run_main(capsys, *argv)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and option in err and "Traceback" not in err, err
+
+
+# ----------------------------------------------------------------------------- inputs that are not files
+
+
+@pytest.fixture(scope="module")
+def specials(tmp_path_factory):
+    return bad.write_special_files(tmp_path_factory.mktemp("special"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "device"])
+def test_upscale_refuses_inputs_that_are_not_regular_files_without_opening_them(corpus, specials, tmp_path, kind):
+    out = tmp_path / "out"
+    proc = run_cli("upscale", specials[kind], corpus.good[0], "-o", out, "--backend", "onnxruntime", "--onnx",
+                   corpus.sr_onnx, "--no-progress", timeout=120)
+    err = proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert "not a regular file" in err or "is a " in err, err
+    assert "1 of 2 input(s) failed" in err and files_under(out) == ["good_0.png"]
+
+
+def test_camera_refuses_a_fifo_file_source(corpus, specials, tmp_path, capsys):
+    rc, _, err = run_main(capsys, "camera", "--source", f"file:{specials['fifo']}", "--sink", "null", "--power", "none",
+                          "--backend", "onnxruntime", "--onnx", corpus.sr_onnx, "--frames", "1")
+    assert_refused(rc, err, "FIFO")
+
+
+# ------------------------------------------------------------------------------------------------ videos
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    cases = bad.write_bad_videos(tmp_path_factory.mktemp("videos"))
+    return {c.name: c for c in cases}
+
+
+def _frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n
+
+
+def test_the_video_corpus_is_what_it_claims(videos):
+    truncated = videos["truncated.avi"].path
+    cap = cv2.VideoCapture(str(truncated))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    cap.release()
+    assert 0 < _frames(truncated) < 12
+
+
+def test_upscale_refuses_each_bad_video_and_goes_on(corpus, videos, tmp_path):
+    """In a subprocess: a non-UTF-8 name handed to OpenCV would be a segmentation fault, not an exit status."""
+    out = tmp_path / "out"
+    proc = run_cli("upscale", *[c.path for c in videos.values()], corpus.good[0], "-o", out, "--model", "test_x4",
+                   "--threads", "1", "--no-progress", timeout=300)
+    err = proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    for case in videos.values():
+        shown = os.fsencode(case.path.name).decode("utf-8", "backslashreplace")  # as printed
+        lines = [ln for ln in err.splitlines() if "error:" in ln and case.words in ln and shown in ln]
+        assert len(lines) == 1, (case.name, err)
+    assert f"{len(videos)} of {len(videos) + 1} input(s) failed" in err
+    assert files_under(out) == ["good_0.png"]
+
+
+def test_upscale_allow_truncated_writes_what_decoded_and_names_the_missing_frames(videos, tmp_path, capsys):
+    src = videos["truncated.avi"].path
+    got = _frames(src)
+    out = tmp_path / "sr.avi"
+    rc, _, err = run_main(capsys, "upscale", src, "-o", out, "--model", "test_x4", "--threads", "1", "--no-progress",
+                          "--allow-truncated")
+    assert rc == 0, err
+    assert f"warning: {src}: decoded {got} of the 12 frames" in err and f"frames {got}..11 missing" in err
+    assert _frames(out) == got
+
+
+def test_camera_file_source_refuses_a_truncated_video(corpus, videos, capsys):
+    base = ["camera", "--source", f"file:{videos['truncated.avi'].path}", "--sink", "null", "--power", "none",
+            "--backend", "onnxruntime", "--onnx", corpus.sr_onnx]
+    rc, out, err = run_main(capsys, *base)
+    assert rc not in (0, None) and "of the 12 frames" in err and "Traceback" not in err, err
+    rc, out, err = run_main(capsys, *base, "--allow-truncated")
+    assert rc == 0 and "warning:" in err and "missing" in err, err
+
+
+# ------------------------------------------------------------------------------- images: EXIF and limits
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
+    from PIL import Image, ImageOps
+
+    from mambalitesr.imageio import read_image
+
+    path = tmp_path / f"o{orientation}.jpg"
+    path.write_bytes(bad.exif_jpeg(bad.pattern(24, 40), orientation))
+    with Image.open(path) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    got = read_image(path)
+    assert got.shape == expected.shape, (orientation, got.shape, expected.shape)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 3  # two JPEG decoders may round apart
+
+
+def test_image_limits_come_from_the_option_or_the_environment(corpus, tmp_path):
+    big = corpus.good[0]  # 48x40 = 1920 pixels
+    out = tmp_path / "out"
+    common = ["--backend", "onnxruntime", "--onnx", corpus.sr_onnx, "--no-progress"]
+    proc = run_cli("upscale", big, "-o", out / "a.png", *common, "--max-image-pixels", "1000")
+    assert_refused(proc.returncode, proc.stderr, "over the limit of 1000", out)
+    env_proc = subprocess.run([sys.executable, "-m", "mambalitesr", "upscale", str(big), "-o", str(out / "b.png"),
+                               *map(str, common)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, MAMBALITESR_MAX_IMAGE_PIXELS="1000"))
+    assert_refused(env_proc.returncode, env_proc.stderr, "over the limit of 1000", out)
+
+
+def test_a_huge_sparse_image_is_refused_by_its_size_and_the_batch_goes_on(corpus, tmp_path):
+    sparse = bad.sparse_image(tmp_path / "huge.png")
+    out = tmp_path / "out"
+    proc = run_cli("upscale", sparse, corpus.good[0], "-o", out, "--backend", "onnxruntime", "--onnx",
+                   corpus.sr_onnx, "--no-progress")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "huge.png: 4096 MiB, over the limit of 512 MiB" in proc.stderr
+    assert files_under(out) == ["good_0.png"]
+
+
+# ------------------------------------------------------------------------- registry models without weights
+
+
+@pytest.mark.parametrize("command", [
+    ["upscale", "IN", "-o", "OUT/x.png"],
+    ["camera", "--source", "synthetic:32x32", "--sink", "null", "--power", "none", "--frames", "1", "--backend", "torch"],
+    ["export", "onnx", "-o", "OUT/m.onnx"],
+])
+def test_a_model_without_weights_never_runs_with_random_ones(corpus, tmp_path, capsys, command):
+    out = tmp_path / "out"
+    argv = [str(corpus.good[0]) if a == "IN" else a.replace("OUT", str(out)) for a in command]
+    rc, _, err = run_main(capsys, *argv, "--model", "mambalitesr_x3")
+    assert_refused(rc, err, "mambalitesr_x3 ships no weights; give --weights PATH", out)
+
+
+# ------------------------------------------------------------------------------ outputs: overwrite, meaning
+
+
+def test_outputs_are_never_replaced_without_overwrite(corpus, tmp_path, capsys):
+    existing = tmp_path / "x.png"
+    existing.write_bytes(b"keep me")
+    onnx = ["--backend", "onnxruntime", "--onnx", corpus.sr_onnx, "--no-progress"]
+    rc, _, err = run_main(capsys, "upscale", corpus.good[0], "-o", existing, *onnx)
+    assert_refused(rc, err, "already exists; pass --overwrite")
+    assert existing.read_bytes() == b"keep me"
+    rc, _, err = run_main(capsys, "upscale", corpus.good[0], "-o", existing, *onnx, "--overwrite")
+    assert rc == 0 and cv2.imread(str(existing)).shape == (160, 192, 3), err
+    json_out = tmp_path / "r.json"
+    json_out.write_text("{}")
+    for argv in (["eval", "--model", "bicubic", "--data", corpus.good[0].parent, "--json", json_out, "--no-progress"],
+                 ["camera", "--source", "synthetic:32x32", "--frames", "1", "--sink", "null", "--power", "none",
+                  "--backend", "onnxruntime", "--onnx", corpus.sr_onnx, "--json", json_out],
+                 ["export", "onnx", "--model", "test_x4", "-o", json_out]):
+        rc, _, err = run_main(capsys, *argv)
+        assert_refused(rc, err, "already exists; pass --overwrite")
+        assert json_out.read_text() == "{}"
+
+
+def test_one_file_name_for_several_inputs_is_refused(corpus, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    rc, _, err = run_main(capsys, "upscale", *corpus.good, "-o", out, "--backend", "onnxruntime", "--onnx",
+                          corpus.sr_onnx, "--no-progress")
+    assert_refused(rc, err, "one file name for 2 inputs")
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------- train, early
+
+
+def test_train_refuses_a_bad_val_folder_before_training(corpus, tmp_path, capsys):
+    val = tmp_path / "val"
+    val.mkdir()
+    (val / "text.png").write_text("not an image\n")
+    run = tmp_path / "run"
+    started = time.monotonic()
+    rc, _, err = run_main(capsys, "train", "--model", "test_x4", "--train", corpus.good[0].parent, "--val", val,
+                          "-o", run, "--steps", "100000", "--batch", "2", "--patch", "8")
+    assert_refused(rc, err, "text.png: not an image file")
+    assert time.monotonic() - started < 30 and not (run / "checkpoint.pt").exists()
+
+
+def test_train_resume_with_a_checkpoint_of_another_structure_is_one_line(corpus, tmp_path, capsys):
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"step": 1, "train_config": "{}", "student": {}}, run / "checkpoint.pt")
+    rc, _, err = run_main(capsys, "train", "--model", "test_x4", "--train", corpus.good[0].parent, "-o", run,
+                          "--steps", "2", "--batch", "2", "--patch", "8", "--resume")
+    assert_refused(rc, err, "--resume: the checkpoint was made with")
+    torch.save({"step": 1}, run / "checkpoint.pt")
+    rc, _, err = run_main(capsys, "train", "--model", "test_x4", "--train", corpus.good[0].parent, "-o", run,
+                          "--steps", "2", "--batch", "2", "--patch", "8", "--resume")
+    assert_refused(rc, err, "not a checkpoint of this run's model and trainer")

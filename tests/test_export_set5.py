@@ -171,7 +171,7 @@ def portable_export(tmp_path_factory, cost):
 
 @pytest.fixture(scope="module")
 def plugin_session(plugin_export):
-    from mambalitesr.export.ort_custom_op import make_session
+    from mambalitesr.runtime.backends.ort_ops import make_session
 
     return make_session(plugin_export[0])
 

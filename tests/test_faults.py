@@ -394,3 +394,242 @@ def test_soak_short_run_streams_samples_and_writes_its_csv(sr_model, tmp_path):
     assert rows[0] == ",".join(soak.FIELDS) and len(rows) == len(samples) + 1
     assert {"rss_drift_pct", "fd_growth", "thread_growth", "failures"} <= set(result)
     assert not pipeline.failed and "soak: time up" in pipeline.stats.stop_reason
+
+
+# ------------------------------------------------------------------ every output on a full or read-only disk
+
+
+@pytest.fixture
+def full_disk(tiny_disk):
+    """A 256 KiB tmpfs filled to leave ``free`` bytes: every output larger than that meets a real ENOSPC."""
+
+    def make(free: int = 4096) -> Path:
+        disk = tiny_disk(256)
+        filler = disk / ".filler"
+        total = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        with open(filler, "wb") as fh:
+            fh.write(b"\0" * max(total - free, 0))
+        out = disk / "out"
+        out.mkdir()
+        return out
+
+    return make
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    point = tmp_path / "ro"
+    point.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(point)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {proc.stderr.strip()}")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def _one_error(rc, err: str, words: str) -> None:
+    assert rc not in (0, None) and "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and words.lower() in lines[0].lower(), err
+
+
+def _nothing_in(folder: Path) -> None:
+    assert sorted(p.name for p in folder.iterdir() if p.name != ".filler") == [], list(folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def small_video(tmp_path_factory):
+    return bad.write_video(tmp_path_factory.mktemp("small_video") / "in.avi", frames=6, size=(48, 32))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from mambalitesr.models.registry import create_model
+    from mambalitesr.models.weights_io import save_weights
+
+    path = tmp_path_factory.mktemp("weights") / "test_x4.safetensors"
+    save_weights(create_model("test_x4", pretrained=False), path, "test_x4")
+    return path
+
+
+def _outputs(sr_model, small_video, weights, tmp: Path, out: Path) -> dict[str, list]:
+    """What each writing subcommand is asked to write under ``out``: argv lists."""
+    images = bad.write_good_images(tmp / "in", 1, size=(24, 32))
+    train_images = bad.write_good_images(tmp / "train", 1, size=(128, 128))  # LR 32: the trainer's least side
+    onnx = ["--backend", "onnxruntime", "--onnx", sr_model]
+    cam = ["camera", "--source", "synthetic:32x24", "--frames", "3", "--power", "none", *onnx]
+    return {
+        "upscale image": ["upscale", images[0], "-o", out / "sr.png", *onnx, "--no-progress"],
+        "upscale video": ["upscale", small_video, "-o", out / "sr.avi", *onnx, "--no-progress"],
+        "camera images sink": [*cam, "--sink", f"images:{out / 'frames'}"],
+        "camera file sink": [*cam, "--sink", f"file:{out / 'sr.avi'}"],
+        "camera json": [*cam, "--sink", "null", "--json", out / "s.json"],
+        "eval json": ["eval", "--model", "bicubic", "--data", images[0].parent, "--json", out / "r.json",
+                      "--no-progress"],
+        "train checkpoint": ["train", "--model", "test_x4", "--train", train_images[0].parent, "-o", out / "run",
+                             "--steps", "2", "--batch", "1", "--patch", "8", "--log-every", "1"],
+        "export onnx": ["export", "onnx", "--model", "test_x4", "--weights", weights, "-o", out / "m.onnx",
+                        "--height", "16", "--width", "16"],
+        "bench results": ["bench", "latency", "--model", f"test_x4={weights}", "--device", "testdev",
+                          "--results-dir", out / "results", "--sizes", "16x16", "--batches", "1", "--backends",
+                          "torch", "--torch-device", "cpu", "--warmup", "1", "--min-iters", "1", "--min-seconds",
+                          "0", "--max-seconds", "0.1"],
+    }
+
+
+OUTPUT_KINDS = ["upscale image", "upscale video", "camera images sink", "camera file sink", "camera json",
+                "eval json", "train checkpoint", "export onnx", "bench results"]
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+def test_every_output_on_a_full_disk_is_one_line_and_leaves_no_file(kind, sr_model, small_video, weights, tmp_path,
+                                                                    full_disk, capsys):
+    out = full_disk(free=2048)
+    argv = _outputs(sr_model, small_video, weights, tmp_path, out)[kind]
+    rc, stdout, err = _main(capsys, *argv)
+    assert rc not in (0, None) and "Traceback" not in err, err
+    if kind == "camera images sink":  # a stream stops at the full disk and keeps whole frames (none fit here)
+        assert "No space left on device" in stdout, stdout
+    elif kind == "camera file sink":
+        assert "disk full" in stdout or "No space left on device" in err, stdout + err
+    else:
+        _one_error(rc, err, "No space left on device")
+    leftovers = [p for p in out.rglob("*") if p.is_file()]
+    assert leftovers == [], leftovers  # no partial file, no temporary
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+def test_every_output_on_a_read_only_disk_is_refused_before_any_work(kind, sr_model, small_video, weights, tmp_path,
+                                                                     read_only_disk, capsys):
+    argv = _outputs(sr_model, small_video, weights, tmp_path, read_only_disk / "out")[kind]
+    started = time.monotonic()
+    rc, _, err = _main_or_exit(capsys, *argv)
+    _one_error(rc, err, "read-only file system")
+    assert time.monotonic() - started < 30
+    assert list(read_only_disk.iterdir()) == []
+
+
+def _main_or_exit(capsys, *args):
+    try:
+        rc = cli.main([str(a) for a in args])
+    except SystemExit as exc:
+        rc = exc.code
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_atomic_writes_name_the_target_and_the_cause_on_a_full_disk(full_disk):
+    """The writer behind engines, sidecars, checkpoints, weights, JSON and CSV (export engine needs TensorRT,
+    so this is its full-disk case here)."""
+    from mambalitesr.errors import UserError
+    from mambalitesr.imageio import write_bytes_atomic
+
+    out = full_disk(free=2048)
+    with pytest.raises(UserError) as err:
+        write_bytes_atomic(out / "m.engine", b"\1" * 65536)
+    assert str(err.value) == f"{out / 'm.engine'}: could not write (No space left on device)"
+    _nothing_in(out)
+
+
+# ------------------------------------------------------------------------------------ signals, twice
+
+
+def test_two_sigterms_stop_training_at_once_without_a_traceback(tmp_path):
+    images = bad.write_good_images(tmp_path / "in", 2, size=(32, 32))
+    run = tmp_path / "run"
+    proc = _spawn("train", "--model", "test_x4", "--train", images[0].parent, "-o", run, "--steps", "100000",
+                  "--batch", "1", "--patch", "8", "--log-every", "1", "--threads", "1")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "log.csv").is_file() and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert time.monotonic() - sent < 20 and "Traceback" not in err, err
+    assert "terminated (SIGTERM)" in err or "mambalitesr train: SIGTERM again: stopped at once" in err, err
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []  # no temporary checkpoint left
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_during_upscale_still_leaves_no_partial_output(long_video, tmp_path, sig):
+    out = tmp_path / "out"
+    proc = _spawn("upscale", long_video, "-o", out / "sr.avi", "--model", "test_x4", "--threads", "1",
+                  "--no-progress")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out.is_dir() and any(out.iterdir())) and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        time.sleep(0.01)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err and list(out.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------- the web viewer
+
+
+def test_an_oversize_request_header_is_one_line_on_stderr(sr_model, capfd):
+    """The viewer process shares the camera's stderr: a hostile request must not print a traceback there."""
+    pytest.importorskip("aiohttp")
+    import socket
+    from urllib.parse import urlparse
+
+    from mambalitesr.runtime.stream.registry import parse_sink
+
+    sink = parse_sink("http://127.0.0.1:0")
+    pipeline = _pipeline(SyntheticSource(32, 24, fps=10), sink, sr_model)
+    import threading
+
+    thread = threading.Thread(target=pipeline.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sink.port is None:
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+        url = urlparse(sink.url)
+        with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+            reply = conn.recv(200)
+        assert reply.split(b"\r\n")[0].endswith(b"400 Bad Request"), reply
+        with socket.create_connection((url.hostname, url.port), timeout=10) as conn:  # and the server lives on
+            conn.sendall(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert conn.recv(200).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)
+    finally:
+        pipeline.request_stop("test done")
+        thread.join(60)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("viewer:")]
+    assert len(lines) == 1, err
+
+
+def test_a_video_that_does_not_reopen_with_every_frame_is_refused_before_the_rename(tmp_path):
+    """OpenCV's VideoWriter fails silently (a full disk mid-file, a codec that writes nothing): the written
+    file is reopened and counted, and one that is short never replaces the target."""
+    from mambalitesr.errors import UserError
+    from mambalitesr.imageio import atomic_path, check_video
+
+    good = bad.write_video(tmp_path / "good.avi", frames=8, size=(48, 32))
+    check_video(good, 8, (48, 32), good)  # a whole file passes
+    target = tmp_path / "out.avi"
+    with pytest.raises(UserError, match=r"out.avi: could not write the video \(wrote 8 frames of 48x32, the file "
+                                        r"holds [0-7] of"):
+        with atomic_path(target, check=lambda tmp: check_video(tmp, 8, (48, 32), target)) as tmp:
+            bad.cut(good, 0.6, tmp)  # what a writer that hit ENOSPC leaves
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.avi"]

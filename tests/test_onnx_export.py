@@ -69,7 +69,7 @@ def random_weights(tmp_dir: Path, name: str, seed: int) -> Path:
 
 def session(path: Path, scan: str):
     if scan == "plugin":
-        from mambalitesr.export.ort_custom_op import make_session
+        from mambalitesr.runtime.backends.ort_ops import make_session
 
         return make_session(path)
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -182,7 +182,7 @@ def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
     (["--scan", "plugin", "--dynamic", "--height", "16", "--width", "16"], "--dynamic"),
     (["--scan", "portable", "--dynamic"], "fixed input sizes only"),
     (["--height", "16"], "both --height and --width"),
-    (["--height", "0", "--width", "16"], "positive"),
+    (["--height", "0", "--width", "16"], "argument --height: must be in [8, 8192]"),
     (["--opset", "16", "--height", "16", "--width", "16"], "--opset"),
 ])
 def test_bad_arguments_give_one_line_errors(tmp_path, capsys, args, message):
@@ -202,7 +202,8 @@ def test_unknown_model_and_missing_weights_are_user_errors(tmp_path, capsys):
     assert "unknown model" in capsys.readouterr().err
     assert main(["export", "onnx", "--model", "test_x4", "--weights", str(tmp_path / "none.safetensors"),
                  "-o", str(tmp_path / "a.onnx")]) == 2
-    assert "no such weights file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "argument --weights:" in err and "no such file" in err
 
 
 @needs_plugin_runtime
@@ -229,7 +230,7 @@ def test_cli_plugin_dynamic_runs_at_other_sizes(tmp_path, capsys):
 @needs_native
 def test_ort_kernel_matches_the_reference_scan():
     pytest.importorskip("onnxruntime_extensions")
-    from mambalitesr.export.ort_custom_op import selective_scan_node
+    from mambalitesr.runtime.backends.ort_ops import selective_scan_node
     from mambalitesr.models.scan import selective_scan
 
     g = torch.Generator().manual_seed(0)
@@ -249,14 +250,14 @@ def test_ort_kernel_matches_the_reference_scan():
 
 def test_missing_native_library_is_a_missing_dependency(monkeypatch):
     pytest.importorskip("onnxruntime_extensions")
-    from mambalitesr.export import ort_custom_op
-    from mambalitesr.models import scan_native
+    from mambalitesr.models import scan_lib
+    from mambalitesr.runtime.backends import ort_ops
 
-    monkeypatch.setattr(ort_custom_op, "_registered", False)
-    monkeypatch.setattr(scan_native, "_lib", None)
-    monkeypatch.setattr(scan_native, "library_path", lambda: None)
+    monkeypatch.setattr(ort_ops, "_registered", False)
+    monkeypatch.setattr(scan_lib, "_lib", None)
+    monkeypatch.setattr(scan_lib, "library_path", lambda: None)
     with pytest.raises(MissingDependency, match="native scan library"):
-        ort_custom_op.register_custom_ops()
+        ort_ops.register_kernels()
 
 
 @pytest.mark.parametrize("scan", ["portable", pytest.param("plugin", marks=needs_plugin_runtime)])

@@ -438,9 +438,11 @@ def test_camera_command_bad_inputs_give_one_line_and_nonzero_exit(standin_onnx, 
     onnx = ["--backend", "onnxruntime", "--onnx", str(standin_onnx)]
     cases = [
         (["--source", "nope", *onnx, "--sink", "null"], "unknown source"),
-        (["--source", "synthetic", "--backend", "onnxruntime", "--sink", "null"], "needs --onnx"),
-        (["--source", "synthetic", "--backend", "tensorrt", "--engine", "x.engine", "--sink", "null"], "TensorRT"),
-        (["--source", "synthetic", *onnx, "--sink", "null", "--frames", "0"], "--frames must be"),
+        (["--source", "synthetic", "--backend", "onnxruntime", "--model", "test_x4", "--sink", "null"],
+         "no ONNX graph is shipped for 'test_x4'"),
+        (["--source", "synthetic", "--backend", "tensorrt", "--engine", str(standin_onnx), "--sink", "null"],
+         "TensorRT"),  # an existing file: the engine's own checks, then TensorRT, are what is missing
+        (["--source", "synthetic", *onnx, "--sink", "null", "--frames", "0"], "argument --frames: must be >= 1"),
         (["--source", "synthetic", *onnx, "--sink", "file:out.xyz"], "unknown video container"),
         (["--source", "synthetic", *onnx, "--sink", "null", "--input-size", "64by48"], "WxH"),
     ]

@@ -68,7 +68,7 @@ def test_default_tiling_of_the_shipped_student_equals_untiled(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--tile-width", "3"], "--tile-width must be 0 (full width) or at least 8"),
+    (["--tile-width", "3"], "argument --tile-width: must be 0 (no tiling) or at least 8"),
     (["--tile", "64", "--tile-width", "16", "--tile-overlap", "16"], "--tile-overlap must be in [0, tile)"),
 ])
 def test_bad_tile_options_are_one_line_errors(tmp_path, capsys, args, message):

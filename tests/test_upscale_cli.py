@@ -116,14 +116,17 @@ def test_batch_reports_failures_and_finishes_the_rest(onnx_model, tmp_path, caps
     (["{tmp}/missing.png", "-o", "{tmp}/o.png"], "no such file"),
     (["{tmp}/in.png", "-o", "{tmp}/o.xyz"], "unknown output type"),
     (["{tmp}/in.png", "-o", "{tmp}/o.mp4"], "is an image"),
-    (["{tmp}/in.png", "-o", "{tmp}/o.png", "--tile", "4"], "--tile must be"),
+    (["{tmp}/in.png", "-o", "{tmp}/o.png", "--tile", "4"], "argument --tile: must be"),
     (["{tmp}/in.png", "-o", "{tmp}/o.png", "--tile", "32", "--tile-overlap", "32"], "--tile-overlap"),
     (["{tmp}/in.png", "{tmp}/in.png", "-o", "{tmp}/out"], "would both be written"),
     (["{tmp}/in.png", "-o", "{tmp}/in.png"], "overwrite the input"),
 ])
 def test_bad_inputs_give_a_clear_message_and_nonzero_exit(onnx_model, tmp_path, capsys, args, message):
     write_image(tmp_path / "in.png", _pattern(20, 20))
-    rc = _cli(onnx_model, *[a.format(tmp=tmp_path) for a in args])
+    try:
+        rc = _cli(onnx_model, *[a.format(tmp=tmp_path) for a in args])
+    except SystemExit as exc:  # refused while parsing: status 2
+        rc = exc.code
     err = capsys.readouterr().err
     assert rc != 0 and message in err
     assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".*"))
@@ -131,8 +134,13 @@ def test_bad_inputs_give_a_clear_message_and_nonzero_exit(onnx_model, tmp_path, 
 
 def test_backend_choice_is_checked(tmp_path, capsys):
     write_image(tmp_path / "in.png", _pattern(20, 20))
-    rc = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--backend", "onnxruntime"])
-    assert rc != 0 and "needs --onnx" in capsys.readouterr().err
+    rc = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--backend", "onnxruntime",
+               "--model", "test_x4"])
+    assert rc != 0 and "no ONNX graph is shipped for 'test_x4'" in capsys.readouterr().err
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    rc = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--backend", "torch",
+               "--onnx", str(tmp_path / "m.onnx")])
+    assert rc != 0 and "--onnx applies to --backend onnxruntime" in capsys.readouterr().err
 
 
 def _seam_mask(plan, shape, scale, radius):

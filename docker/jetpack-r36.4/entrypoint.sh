@@ -41,14 +41,27 @@ step() { echo "[entrypoint] $*"; }
 fail() { echo "[entrypoint] error: $*" >&2; exit 1; }
 # A step that needs the GPU (or the device): run it, or print it in a dry run.
 # A dry run still parses a `mambalitesr ...` command with the CLI's own parser (the options must exist).
+STAND_INS=""
 gpu_step() {
   if [[ "$DRY_RUN" == 1 ]]; then
     printf '[entrypoint] dry-run, would run:'
     printf ' %q' "$@"
     printf '\n'
     if [[ "$1" == mambalitesr ]]; then
+      # The CLI checks at parse time that --engine and --plugin files exist; a dry run has built neither, so
+      # empty stand-ins (in a temporary folder, never in the engine cache) take their place for the parse.
+      local args=() prev="" arg
+      for arg in "${@:2}"; do
+        if [[ ( "$prev" == --engine || "$prev" == --plugin ) && ! -e "$arg" ]]; then
+          [[ -n "$STAND_INS" ]] || STAND_INS="$(mktemp -d "${TMPDIR:-/tmp}/mambalitesr-dry-run.XXXXXX")"
+          arg="$STAND_INS/$(basename "$arg")"
+          : >"$arg"
+        fi
+        args+=("$arg")
+        prev="$arg"
+      done
       python3 -c 'import sys; from mambalitesr.cli import build_parser; build_parser().parse_args(sys.argv[1:])' \
-        "${@:2}" || fail "mambalitesr does not accept: $*"
+        "${args[@]}" || fail "mambalitesr does not accept: $*"
     fi
     return 0
   fi
@@ -126,6 +139,7 @@ CAMERA=(mambalitesr camera --backend tensorrt --engine "$ENGINE" --plugin "$PLUG
         --source "${MAMBALITESR_SOURCE:-csi:0}" --input-size "$INPUT_SIZE" --sink "$SINK" --power "$POWER" "$@")
 if [[ "$DRY_RUN" == 1 ]]; then
   gpu_step "${CAMERA[@]}"
+  [[ -z "$STAND_INS" ]] || rm -rf "$STAND_INS"
   step "dry run done"
   exit 0
 fi

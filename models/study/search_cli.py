@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mambalitesr import argtypes as t
+
 
 def register(subparsers) -> None:
     from mambalitesr.models.study.search import DEFAULT_STORAGE, STUDY_NAME, USER_STUDY_DIR
@@ -24,26 +26,26 @@ def register(subparsers) -> None:
         q.add_argument("--study-name", default=STUDY_NAME)
 
     def data_args(q):
-        q.add_argument("--train", nargs="+", metavar="DIR", help="folders of HR training images (a tenth is held out)")
+        q.add_argument("--train", nargs="+", metavar="DIR", type=t.input_dir, help="folders of HR training images (a tenth is held out)")
         q.add_argument("--teacher", default="dvmsr_x4")
-        q.add_argument("--teacher-weights", metavar="PATH")
-        q.add_argument("--teacher-cache", default="runs/study/cache", metavar="DIR",
+        q.add_argument("--teacher-weights", metavar="PATH", type=t.input_file)
+        q.add_argument("--teacher-cache", default="runs/study/cache", metavar="DIR", type=t.output_dir,
                        help="folder of the teacher-output cache (reused when its image list matches; default %(default)s)")
-        q.add_argument("--min-lr-side", type=int, default=48,
+        q.add_argument("--min-lr-side", type=t.int_range(1, 10**9), default=48,
                        help="skip images with an LR side below this; match the run whose teacher cache you reuse")
 
     r = sub.add_parser("run", help="run (or resume) the study until it holds --trials completed trials")
     common(r)
     data_args(r)
-    r.add_argument("--trials", type=int, default=30, help="completed trials to reach (default %(default)s)")
-    r.add_argument("--max-attempts", type=int, help="stop after this many new trials (default 4 x --trials)")
-    r.add_argument("--steps", type=int, default=120, help="training steps per trial (even; default %(default)s)")
-    r.add_argument("--batch", type=int, default=8)
-    r.add_argument("--patch", type=int, default=24, help="LR crop side (default %(default)s)")
-    r.add_argument("--lr", type=float, default=2e-3)
-    r.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial's training")
-    r.add_argument("--holdout-every", type=int, default=10, help="hold out every k-th training image (default %(default)s)")
-    r.add_argument("--latency-runs", type=int, default=2, help="timed forward passes per config after a warm-up")
+    r.add_argument("--trials", type=t.int_range(1, 10**9), default=30, help="completed trials to reach (default %(default)s)")
+    r.add_argument("--max-attempts", type=t.int_range(1, 10**9), help="stop after this many new trials (default 4 x --trials)")
+    r.add_argument("--steps", type=t.int_range(1, 10**9), default=120, help="training steps per trial (even; default %(default)s)")
+    r.add_argument("--batch", type=t.int_range(1, 10**9), default=8)
+    r.add_argument("--patch", type=t.int_range(1, 10**9), default=24, help="LR crop side (default %(default)s)")
+    r.add_argument("--lr", type=t.float_range(0.0, 10.0, lo_open=True), default=2e-3)
+    r.add_argument("--seed", type=t.int_range(0, 2**32 - 1), default=0, help="seeds the sampler and every trial's training")
+    r.add_argument("--holdout-every", type=t.int_range(1, 10**9), default=10, help="hold out every k-th training image (default %(default)s)")
+    r.add_argument("--latency-runs", type=t.int_range(1, 10**9), default=2, help="timed forward passes per config after a warm-up")
     r.add_argument("--scan", choices=["native", "chunked", "ref"], default="native")
     r.add_argument("--no-references", action="store_true", help="do not enqueue the paper's choice and the student")
     r.add_argument("--no-prune", action="store_true", help="train every trial to the end (no half-budget rule)")
@@ -52,23 +54,23 @@ def register(subparsers) -> None:
 
     rep = sub.add_parser("report", help="regenerate models/study/README.md and its plots from the stored study")
     common(rep)
-    rep.add_argument("--out", default=str(USER_STUDY_DIR), metavar="DIR",
+    rep.add_argument("--out", default=str(USER_STUDY_DIR), metavar="DIR", type=t.output_dir,
                      help="where README.md and the PNGs go (default %(default)s; the committed report: "
                           "--storage sqlite:///models/study/study.db --out models/study in a checkout)")
-    rep.add_argument("--budget-params", type=int, default=150_000, help="parameter budget of the decision")
-    rep.add_argument("--tolerance", type=float, default=0.1, help="dB: smallest model within this of the best")
+    rep.add_argument("--budget-params", type=t.int_range(1, 10**9), default=150_000, help="parameter budget of the decision")
+    rep.add_argument("--tolerance", type=t.nonneg_float, default=0.1, help="dB: smallest model within this of the best")
     rep.set_defaults(func=_report)
 
     c = sub.add_parser("cost", help="training cost of rank r against full rank (paper, shipped and picked configs); "
                                     "writes train_cost.json next to the study database, which the report reads")
     common(c)
-    c.add_argument("--steps", type=int, default=8, help="timed steps per process (default %(default)s)")
-    c.add_argument("--batch", type=int, default=8)
-    c.add_argument("--patch", type=int, default=32, help="LR patch side (default %(default)s)")
-    c.add_argument("--repeats", type=int, default=2, help="processes per variant (default %(default)s)")
+    c.add_argument("--steps", type=t.int_range(1, 10**9), default=8, help="timed steps per process (default %(default)s)")
+    c.add_argument("--batch", type=t.int_range(1, 10**9), default=8)
+    c.add_argument("--patch", type=t.int_range(1, 10**9), default=32, help="LR patch side (default %(default)s)")
+    c.add_argument("--repeats", type=t.int_range(1, 10**9), default=2, help="processes per variant (default %(default)s)")
     c.add_argument("--scan", choices=["native", "chunked", "ref"], default="native")
-    c.add_argument("--budget-params", type=int, default=150_000)
-    c.add_argument("--tolerance", type=float, default=0.1)
+    c.add_argument("--budget-params", type=t.int_range(1, 10**9), default=150_000)
+    c.add_argument("--tolerance", type=t.nonneg_float, default=0.1)
     # The measurement reads board power (runtime.power), which the model layer must not know: the benchmarks
     # layer runs it, and the top-level CLI imports it by this name when the action is chosen.
     c.set_defaults(func="mambalitesr.benchmarks.train_cost:cost_command")
@@ -77,18 +79,18 @@ def register(subparsers) -> None:
                                       "(does the ranking hold?); results are stored with the study and reported")
     common(rr)
     data_args(rr)
-    rr.add_argument("--trial", type=int, required=True, action="append", help="trial number (repeatable)")
-    rr.add_argument("--seed", type=int, help="training seed (default: the study's)")
-    rr.add_argument("--steps", type=int, help="training steps (default: the study's budget)")
+    rr.add_argument("--trial", type=t.nonneg_int, required=True, action="append", help="trial number (repeatable)")
+    rr.add_argument("--seed", type=t.int_range(0, 2**32 - 1), help="training seed (default: the study's)")
+    rr.add_argument("--steps", type=t.int_range(1, 10**9), help="training steps (default: the study's budget)")
     rr.set_defaults(func=_rerun)
 
     pr = sub.add_parser("promote", help="re-train the candidates of the decision with a longer budget (both references "
                                         "and the PSNR-parameters front); the report decides on the longest such rung")
     common(pr)
     data_args(pr)
-    pr.add_argument("--steps", type=int, required=True, help="training steps of the longer budget")
-    pr.add_argument("--limit", type=int, default=6, help="at most this many trials (default %(default)s)")
-    pr.add_argument("--budget-params", type=int, default=150_000)
+    pr.add_argument("--steps", type=t.int_range(1, 10**9), required=True, help="training steps of the longer budget")
+    pr.add_argument("--limit", type=t.int_range(1, 10**9), default=6, help="at most this many trials (default %(default)s)")
+    pr.add_argument("--budget-params", type=t.int_range(1, 10**9), default=150_000)
     pr.set_defaults(func=_promote)
 
 
@@ -98,8 +100,9 @@ def _data(args):
 
     if not args.train:
         raise UserError("--train DIR ... is required")
-    return Data(train_dirs=tuple(args.train), teacher=args.teacher, teacher_weights=args.teacher_weights,
-                cache_dir=args.teacher_cache, min_lr_side=args.min_lr_side)
+    return Data(train_dirs=tuple(str(d) for d in args.train), teacher=args.teacher,
+                teacher_weights=str(args.teacher_weights) if args.teacher_weights else None,
+                cache_dir=str(args.teacher_cache), min_lr_side=args.min_lr_side)
 
 
 def _run(args: argparse.Namespace) -> int:

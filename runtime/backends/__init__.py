@@ -4,6 +4,7 @@ Glossary (code name -> meaning / paper symbol):
     torch        PyTorch on the CPU (native C selective scan) or a CUDA device
     onnxruntime  an exported .onnx on the ONNX Runtime providers asked for (CPU, CUDA, TensorRT)
     tensorrt     a TensorRT 10 engine + the SelectiveScan plugin, pycuda buffers, double-buffered
+    triton       a model in a Triton Inference Server (``mambalitesr serve``), over gRPC
     infer        (B, 3, h, w) float in [0, 1] -> (B, 3, s*h, s*w) float32, not clamped
 
 ``create_backend(name, **opts)`` builds the backend and loads it, so a backend that
@@ -22,6 +23,7 @@ BACKENDS = {
     "torch": "mambalitesr.runtime.backends.torch_backend:TorchBackend",
     "onnxruntime": "mambalitesr.runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "tensorrt": "mambalitesr.runtime.backends.tensorrt_backend:TensorRTBackend",
+    "triton": "mambalitesr.runtime.backends.triton_backend:TritonBackend",
 }
 
 

@@ -6,8 +6,9 @@ Glossary (code name -> meaning / paper symbol):
                  cuda = CUDAExecutionProvider, tensorrt = TensorrtExecutionProvider. Each one asked for must
                  be installed *and* actually enabled by the session, else MissingDependency (ONNX Runtime
                  itself would silently fall back to the CPU)
-    custom ops   nodes in the ``mambalitesr`` domain (the fused SelectiveScan) run through
-                 onnxruntime-extensions; its library is registered only when the model has such nodes
+    custom ops   nodes in the ``mambalitesr`` domain (the fused SelectiveScan) run through the kernels of
+                 ``ort_ops`` (onnxruntime-extensions + the C scan); registered only when the model has such nodes
+    shipped      without ``onnx``, the model's ONNX shipped beside its weights (``shipped.shipped_onnx``)
     s (scale)    from the model metadata ``scale``, else the static output shape, else a probe run
 """
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.runtime.backends import ort_ops
 from mambalitesr.runtime.backends.base import NUMPY_DTYPES, Backend, infer_scale
+from mambalitesr.runtime.backends.shipped import DEFAULT_MODEL, shipped_onnx
 from mambalitesr.optional import find, require
 
 PROVIDER_NAMES = {
@@ -26,9 +29,7 @@ PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
     "trt": "TensorrtExecutionProvider",
 }
-CUSTOM_DOMAIN = "mambalitesr"
-# Modules that define the Python kernels of the custom ops (``@onnx_op``); importing one registers them.
-CUSTOM_OP_MODULES = ("mambalitesr.export.ort_custom_op",)
+CUSTOM_DOMAIN = ort_ops.DOMAIN
 ORT_TYPES = {"tensor(float)": "fp32", "tensor(float16)": "fp16"}
 PROBE_HW = (32, 32)
 
@@ -57,11 +58,13 @@ def custom_domains(onnx_path: Path) -> set[str] | None:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, onnx: str | None = None, providers: list[str] | str | None = None, threads: int | None = None):
+    def __init__(self, onnx: str | None = None, providers: list[str] | str | None = None, threads: int | None = None,
+                 model: str | None = None):
         super().__init__()
-        if not onnx:
-            raise UserError("onnxruntime backend needs a model: --onnx FILE (make one with `mambalitesr export onnx`)")
-        self.onnx_path = Path(onnx)
+        if onnx and model:
+            raise UserError("give the onnxruntime backend an ONNX file or a model name, not both")
+        self.shipped = not onnx
+        self.onnx_path = Path(onnx) if onnx else shipped_onnx(model or DEFAULT_MODEL)
         if isinstance(providers, str):
             providers = [p for p in providers.split(",") if p.strip()]
         self.providers = [provider_name(p) for p in (providers or ["cpu"])]
@@ -92,8 +95,8 @@ class OnnxRuntimeBackend(Backend):
         except _CustomOpMissing:
             if domains is not None:  # registered already, or onnx saw none: the kernels really are missing
                 raise MissingDependency(
-                    f"{self.onnx_path}: a '{CUSTOM_DOMAIN}' custom op has no kernel in onnxruntime-extensions "
-                    f"(looked in {', '.join(CUSTOM_OP_MODULES)})"
+                    f"{self.onnx_path}: a '{CUSTOM_DOMAIN}' custom op has no kernel here "
+                    f"(this package's kernels: {ort_ops.OP_TYPE})"
                 ) from None
             self.custom = True  # no onnx package to look inside the model: ORT told us
             self._register_custom_ops(so)
@@ -129,12 +132,7 @@ class OnnxRuntimeBackend(Backend):
             raise UserError(f"{self.onnx_path}: onnxruntime cannot load it: {text}") from None
 
     def _register_custom_ops(self, so) -> None:
-        extensions = require("onnxruntime_extensions",
-                             f"{self.onnx_path} has '{CUSTOM_DOMAIN}' custom nodes, which need onnxruntime-extensions")
-        for name in CUSTOM_OP_MODULES:  # defines the @onnx_op kernels before the library is registered
-            require(name, f"{self.onnx_path} has '{CUSTOM_DOMAIN}' custom nodes but their kernels ({name}) "
-                          "cannot be imported")
-        so.register_custom_ops_library(extensions.get_library_path())
+        ort_ops.session_options(so)
 
     def _find_scale(self, out_shape) -> int:
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -160,8 +158,9 @@ class OnnxRuntimeBackend(Backend):
         return out.astype(np.float32, copy=False)
 
     def describe(self) -> str:
-        custom = ", custom ops via onnxruntime-extensions" if self.custom else ""
+        custom = f", {ort_ops.OP_TYPE} via {ort_ops.PROVIDER}" if self.custom else ""
+        shipped = " (shipped)" if self.shipped else ""
         return (
-            f"onnxruntime {self.onnx_path.name} on {', '.join(self.session.get_providers())} "
+            f"onnxruntime {self.onnx_path.name}{shipped} on {', '.join(self.session.get_providers())} "
             f"({self.precision}{custom}), x{self.scale}, {self.shapes_text()}"
         )

@@ -65,8 +65,9 @@ class TorchBackend(Backend):
         if self.module is None:
             if self.scan_backend is None:
                 self.scan_backend = "native" if self.device.type == "cpu" else "chunked"
-            from mambalitesr.models.registry import create_model
+            from mambalitesr.models.registry import create_model, require_weights
 
+            require_weights(self.model_name, self.weights)  # never a random network presented as a result
             self.module = create_model(self.model_name, weights=self.weights, scan_backend=self.scan_backend)
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self.input_dtype = NUMPY_DTYPES[self.precision]

@@ -32,7 +32,7 @@ import numpy as np
 from mambalitesr.errors import MissingDependency
 from mambalitesr.runtime.core.tiles import TileGrid
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 FORMATS = {"bgr": 0, "rgb": 1, "nv12": 2, "yuyv": 3}
 _DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
 _ERRORS = {-1: "unknown format or dtype", -2: "inconsistent sizes or tile geometry", -3: "a buffer is missing (or out of memory)"}
@@ -81,6 +81,14 @@ class _MergeParams(ctypes.Structure):
     ]
 
 
+class _AreaParams(ctypes.Structure):
+    _fields_ = [
+        ("dtype", _i32), ("channels", _i32), ("src_h", _i32), ("src_w", _i32), ("dst_h", _i32), ("dst_w", _i32),
+        ("src", _ptr), ("src_plane_stride", _i64), ("src_row_stride", _i64),
+        ("dst", _ptr), ("dst_plane_stride", _i64), ("dst_row_stride", _i64),
+    ]
+
+
 _LIB: ctypes.CDLL | None = None
 
 
@@ -100,7 +108,7 @@ def library() -> ctypes.CDLL:
         )
     for name, params in (
         ("mlsr_fp_pack", _PackParams), ("mlsr_fp_unpack", _UnpackParams),
-        ("mlsr_fp_split", _SplitParams), ("mlsr_fp_merge", _MergeParams),
+        ("mlsr_fp_split", _SplitParams), ("mlsr_fp_merge", _MergeParams), ("mlsr_fp_area", _AreaParams),
     ):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.POINTER(params)]
@@ -246,6 +254,28 @@ def unpack(
         _ptr_of(out), out.strides[0], float(scale), _f32x3_of(mean),
     )
     _call("mlsr_fp_unpack", params)
+    return out
+
+
+def downscale(planar: np.ndarray, height: int, width: int, *, out: np.ndarray | None = None, dtype=None) -> np.ndarray:
+    """(C, H, W) float32 -> (C, height, width) float32/float16 by area average (h <= H, w <= W), into `out`."""
+    _require(isinstance(planar, np.ndarray) and planar.ndim == 3 and planar.dtype == np.float32,
+             f"downscale input must be a (C, H, W) float32 array, got {getattr(planar, 'shape', None)}")
+    _require(planar.strides[2] == planar.itemsize, "downscale input rows must be contiguous")
+    c, h, w = planar.shape
+    _require(0 < height <= h and 0 < width <= w, f"downscale {w}x{h} -> {width}x{height}: the target must be "
+             "positive and no larger than the source")
+    if out is None:
+        out = np.empty((c, height, width), dtype=np.dtype(dtype or np.float32))
+    else:
+        _check_planar(out, "out")
+        _require(out.shape == (c, height, width), f"out must be ({c}, {height}, {width}), got {out.shape}")
+    params = _AreaParams(
+        _DTYPES[out.dtype], c, h, w, height, width,
+        _ptr_of(planar), planar.strides[0] // planar.itemsize, planar.strides[1] // planar.itemsize,
+        _ptr_of(out), out.strides[0] // out.itemsize, out.strides[1] // out.itemsize,
+    )
+    _call("mlsr_fp_area", params)
     return out
 
 

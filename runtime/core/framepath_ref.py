@@ -88,3 +88,22 @@ def merge_ref(tiles: np.ndarray, grid: TileGrid) -> np.ndarray:
         y, x = grid.y0[i] * s, grid.x0[j] * s
         out[:, y : y + th, x : x + tw] += w * tiles[k].astype(np.float64)
     return out.astype(np.float32)
+
+
+def area_weights_ref(src: int, dst: int) -> np.ndarray:
+    """(dst, src) float64 matrix of the area average along one axis: row i spreads 1 over the source pixels
+    under [i src/dst, (i+1) src/dst), each by the length it shares with that interval (rows sum to 1)."""
+    r = src / dst
+    m = np.zeros((dst, src))
+    for i in range(dst):
+        lo, hi = i * r, (i + 1) * r
+        for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), src)):
+            m[i, j] = (min(hi, j + 1) - max(lo, j)) / r
+    return m
+
+
+def downscale_ref(planar: np.ndarray, height: int, width: int, dtype=np.float32) -> np.ndarray:
+    """(C, H, W) float32 -> (C, height, width) by area average, in float64, rounded to dtype once."""
+    wy, wx = area_weights_ref(planar.shape[1], height), area_weights_ref(planar.shape[2], width)
+    out = wy[None] @ planar.astype(np.float64) @ wx.T[None]  # (1, h, H) @ (C, H, W) @ (1, W, w)
+    return out.astype(dtype)

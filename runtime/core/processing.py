@@ -18,6 +18,10 @@ Glossary (code name -> meaning / symbol):
     s            the backend's scale; SR output (3, s*H, s*W) -> uint8 BGR (s*H, s*W, 3)
     FramePlan    how frames of one size go through: padding and the tile grid (computed once per size)
     Work         frames in flight: their model input (F*N, 3, th, tw) and, after inference, SR (F*N, 3, s*th, s*tw)
+    fit          frames larger than the backend serves whole (a fixed shape, or a profile's max) are shrunk,
+                 aspect kept, to the largest size it serves in one call (``fit_size``), by the C frame path's area
+                 average (``framepath.downscale``), instead of being tiled: a 1280x720 camera on an engine with a
+                 640x480 max runs at 640x360 and shows 2560x1440 at x4. Announced once per frame size (``log``)
 
 The pipeline calls ``prepare`` / ``run`` / ``finish`` from three different threads; ``process`` does
 all three for one frame. All pixel conversion and tiling goes through the C frame path.
@@ -96,6 +100,14 @@ def resize_frame(frame, size: tuple[int, int] | None):
     return cv2.resize(frame.image, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
+def fit_size(height: int, width: int, limit_hw: tuple[int, int] | None) -> tuple[int, int]:
+    """The largest (h, w) with the aspect of (height, width) inside ``limit_hw``; unchanged when it fits."""
+    if limit_hw is None or (height <= limit_hw[0] and width <= limit_hw[1]):
+        return height, width
+    f = min(limit_hw[0] / height, limit_hw[1] / width)
+    return max(1, int(height * f)), max(1, int(width * f))
+
+
 def edge_pad(buf: np.ndarray, h: int, w: int) -> None:
     """Fill buf (3, PH, PW) outside [:h, :w] with the nearest edge pixel (in place)."""
     if buf.shape[1] > h:
@@ -108,7 +120,7 @@ class FrameProcessor:
     """Frames of any size through one backend; plans are cached per frame size."""
 
     def __init__(self, backend, tile: int | None = None, overlap: int = 16, input_size: tuple[int, int] | None = None,
-                 tile_width: int | None = None):
+                 tile_width: int | None = None, fit: bool = False, log=None):
         if tile is not None and tile < 8 and tile != 0:
             raise UserError(f"tile size {tile} is too small (at least 8, or 0 for whole frames)")
         if tile_width is not None and tile_width < 8 and tile_width != 0:
@@ -120,7 +132,10 @@ class FrameProcessor:
         self.tile_width = tile_width or None
         self.overlap = overlap
         self.input_size = input_size
+        self.fit = fit and input_size is None and self.tile is None and self.tile_width is None
+        self.log = log
         self._plans: dict[tuple[int, int], FramePlan] = {}
+        self._fits: dict[tuple[int, int], tuple[int, int]] = {}
 
     def plan(self, height: int, width: int) -> FramePlan:
         key = (height, width)
@@ -131,9 +146,38 @@ class FrameProcessor:
         return self._plans[key]
 
     def frame_hw(self, frame) -> tuple[int, int]:
+        """The (H, W) the model sees for ``frame``: --input-size, else the fitted size, else the frame's."""
         if self.input_size is not None:
             return self.input_size[1], self.input_size[0]
+        if self.fit:
+            return self._fit(frame.hw)
         return frame.hw
+
+    def _fit(self, hw: tuple[int, int]) -> tuple[int, int]:
+        if hw not in self._fits:
+            b = self.backend
+            fitted = fit_size(hw[0], hw[1], b.tile_limit)
+            self._fits[hw] = fitted
+            if fitted != hw and self.log is not None:
+                what = (f"the model's fixed input {b.fixed_hw[1]}x{b.fixed_hw[0]}" if b.fixed_hw else
+                        f"the backend's max input {b.max_hw[1]}x{b.max_hw[0]}")
+                s = b.scale
+                self.log(f"{hw[1]}x{hw[0]} frames exceed {what}: shrunk in the C frame path (area average) to "
+                         f"{fitted[1]}x{fitted[0]}, the largest size it serves whole, so the output is "
+                         f"{s * fitted[1]}x{s * fitted[0]} (x{s}); --input-size WxH picks another size, --tile N "
+                         "tiles the full frame instead (with seams)")
+        return self._fits[hw]
+
+    def _pack_into(self, frame, dst: np.ndarray, h: int, w: int) -> None:
+        """``frame`` as planar (3, h, w) into ``dst``: packed as it is, shrunk by the C area average, or
+        (enlarging, --input-size only) resized by OpenCV first."""
+        fh, fw = frame.hw
+        if (fh, fw) == (h, w):
+            fp.pack(frame.image, frame.fmt, out=dst)
+        elif h <= fh and w <= fw:
+            fp.downscale(fp.pack(frame.image, frame.fmt, dtype=np.float32), h, w, out=dst)
+        else:
+            fp.pack(resize_frame(frame, (w, h)), frame.fmt, out=dst)
 
     # -- stage 1: pack ------------------------------------------------------------------
     def prepare(self, frames: list) -> Work:
@@ -142,15 +186,14 @@ class FrameProcessor:
         n = plan.tiles
         batch = np.empty((len(frames) * n, 3, plan.tile_h, plan.tile_w), dtype=self.backend.input_dtype)
         for k, frame in enumerate(frames):
-            image = resize_frame(frame, self.input_size)
-            if image.shape[:2] != (h, w):
-                raise ValueError(f"frames of one Work must share a size: {image.shape[:2]} != {(h, w)}")
+            if self.frame_hw(frame) != (h, w):
+                raise ValueError(f"frames of one Work must share a size: {self.frame_hw(frame)} != {(h, w)}")
             if plan.grid is None:
-                fp.pack(image, frame.fmt, out=batch[k][:, :h, :w])
+                self._pack_into(frame, batch[k][:, :h, :w], h, w)
                 edge_pad(batch[k], h, w)
             else:
                 planar = np.empty((3, plan.pad_h, plan.pad_w), dtype=batch.dtype)
-                fp.pack(image, frame.fmt, out=planar[:, :h, :w])
+                self._pack_into(frame, planar[:, :h, :w], h, w)
                 edge_pad(planar, h, w)
                 fp.split_tiles(planar, plan.grid, out=batch[k * n : (k + 1) * n])
         return Work(list(frames), plan, batch)

@@ -413,3 +413,84 @@ int mlsr_fp_merge(const mlsr_fp_merge_params *p) {
     }
     return err;
 }
+
+/* ---- planar float -> smaller planar float (area average) ----------------------------------- */
+
+/* One axis: output i covers source [i r, (i+1) r) with r = S / D; source pixel j (covering [j, j+1))
+ * gets weight |overlap| / r. start[i], count[i] and w[i * k .. i * k + count - 1], k = ceil(r) + 1. */
+static void area_axis(int S, int D, int k, int32_t *start, int32_t *count, float *w) {
+    const double r = (double)S / (double)D;
+    for (int i = 0; i < D; ++i) {
+        const double lo = i * r, hi = (i + 1) * r;
+        int j0 = (int)lo, j1 = (int)hi;
+        if (j1 < hi) ++j1; /* ceil */
+        if (j1 > S) j1 = S;
+        start[i] = j0;
+        count[i] = j1 - j0;
+        for (int j = j0; j < j1; ++j) {
+            const double a = j > lo ? j : lo, b = j + 1 < hi ? j + 1 : hi;
+            w[(int64_t)i * k + (j - j0)] = (float)((b - a) / r);
+        }
+    }
+}
+
+int mlsr_fp_area(const mlsr_fp_area_params *p) {
+    if (!p || !p->src || !p->dst) return MLSR_FP_ENULL;
+    if (p->dtype != MLSR_FP_F32 && p->dtype != MLSR_FP_F16) return MLSR_FP_EFORMAT;
+    if (p->channels <= 0 || p->dst_h <= 0 || p->dst_w <= 0 || p->dst_h > p->src_h || p->dst_w > p->src_w)
+        return MLSR_FP_ESIZE;
+
+    const int H = p->src_h, W = p->src_w, h = p->dst_h, w = p->dst_w, C = p->channels;
+    const int ky = (H + h - 1) / h + 1, kx = (W + w - 1) / w + 1;
+    int32_t *ys = malloc(sizeof(int32_t) * 2 * ((size_t)h + w));
+    float *wy = malloc(sizeof(float) * ((size_t)h * ky + (size_t)w * kx));
+    if (!ys || !wy) {
+        free(ys);
+        free(wy);
+        return MLSR_FP_ENULL;
+    }
+    int32_t *yc = ys + h, *xs = ys + 2 * h, *xc = xs + w;
+    float *wx = wy + (size_t)h * ky;
+    area_axis(H, h, ky, ys, yc, wy);
+    area_axis(W, w, kx, xs, xc, wx);
+
+    const int f16 = p->dtype == MLSR_FP_F16;
+    const store_f16_fn store_row_f16 = pick_store();
+    int err = MLSR_FP_OK;
+#pragma omp parallel if ((int64_t)H * W >= PARALLEL_MIN_PIXELS)
+    {
+        /* row: the vertical average of the source rows under one output row; out: f16 staging */
+        float *row = malloc(sizeof(float) * ((size_t)W + (f16 ? (size_t)w : 0)));
+        if (!row) {
+#pragma omp atomic write
+            err = MLSR_FP_ENULL;
+        }
+#pragma omp for schedule(dynamic, 4)
+        for (int ci = 0; ci < C * h; ++ci) {
+            if (!row) continue;
+            const int c = ci / h, i = ci % h;
+            const float *plane = p->src + c * p->src_plane_stride;
+            const float *restrict wi = wy + (int64_t)i * ky;
+            const float *s0 = plane + (int64_t)ys[i] * p->src_row_stride;
+            for (int x = 0; x < W; ++x) row[x] = wi[0] * s0[x];
+            for (int t = 1; t < yc[i]; ++t) {
+                const float *restrict s = plane + (int64_t)(ys[i] + t) * p->src_row_stride;
+                const float wt = wi[t];
+                for (int x = 0; x < W; ++x) row[x] += wt * s[x];
+            }
+            float *o = f16 ? row + W : (float *)p->dst + c * p->dst_plane_stride + (int64_t)i * p->dst_row_stride;
+            for (int j = 0; j < w; ++j) {
+                const float *restrict wj = wx + (int64_t)j * kx;
+                const float *restrict r = row + xs[j];
+                float acc = 0.0f;
+                for (int t = 0; t < xc[j]; ++t) acc += wj[t] * r[t];
+                o[j] = acc;
+            }
+            if (f16) store_row_f16((uint16_t *)p->dst + c * p->dst_plane_stride + (int64_t)i * p->dst_row_stride, o, w);
+        }
+        free(row);
+    }
+    free(ys);
+    free(wy);
+    return err;
+}

@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define MLSR_FP_ABI_VERSION 1
+#define MLSR_FP_ABI_VERSION 2
 
 enum mlsr_fp_format {
     MLSR_FP_BGR24 = 0, /* packed B,G,R bytes per pixel (OpenCV's default) */
@@ -121,11 +121,29 @@ typedef struct {
     int64_t dst_plane_stride, dst_row_stride; /* in elements */
 } mlsr_fp_merge_params;
 
+/* Planar float32 (C, H, W) -> smaller planar float32/float16 (C, h, w), h <= H and w <= W, by area average
+ * (OpenCV's INTER_AREA when shrinking): output pixel (i, j) covers the source rectangle
+ * [i H/h, (i+1) H/h) x [j W/w, (j+1) W/w), and each source pixel counts with the area it shares with it,
+ * divided by (H/h)(W/w). Separable: a vertical pass over the rows under one output row, then a
+ * horizontal pass. This is how a camera frame larger than the engine's profile is brought to the
+ * largest size the engine serves whole, instead of being tiled. */
+typedef struct {
+    int32_t dtype;             /* enum mlsr_fp_dtype of dst; src is float32 */
+    int32_t channels;          /* C */
+    int32_t src_h, src_w;      /* H, W */
+    int32_t dst_h, dst_w;      /* h, w */
+    const float *src;
+    int64_t src_plane_stride, src_row_stride; /* in elements */
+    void *dst;
+    int64_t dst_plane_stride, dst_row_stride; /* in elements */
+} mlsr_fp_area_params;
+
 int mlsr_fp_abi_version(void);
 int mlsr_fp_pack(const mlsr_fp_pack_params *p);
 int mlsr_fp_unpack(const mlsr_fp_unpack_params *p);
 int mlsr_fp_split(const mlsr_fp_split_params *p);
 int mlsr_fp_merge(const mlsr_fp_merge_params *p);
+int mlsr_fp_area(const mlsr_fp_area_params *p);
 
 /* Scalar IEEE binary16 conversions (round to nearest even), exported for the tests. */
 uint16_t mlsr_fp_f32_to_f16(float f);

@@ -68,13 +68,15 @@ def open_power_source(
 
 def add_power_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --power, --power-interval-ms and --tegrastats-cmd to a subcommand's parser."""
+    from mambalitesr.argtypes import int_range
+
     group = parser.add_argument_group("power telemetry")
     group.add_argument(
         "--power", choices=POWER_CHOICES, default="auto",
         help="telemetry source (default auto: jtop, then tegrastats, then NVML, else unmeasured)",
     )
     group.add_argument(
-        "--power-interval-ms", type=int, default=DEFAULT_INTERVAL_MS, metavar="MS",
+        "--power-interval-ms", type=int_range(1, 60_000), default=DEFAULT_INTERVAL_MS, metavar="MS",
         help=f"sampling interval (default {DEFAULT_INTERVAL_MS})",
     )
     group.add_argument(

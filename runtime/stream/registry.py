@@ -34,6 +34,11 @@ SOURCES: dict[str, Registered] = {
     "file": Registered(f"{_STREAM}.sources:file_source", "file:PATH"),
     "images": Registered(f"{_STREAM}.sources:images_source", "images:DIR"),
     "synthetic": Registered(f"{_STREAM}.synthetic:synthetic_source", "synthetic[:WxH][@FPS][:drop_at=N][:gap=S]"),
+    # IP cameras (runtime/stream/ip_camera.py): FFmpeg, or GStreamer + nvv4l2decoder on a Jetson
+    **{scheme: Registered(f"{_STREAM}.ip_camera:{scheme}_source", form) for scheme, form in (
+        ("rtsp", "rtsp://HOST[:PORT]/PATH"), ("rtsps", "rtsps://HOST[:PORT]/PATH"), ("http", "http://HOST/PATH (MJPEG)"),
+        ("https", "https://HOST/PATH (MJPEG)"), ("gst", "gst:rtsp://...[#h265] (GStreamer)"),
+        ("ffmpeg", "ffmpeg:rtsp://... (FFmpeg)"))},
 }
 SINKS: dict[str, Registered] = {
     "window": Registered(f"{_STREAM}.sinks:window_sink", "window"),

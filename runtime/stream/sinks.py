@@ -67,14 +67,22 @@ class ImageFolderSink(Sink):
     """One PNG per frame, ``DIR/frame_<index>.png``, each written atomically."""
 
     def __init__(self, folder: str):
+        from mambalitesr.argtypes import check_writable
+
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise UserError(f"{self.folder}: exists and is not a folder")
+        check_writable(self.folder, folder=True)
         self.written = 0
 
     def open(self, fps) -> None:
+        from mambalitesr.imageio import write_failure
+
         super().open(fps)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failure(self.folder, exc) from None
 
     def write(self, out: Output) -> bool:
         from mambalitesr.imageio import write_image
@@ -100,6 +108,9 @@ class VideoFileSink(Sink):
     """
 
     def __init__(self, path: str, min_free_bytes: int = MIN_FREE_BYTES, default_fps: float = 30.0):
+        from mambalitesr.argtypes import check_writable
+
+        check_writable(path)
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in VIDEO_FOURCC:
@@ -115,8 +126,13 @@ class VideoFileSink(Sink):
         self.written = 0
 
     def open(self, fps) -> None:
+        from mambalitesr.imageio import write_failure
+
         super().open(fps)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failure(self.path, exc) from None
 
     def _start(self, sr: np.ndarray) -> None:
         import cv2
@@ -162,11 +178,15 @@ class VideoFileSink(Sink):
         if self.written == 0:
             self.tmp.unlink(missing_ok=True)
             return
-        try:
+        from mambalitesr.imageio import check_video, write_failure
+
+        try:  # OpenCV's writer fails silently: the file counts as written once it reopens with every frame
+            check_video(self.tmp, self.written, (self.size[1], self.size[0]), self.path)
             os.replace(self.tmp, self.path)
         except OSError as exc:
-            print(f"warning: could not rename {self.tmp} to {self.path} ({exc}); the video is left at {self.tmp}",
-                  file=sys.stderr)
+            raise write_failure(self.path, exc) from None
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
     def describe(self) -> str:
         return f"video file {self.path} ({self.fourcc})"

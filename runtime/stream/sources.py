@@ -96,14 +96,43 @@ class _CaptureSource(Source):
 
 
 class VideoFileSource(_CaptureSource):
+    """A video file, checked as it is read: a file that ends before the frame count its container declares
+    (cut short, damaged) raises UserError at its end, or with ``allow_truncated`` says which frames are
+    missing on stderr. Only regular files with UTF-8 names reach OpenCV (a FIFO would block its open,
+    and a non-UTF-8 name crashes it)."""
+
     live = False
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, allow_truncated: bool = False):
+        from mambalitesr.argtypes import check_path_text, printable, regular_file_problem
+
         super().__init__()
+        check_path_text(path)
         self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"{self.path}: no such video file")
+        problem = regular_file_problem(self.path)
+        if problem:
+            raise UserError(f"{printable(path)}: " + ("no such video file" if problem == "no such file" else problem))
         self.frame_count = None
+        self.allow_truncated = allow_truncated
+        self.truncated: tuple[int, int] | None = None  # (first missing, declared count) once known
+
+    def read(self) -> Frame | None:
+        frame = super().read()
+        if frame is None and self.cap is not None and self.frame_count and self._index < self.frame_count:
+            self._short(self._index)
+        return frame
+
+    def _short(self, got: int) -> None:
+        self.truncated = (got, self.frame_count)
+        missing = f"frames {got}..{self.frame_count - 1}" if self.frame_count - got > 1 else f"frame {got}"
+        text = (f"{self.path}: decoded {got} of the {self.frame_count} frames its container declares "
+                f"({missing} missing: cut short or damaged)")
+        if not self.allow_truncated:
+            raise UserError(text + "; --allow-truncated accepts it")
+        import sys
+
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+        self.frame_count = None  # said once
 
     def _open_capture(self):
         cv2 = _cv2()

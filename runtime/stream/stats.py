@@ -111,6 +111,10 @@ class RunStats:
             "gaps": [{"after_index": g.after_index, "seconds": g.seconds, "attempts": g.attempts,
                       "reconnected": g.back_at is not None, "reason": g.reason} for g in self.gaps],
             "wall_s": self.wall_s,
+            # time.perf_counter() (CLOCK_MONOTONIC on Linux: one clock for every process of the host), so
+            # runs in several processes can be placed on one time line
+            "t_first_capture": self.first_capture,
+            "t_last_out": self.last_out,
             "pipeline_fps": self.pipeline_fps,
             "backend_fps": self.backend_fps,
             "pipeline_vs_backend": self.pipeline_fps / self.backend_fps if self.compute_s.count else float("nan"),

@@ -60,6 +60,50 @@ def _limit_unsent(transport) -> None:
         pass  # not a TCP socket (a test transport): nothing to tune
 
 
+class OneLineLog:
+    """The request handler's logger: a bad request (an oversize header, a malformed line, a client gone
+    mid-response) is one line on stderr, never a traceback on the camera's console."""
+
+    def __init__(self, say=None):
+        import sys
+
+        self.say = say or (lambda m: print(m, file=sys.stderr, flush=True))
+
+    def _line(self, msg, *args, exc_info=None, **kw) -> None:
+        text = (msg % args) if args else str(msg)
+        if exc_info is True:
+            import sys
+
+            exc_info = sys.exc_info()[1]
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if exc is not None:
+            detail = " ".join(str(exc).split())[:200]
+            text = f"{text}: {type(exc).__name__}{': ' + detail if detail else ''}"
+        self.say(f"viewer: {text}")
+
+    def exception(self, msg, *args, exc_info=True, **kw) -> None:
+        self._line(msg, *args, exc_info=exc_info, **kw)
+
+    def error(self, msg, *args, **kw) -> None:
+        self._line(msg, *args, **kw)
+
+    def warning(self, msg, *args, **kw) -> None:
+        self._line(msg, *args, **kw)
+
+    def info(self, msg, *args, **kw) -> None:
+        pass
+
+    def debug(self, msg, *args, **kw) -> None:
+        pass
+
+    def isEnabledFor(self, level) -> bool:  # noqa: N802  (logging.Logger's name)
+        return level >= 30
+
+    def log(self, level, msg, *args, **kw) -> None:
+        if level >= 30:
+            self._line(msg, *args, **kw)
+
+
 class ViewerServer:
     def __init__(self, host: str, port: int, encoder, telemetry, describe=lambda: {}, loopback: bool = True,
                  priority: str = ""):
@@ -138,7 +182,7 @@ class ViewerServer:
         app.router.add_get("/summary", self._summary)
         app.router.add_static("/static/", STATIC, follow_symlinks=False)
         app.on_response_prepare.append(self._add_headers)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, logger=OneLineLog())
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True)

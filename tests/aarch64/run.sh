@@ -43,6 +43,7 @@ m = re.search(r"^C_FLAGS\s*=\s*(\[.*?\])", text, re.M | re.S)
 print(" ".join(f for f in ast.literal_eval(m.group(1)) if not f.startswith("-march")))
 PY
 )"
+(( ${#FLAGS[@]} > 0 )) || { echo "run.sh: could not read C_FLAGS = [...] from $REPO/setup.py" >&2; exit 2; }
 NATIVE_FLAGS=("${FLAGS[@]}")
 [[ "$(uname -m)" == x86_64 ]] && NATIVE_FLAGS+=(-march=x86-64-v2)
 WARN=(-Wall -Wextra -Wno-psabi)
