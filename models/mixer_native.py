@@ -14,11 +14,10 @@ compares them. ``channel_layernorm`` is LayerNorm over C of a channel-major (B, 
 from __future__ import annotations
 
 import ctypes
-import importlib.machinery
-import os
 import threading
 
 from mambalitesr.errors import MissingDependency
+from mambalitesr.models import native_library
 
 _LIB_STEM = "_mixer_cpu"
 _ABI_VERSION = 3  # MIXER_ABI_VERSION in mixer_cpu.h
@@ -55,12 +54,8 @@ _lib = None
 
 
 def library_path() -> str | None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = os.path.join(here, _LIB_STEM + suffix)
-        if os.path.isfile(path):
-            return path
-    return None
+    """The built kernel next to this file, or None when it has not been built."""
+    return native_library.library_path(_LIB_STEM)
 
 
 def load_library() -> ctypes.CDLL:
@@ -68,16 +63,7 @@ def load_library() -> ctypes.CDLL:
     global _lib
     if _lib is not None:
         return _lib
-    path = library_path()
-    if path is None:
-        raise MissingDependency("native mixer library not built: run `pip install -e .`")
-    try:
-        lib = ctypes.CDLL(path)
-    except OSError as exc:
-        raise MissingDependency(f"native mixer library {path} cannot be loaded ({exc}): run `pip install -e .`") from exc
-    lib.mixer_abi_version.restype = ctypes.c_int
-    if lib.mixer_abi_version() != _ABI_VERSION:
-        raise MissingDependency(f"native mixer library {path} is stale (ABI mismatch): run `pip install -e .`")
+    lib = native_library.open_library(library_path(), "native mixer", "mixer_abi_version", _ABI_VERSION)
     lib.mixer_workspace_floats.restype = ctypes.c_int64
     lib.mixer_workspace_floats.argtypes = [ctypes.c_int64] * 6
     lib.mixer_forward.restype = ctypes.c_int

@@ -18,12 +18,11 @@ on it. The library is built at install (``pip install .``) as ``mambalitesr.mode
 from __future__ import annotations
 
 import ctypes
-import importlib.machinery
-import os
 
 import numpy as np
 
 from mambalitesr.errors import MissingDependency
+from mambalitesr.models import native_library
 
 _LIB_STEM = "_scan_cpu"
 _ABI_VERSION = 3  # SCAN_ABI_VERSION in selective_scan_cpu.h
@@ -62,12 +61,7 @@ _lib = None
 
 def library_path() -> str | None:
     """The built kernel next to this file, or None when it has not been built."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = os.path.join(here, _LIB_STEM + suffix)
-        if os.path.isfile(path):
-            return path
-    return None
+    return native_library.library_path(_LIB_STEM)
 
 
 def load_library() -> ctypes.CDLL:
@@ -75,16 +69,7 @@ def load_library() -> ctypes.CDLL:
     global _lib
     if _lib is not None:
         return _lib
-    path = library_path()
-    if path is None:
-        raise MissingDependency("native scan library not built: run `pip install -e .`")
-    try:
-        lib = ctypes.CDLL(path)
-    except OSError as exc:
-        raise MissingDependency(f"native scan library {path} cannot be loaded ({exc}): run `pip install -e .`") from exc
-    lib.selective_scan_abi_version.restype = ctypes.c_int
-    if lib.selective_scan_abi_version() != _ABI_VERSION:
-        raise MissingDependency(f"native scan library {path} is stale (ABI mismatch): run `pip install -e .`")
+    lib = native_library.open_library(library_path(), "native scan", "selective_scan_abi_version", _ABI_VERSION)
     lib.selective_scan_chunk.restype = ctypes.c_int
     lib.selective_scan_lanes.restype = ctypes.c_int
     lib.selective_scan_fwd.argtypes = [ctypes.POINTER(_ScanParams)]

@@ -1,0 +1,39 @@
+"""Finding and opening the project's own C libraries (built by setup.py next to their loaders), ABI-checked.
+
+The kernels are plain shared libraries loaded with ctypes, so a stale build (an older ABI left over from a
+previous ``pip install -e .``) would silently misread its params struct; every loader checks the library's
+own ABI function first. Torch-free: the ONNX Runtime kernels and the torch paths share it.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import os
+
+from mambalitesr.errors import MissingDependency
+
+
+def library_path(stem: str) -> str | None:
+    """The built library ``stem`` (e.g. ``_scan_cpu``) beside this package, or None when it has not been built."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(here, stem + suffix)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def open_library(path: str | None, what: str, abi_function: str, abi_version: int) -> ctypes.CDLL:
+    """Open the library at ``path`` (None: not built); MissingDependency naming ``what`` and the fix when it is
+    absent, broken or stale."""
+    if path is None:
+        raise MissingDependency(f"{what} library not built: run `pip install -e .`")
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        raise MissingDependency(f"{what} library {path} cannot be loaded ({exc}): run `pip install -e .`") from exc
+    abi = getattr(lib, abi_function)
+    abi.restype = ctypes.c_int
+    if abi() != abi_version:
+        raise MissingDependency(f"{what} library {path} is stale (ABI mismatch): run `pip install -e .`")
+    return lib
