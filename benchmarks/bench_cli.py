@@ -68,9 +68,10 @@ def register(subparsers) -> None:
     )
     _common(p)
     p.add_argument("--peer", default="safmn,span,fsrcnn", help="comma-separated peers (default safmn,span,fsrcnn)")
-    p.add_argument("--sizes", default="320x180,640x360", help="input sizes WxH (default 320x180,640x360)")
-    p.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round (default 3)")
-    p.add_argument("--data", default=None, metavar="DIR",
+    p.add_argument("--sizes", default="320x180,640x360", type=t.csv_of(t.size(), "sizes"),
+                   help="input sizes WxH (default 320x180,640x360)")
+    p.add_argument("--repeats", type=t.int_range(1, 1000), default=3, help="timed rounds after one warm-up round (default 3)")
+    p.add_argument("--data", default=None, metavar="DIR", type=t.input_dir,
                    help="HR folder (e.g. Set5) to measure our models' PSNR-Y for the chart (default: none)")
     p.set_defaults(func=run_peers)
     from mambalitesr.benchmarks.bench_serve_cli import register_serve  # light: runs nothing at import

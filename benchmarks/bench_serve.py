@@ -17,7 +17,7 @@ Glossary (code name -> meaning):
 
 Every process is pinned to the CPUs given (``--cpus``, default: the CPUs this process may use), so the
 server and the cameras share them, as N cameras sharing one box would. Results are written atomically
-to ``<results-dir>/serve-<device>.json`` and ``.md``.
+to ``<results-dir>/serve/<device>.json`` and ``.md`` (a schema of its own, beside the peers').
 """
 from __future__ import annotations
 
@@ -276,10 +276,11 @@ def to_markdown(result: dict, command: str, device: str) -> str:
 def write_results(result: dict, results_dir: Path, device: str, command: str) -> tuple[Path, Path]:
     from mambalitesr.imageio import atomic_path
 
+    results_dir = results_dir / "serve"
     results_dir.mkdir(parents=True, exist_ok=True)
     payload = dict(result, device=device, command=command, finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    host={"cpus_visible": len(os.sched_getaffinity(0)), "machine": os.uname().machine})
-    paths = results_dir / f"serve-{device}.json", results_dir / f"serve-{device}.md"
+    paths = results_dir / f"{device}.json", results_dir / f"{device}.md"
     with atomic_path(paths[0]) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     with atomic_path(paths[1]) as tmp:

@@ -18,7 +18,7 @@ def register_serve(bench_subparsers) -> None:
         description="Start `mambalitesr serve` (real tritonserver on loopback), run N camera processes at once with "
         "--backend triton, then the same N cameras each with a local torch backend; report aggregate fps, "
         "p50/p99 latency, the batch sizes the server formed and frames sent == received. Writes "
-        "<results-dir>/serve-<device>.json and .md.",
+        "<results-dir>/serve/<device>.json and .md.",
     )
     p.add_argument("--cameras", default="1,2,4,8", type=t.csv_of(t.int_range(1, 256), "counts"), help="camera counts to run (default 1,2,4,8)")
     p.add_argument("--frames", type=t.int_range(1, 10**6), default=40, help="frames per camera (default 40)")

@@ -7,6 +7,7 @@ kernels prove the comparison fails when an aarch64 result is wrong while the nat
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,7 +48,7 @@ def test_kernels_match_on_aarch64():
     proc = run()
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert "aarch64: framepath self-test: abi 1, float16 rows in hardware: yes" in out
+    assert re.search(r"aarch64: framepath self-test: abi \d+, float16 rows in hardware: yes", out), out
     assert "aarch64 (qemu) matches" in out
 
 

@@ -189,7 +189,7 @@ def test_upscale_bad_arguments(corpus, tmp_path, capsys):
     cases = [
         (["--tile", "3"], "argument --tile: must be 0 (no tiling) or at least 8"),
         (["--tile", "16", "--tile-overlap", "16"], "--tile-overlap"),
-        (["--onnx", corpus.sr_onnx], "--onnx applies to --backend onnxruntime"),
+        (["--backend", "torch", "--onnx", corpus.sr_onnx], "--onnx applies to --backend onnxruntime"),
         (["--model", "no_such_model"], "unknown model"),
         (["--backend", "webgpu"], "invalid choice"),
     ]
@@ -525,6 +525,9 @@ def test_bench_refuses_bad_weights_data_and_arguments_and_writes_no_results(corp
         (["quality", "--model", ok, "--data", tmp_path / "nowhere"], "no such folder"),
         (["all", "--model", f"test_x4={w['code_torch_zip.pth'].path}"], "refused to load"),
         (["report"], "no such results file"),
+        (["peers", "--model", "test_x4", "--peer", "fsrcnn", "--sizes", "16x16"], "ships no weights"),
+        (["peers", "--model", ok, "--peer", "edsr"], "--peer"),
+        (["peers", "--model", ok, "--repeats", "0"], "argument --repeats: must be in [1, 1000]"),
     ]
     for extra, words in cases:
         rc, _, err = run_main(capsys, "bench", extra[0], *base, *extra[1:])
@@ -544,7 +547,7 @@ def test_bench_refuses_bad_weights_data_and_arguments_and_writes_no_results(corp
 COVERED = {"upscale", "eval", "models", "train", "export triton", "bench serve", "serve", "search run", "search report", "search cost", "search rerun",
            "search promote",
            "export onnx", "export engine", "camera", "bench latency", "bench power", "bench quality", "bench all",
-           "bench report"}
+           "bench report", "bench peers"}
 
 
 def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> set[str]:

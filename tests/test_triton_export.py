@@ -155,7 +155,8 @@ def test_cli_bad_input_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mambalitesr", "export", "triton", "-o", str(tmp_path / "r"),
                         "--onnx", str(tmp_path / "missing.onnx")], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("mambalitesr export: error:")
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mambalitesr export triton: error: argument --onnx:"), r.stderr
 
 
 # -- the generated python-backend model in a real tritonserver ------------------------------------------------
