@@ -77,6 +77,11 @@ def _abandon(signum: int, name: str) -> None:
     os._exit(128 + signum)
 
 
+def abandon(name: str) -> None:
+    """End the process at once, as a second signal does (for a graceful stop's ``on_second``)."""
+    _abandon(int(signal.Signals[name]), name)
+
+
 def received() -> int | None:
     """The first signal received since ``handled()`` began, or None."""
     return _state["received"][0] if _state["received"] else None

@@ -50,6 +50,7 @@ torch = pytest.importorskip("torch")
 
 from mambalitesr.models.registry import REGISTRY, create_model  # noqa: E402
 from mambalitesr.models.weights_io import sha256_file  # noqa: E402
+from mambalitesr.testing import assert_close  # noqa: E402
 from test_onnx_export import FORBIDDEN, TOL, all_nodes  # noqa: E402 - the export tests' graph walker and bar
 
 MODEL = "mambalitesr_x4"
@@ -187,6 +188,7 @@ def check(session, student, rgb, what, cost):
         got = session.run(["sr"], {"lr": x})[0]
         want = reference(student, x)
     assert got.shape == want.shape == (1, 3, SCALE * rgb.shape[0], SCALE * rgb.shape[1])
+    assert_close(got, want, dtype="float32", what=f"{what} on ONNX Runtime vs PyTorch")
     err = float(np.abs(got.astype(np.float64) - want).max())
     print(f"\n{what} {rgb.shape[1]}x{rgb.shape[0]}: max |ONNX Runtime - PyTorch| = {err:.3g}")
     assert np.isfinite(got).all() and err <= TOL, f"{what}: max abs error {err:.3g} > {TOL:g}"

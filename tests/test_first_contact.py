@@ -20,6 +20,7 @@ from mambalitesr.runtime.backends import options
 from mambalitesr.runtime.backends.base import Backend
 from mambalitesr.runtime.core.frames import Frame
 from mambalitesr.runtime.core.processing import FrameProcessor, fit_size
+from mambalitesr.testing import assert_close
 
 
 def _parser(choices=("torch", "onnxruntime", "tensorrt")):
@@ -95,6 +96,7 @@ def test_the_shipped_graph_runs_and_matches_the_torch_backend():
     x = np.random.default_rng(3).random((2, 3, 21, 34), dtype=np.float32)
     got, want = ort_backend.infer(x), torch_backend.infer(x)
     assert got.shape == want.shape == (2, 3, 84, 136)
+    assert_close(got, want, what="shipped graph on onnxruntime vs the torch backend")
     assert np.abs(got - want).max() <= 1e-4
 
 

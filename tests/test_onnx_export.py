@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 from mambalitesr.errors import MissingDependency  # noqa: E402
 from mambalitesr.models.registry import REGISTRY, create_model  # noqa: E402
 from mambalitesr.models.weights_io import save_weights, sha256_file  # noqa: E402
+from mambalitesr.testing import assert_close  # noqa: E402
 
 needs_native = pytest.mark.skipif(not native_scan_available(),
                                   reason="native scan library not built (pip install -e .)")
@@ -80,6 +81,7 @@ def max_error(path: Path, scan: str, name: str, weights: Path, x: np.ndarray, ba
     with torch.no_grad():
         want = create_model(name, weights, scan_backend=backend).eval()(torch.from_numpy(x)).numpy()
     assert got.shape == want.shape
+    assert_close(got, want, what=f"{name} {scan} graph on ONNX Runtime vs PyTorch")
     return float(np.abs(got - want).max())
 
 

@@ -6,12 +6,14 @@ within 1e-4. Servers are always stopped (fixture teardown); their SIGTERM exit m
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +31,7 @@ from mambalitesr.runtime.stream.pipeline import Pipeline  # noqa: E402
 from mambalitesr.runtime.core.processing import FrameProcessor  # noqa: E402
 from mambalitesr.runtime.stream.sinks import NullSink  # noqa: E402
 from mambalitesr.runtime.stream.synthetic import SyntheticSource  # noqa: E402
+from mambalitesr.testing import assert_close  # noqa: E402 - the one dtype-aware table
 
 W, H, FRAMES = 32, 24, 4  # tiny frames: the point is the plumbing, not the speed
 TOLERANCE = 1e-4
@@ -143,7 +146,9 @@ def test_two_cameras_through_triton_match_local_torch(server):
         for x, y in b.sent:
             y = y if isinstance(y, np.ndarray) else y.wait()
             sent_frames += x.shape[0]
-            err = float(np.abs(y - local.infer(x)).max())
+            want = local.infer(x)
+            assert_close(y, want, what="triton vs local torch")
+            err = float(np.abs(y - want).max())
             assert y.shape == (x.shape[0], 3, 4 * x.shape[2], 4 * x.shape[3])
             assert err <= TOLERANCE, f"triton vs local torch: max abs error {err:.3g} on {x.shape}"
     assert sent_frames >= 2 * FRAMES
@@ -221,3 +226,38 @@ def test_model_repository_without_tritonserver_names_the_containers(tmp_path, mo
     r = subprocess.run([sys.executable, "-m", "mambalitesr", "serve", "--model-repository", str(tmp_path)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "nvcr.io/nvidia/tritonserver" in r.stderr and "Traceback" not in r.stderr
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def test_a_second_signal_stops_the_server_at_once_and_leaves_no_process(tmp_path):
+    """SIGTERM twice (stopping.py's rule for every command): exit 128 + 15 within seconds, tritonserver gone."""
+    s = Server(tmp_path)
+    try:
+        s.wait_ready()
+        children = _children_of(s.proc.pid)
+        assert children, "serve started no tritonserver process"
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        s.proc.send_signal(signal.SIGTERM)
+        rc = s.proc.wait(30)
+    finally:
+        s.stop()
+    log = s.log_path.read_text(errors="replace")
+    assert rc in (128 + signal.SIGTERM, 0), log[-2000:]  # 0 only when the clean stop won the race
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()
+              for p in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [p for p in children if Path(f"/proc/{p}").exists()
+             and "zombie" not in Path(f"/proc/{p}/status").read_text(errors="replace").lower()]
+    assert not alive, f"processes left behind by serve: {alive}"
+    assert "Traceback" not in log, log[-2000:]

@@ -109,6 +109,7 @@ def _exec_tritonserver(args, ports) -> int:
 
 
 def _serve_pytriton(args) -> int:
+    from mambalitesr import stopping
     from mambalitesr.runtime.backends import create_backend
     from mambalitesr.runtime.backends.options import backend_options
     from mambalitesr.runtime.serve.pytriton_server import BatchCounter, ServeConfig, start
@@ -122,33 +123,52 @@ def _serve_pytriton(args) -> int:
                       log_verbose=args.log_verbose)
     counter = BatchCounter()
     stop = threading.Event()
-    received: list[int] = []
 
-    def on_signal(signum, frame):
-        received.append(signum)
+    def first(name: str) -> None:  # SIGINT/SIGTERM through mambalitesr/stopping.py, as every command
+        print(f"serve: {name}: stopping the server (again to stop at once)", file=sys.stderr, flush=True)
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def second(name: str) -> None:  # the server's own shutdown is too slow for the user: end it and us now
+        _kill_children()
+        stopping.abandon(name)
+
     triton = None
-    try:
-        triton = start(backend, cfg, counter)
-        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-        print(f"serve: ready: model {cfg.model_name!r} ({backend.describe()}); HTTP http://{host}:{cfg.http_port} "
-              f"(health /v2/health/ready, model /v2/models/{cfg.model_name}/ready), gRPC {host}:{cfg.grpc_port}, metrics :{cfg.metrics_port}; "
-              f"dynamic batching up to {cfg.max_batch_size}, queue delay {cfg.queue_delay_us} us", file=sys.stderr,
-              flush=True)
-        print(f"serve: clients: mambalitesr camera --backend triton --url {host}:{cfg.grpc_port}", file=sys.stderr,
-              flush=True)
-        while not stop.wait(0.5):
-            if not triton.is_alive():
-                raise UserError("tritonserver exited unexpectedly (see its log above)")
-    finally:
-        if triton is not None:
-            triton.stop()
-        backend.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        sizes = ", ".join(f"{b}: {n}" for b, n in sorted(counter.counts.items())) or "none"
-        print(f"serve: stopped{' (' + signal.Signals(received[0]).name + ')' if received else ''}; "
-              f"batch sizes run (B: executions): {sizes}", file=sys.stderr, flush=True)
-    return 128 + signal.SIGINT if received and received[0] == signal.SIGINT else 0
+    # The first signal ends the wait below and the server stops cleanly; a second one while it stops ends it now.
+    with stopping.graceful(first, second):
+        try:
+            triton = start(backend, cfg, counter)
+            host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+            print(f"serve: ready: model {cfg.model_name!r} ({backend.describe()}); HTTP http://{host}:{cfg.http_port} "
+                  f"(health /v2/health/ready, model /v2/models/{cfg.model_name}/ready), gRPC {host}:{cfg.grpc_port}, "
+                  f"metrics :{cfg.metrics_port}; dynamic batching up to {cfg.max_batch_size}, queue delay "
+                  f"{cfg.queue_delay_us} us", file=sys.stderr, flush=True)
+            print(f"serve: clients: mambalitesr camera --backend triton --url {host}:{cfg.grpc_port}", file=sys.stderr,
+                  flush=True)
+            while not stop.wait(0.5):
+                if not triton.is_alive():
+                    raise UserError("tritonserver exited unexpectedly (see its log above)")
+        finally:
+            if triton is not None:
+                triton.stop()
+            backend.close()
+            received = stopping.received()
+            sizes = ", ".join(f"{b}: {n}" for b, n in sorted(counter.counts.items())) or "none"
+            print(f"serve: stopped{' (' + signal.Signals(received).name + ')' if received else ''}; "
+                  f"batch sizes run (B: executions): {sizes}", file=sys.stderr, flush=True)
+    return 128 + signal.SIGINT if received == signal.SIGINT else 0
+
+
+def _kill_children() -> None:
+    """SIGKILL the processes this one started (pytriton's tritonserver and its stubs), so none outlives us."""
+    pids = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except OSError:  # a thread that ended meanwhile
+            continue
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
