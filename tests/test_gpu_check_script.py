@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,13 @@ def test_missing_tensorrt_bindings_exit_2_naming_them(tmp_path):
     proc = run({"TENSORRT_INCLUDE_DIR": str(tmp_path), "PATH": f"{shim}:{os.environ['PATH']}"})
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "TensorRT Python bindings not importable" in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA toolkit) is not on PATH")
+def test_cpu_emulation_dry_run_judges_by_the_one_table(tmp_path):
+    """The check's own logic on the CPU emulation of the kernel bodies: every case passes the per-dtype table."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--cpu-emulation", "--quick",
+                           "--build-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "gpu_check: PASS kernel 48 cases" in proc.stdout
+    assert "(float32 rtol 1e-05)" in proc.stdout and "(float16 rtol 1e-02)" in proc.stdout
