@@ -4,6 +4,9 @@
 selective scan and the frame path) as plain shared libraries loaded with ctypes,
 so no torch headers are needed at build time.
 """
+import runpy
+from pathlib import Path
+
 from setuptools import Extension, find_packages, setup
 
 SUBPACKAGES = ["models", "runtime", "export", "benchmarks"]
@@ -14,13 +17,14 @@ SUBPACKAGES = ["models", "runtime", "export", "benchmarks"]
 C_FLAGS = ["-O3", "-std=c11", "-fopenmp", "-ffast-math", "-fno-finite-math-only", "-march=x86-64-v2"]
 
 
-def native(name, sources):
+def native(name, sources, include_dirs=()):
     import platform
 
     flags = list(C_FLAGS)
     if platform.machine() not in ("x86_64", "AMD64"):
         flags.remove("-march=x86-64-v2")  # aarch64 (Jetson): the compiler's default target
-    return Extension(name, sources=sources, extra_compile_args=flags, extra_link_args=["-fopenmp"])
+    return Extension(name, sources=sources, include_dirs=list(include_dirs), extra_compile_args=flags,
+                     extra_link_args=["-fopenmp"])
 
 
 EXTENSIONS = [
@@ -28,6 +32,15 @@ EXTENSIONS = [
     native("mambalitesr.models._mixer_cpu", ["models/csrc/mixer_cpu.c"]),
     native("mambalitesr.runtime._framepath", ["runtime/csrc/framepath.c"]),
 ]
+
+# The ONNX Runtime kernel of the SelectiveScan node (no Python in the loop) needs ONNX Runtime's C API header,
+# which is never committed: runtime/csrc/ort_headers.py finds it or fetches Debian's libonnxruntime-dev.
+# Without it the build goes on and the runtime announces the Python kernel (onnxruntime-extensions) instead.
+_ORT_INCLUDE = runpy.run_path(str(Path(__file__).parent / "runtime" / "csrc" / "ort_headers.py"))["include_dir"]()
+if _ORT_INCLUDE:
+    EXTENSIONS.append(native("mambalitesr.runtime._ort_scan", [
+        "runtime/csrc/ort_selective_scan.c", "models/csrc/mixer_cpu.c", "models/csrc/selective_scan_cpu.c"],
+        include_dirs=[_ORT_INCLUDE]))
 
 # torch is an extra: inference with the onnxruntime or tensorrt backend needs none of it. Public PyPI's
 # torch==2.13.0 for Linux x86-64 is the CUDA build (it pulls about 16 nvidia-* wheels, gigabytes); for the CPU

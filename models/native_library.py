@@ -13,9 +13,10 @@ import os
 from mambalitesr.errors import MissingDependency
 
 
-def library_path(stem: str) -> str | None:
-    """The built library ``stem`` (e.g. ``_scan_cpu``) beside this package, or None when it has not been built."""
-    here = os.path.dirname(os.path.abspath(__file__))
+def library_path(stem: str, folder: str | None = None) -> str | None:
+    """The built library ``stem`` (e.g. ``_scan_cpu``) in ``folder`` (default: beside this package), or None when
+    it has not been built."""
+    here = folder or os.path.dirname(os.path.abspath(__file__))
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         path = os.path.join(here, stem + suffix)
         if os.path.isfile(path):

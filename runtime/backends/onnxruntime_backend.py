@@ -7,7 +7,8 @@ Glossary (code name -> meaning / paper symbol):
                  be installed *and* actually enabled by the session, else MissingDependency (ONNX Runtime
                  itself would silently fall back to the CPU)
     custom ops   nodes in the ``mambalitesr`` domain (the fused SelectiveScan) run through the kernels of
-                 ``ort_ops`` (onnxruntime-extensions + the C scan); registered only when the model has such nodes
+                 ``ort_ops`` (the native C kernel, or onnxruntime-extensions + the C scan where that was not built);
+                 registered only when the model has such nodes
     shipped      without ``onnx``, the model's ONNX shipped beside its weights (``shipped.shipped_onnx``)
     s (scale)    from the model metadata ``scale``, else the static output shape, else a probe run
 """
@@ -132,7 +133,7 @@ class OnnxRuntimeBackend(Backend):
             raise UserError(f"{self.onnx_path}: onnxruntime cannot load it: {text}") from None
 
     def _register_custom_ops(self, so) -> None:
-        ort_ops.session_options(so)
+        ort_ops.session_options(so, threads=self.threads)
 
     def _find_scale(self, out_shape) -> int:
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -158,7 +159,7 @@ class OnnxRuntimeBackend(Backend):
         return out.astype(np.float32, copy=False)
 
     def describe(self) -> str:
-        custom = f", {ort_ops.OP_TYPE} via {ort_ops.PROVIDER}" if self.custom else ""
+        custom = f", {ort_ops.OP_TYPE} via {ort_ops.provider()}" if self.custom else ""
         shipped = " (shipped)" if self.shipped else ""
         return (
             f"onnxruntime {self.onnx_path.name}{shipped} on {', '.join(self.session.get_providers())} "

@@ -13,21 +13,33 @@ The node contract (inputs, attributes) is the one ``export/onnx_plugin_scan.py``
     u (B, D, H, W), delta (B, K*D, H, W), A (K*D, N), Bm / Cm (B, K, N, H, W), Dskip (K*D,),
     z (B, D, H, W), delta_bias (K*D,); attributes directions, d_state, delta_softplus -> y (B, D, H, W)
 
-The kernel runs through onnxruntime-extensions (a Python custom op, ``@onnx_op``) and computes with
-:func:`mambalitesr.models.scan_lib.selective_scan_numpy`: numpy plus the C scan library
-(``mambalitesr.models._scan_cpu``, built at install) through ctypes. Nothing here imports torch.
-A missing onnxruntime-extensions package or scan library raises MissingDependency when a kernel
-is registered, never a failure deep inside ONNX Runtime later.
+Two kernels, chosen by ``session_options(kernels=...)``:
+    native  ``mambalitesr.runtime._ort_scan``: a C custom-op library on ONNX Runtime's C API
+            (runtime/csrc/ort_selective_scan.c, built at install when ONNX Runtime's header can be had);
+            ONNX Runtime calls the C scan directly, no Python in the loop. The default when built.
+    python  onnxruntime-extensions (a Python custom op, ``@onnx_op``) computing with
+            :func:`mambalitesr.models.scan_lib.selective_scan_numpy` (numpy plus the C scan through ctypes).
+            Used when the native library was not built, and said so in ``provider()``.
+Nothing here imports torch. A kernel that cannot be registered raises MissingDependency naming the fix,
+never a failure deep inside ONNX Runtime later.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from mambalitesr.errors import MissingDependency, UserError
+from mambalitesr.models import native_library
 from mambalitesr.optional import require
 
 DOMAIN = "mambalitesr"
 OP_TYPE = f"{DOMAIN}::SelectiveScan"  # onnxruntime-extensions reads the domain from the op type
-PROVIDER = "onnxruntime-extensions (Python kernel on the native C scan)"
+KERNELS = ("auto", "native", "python")
+THREADS_KEY = "mambalitesr.scan_threads"  # session config entry read by the native kernel (RegisterCustomOps)
+_NATIVE_STEM, _NATIVE_ABI = "_ort_scan", 1  # MLSR_ORT_ABI_VERSION in ort_selective_scan.c
+NATIVE_PROVIDER = "the native C kernel (ONNX Runtime C API)"
+PYTHON_PROVIDER = "onnxruntime-extensions (Python kernel on the native C scan)"
 
 _registered = False
 
@@ -81,20 +93,62 @@ def register_kernels() -> None:
     _registered = True
 
 
-def session_options(base=None):
-    """ORT SessionOptions (``base``, or new) that can run ``mambalitesr`` nodes."""
+def native_library_path() -> str | None:
+    """The built native kernel library (``mambalitesr.runtime._ort_scan``), or None when it was not built."""
+    return native_library.library_path(_NATIVE_STEM, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _checked_native_path() -> str:
+    path = native_library_path()
+    if path is None:
+        raise MissingDependency(
+            "the native ONNX Runtime kernel (mambalitesr.runtime._ort_scan) was not built: ONNX Runtime's C API "
+            "header was missing at install (install libonnxruntime-dev or set ORT_INCLUDE_DIR, then reinstall)")
+    native_library.open_library(path, "native ONNX Runtime kernel", "mambalitesr_ort_abi_version", _NATIVE_ABI)
+    return path
+
+
+def resolve_kernels(kernels: str = "auto") -> str:
+    """``native`` or ``python``: the kernel ``kernels`` (one of KERNELS) names here; auto prefers native."""
+    if kernels not in KERNELS:
+        raise UserError(f"ONNX Runtime kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+    if kernels == "auto":
+        return "native" if native_library_path() is not None else "python"
+    return kernels
+
+
+def provider(kernels: str = "auto") -> str:
+    """What runs the SelectiveScan nodes, in words (backends print it)."""
+    if resolve_kernels(kernels) == "native":
+        return NATIVE_PROVIDER
+    why = "" if kernels == "python" else "; the native kernel was not built (no ONNX Runtime C header at install)"
+    return PYTHON_PROVIDER + why
+
+
+def session_options(base=None, *, threads: int | None = None, kernels: str = "auto"):
+    """ORT SessionOptions (``base``, or new) that can run ``mambalitesr`` nodes.
+
+    threads: the scan's OpenMP threads in the native kernel (None: the OpenMP default, as the session's own
+    operators use all cores by default); kernels: one of KERNELS.
+    """
     ort = require("onnxruntime", "running ONNX graphs needs onnxruntime", extra="onnxruntime")
+    so = base if base is not None else ort.SessionOptions()
+    if resolve_kernels(kernels) == "native":
+        path = _checked_native_path()
+        if threads:
+            so.add_session_config_entry(THREADS_KEY, str(int(threads)))
+        so.register_custom_ops_library(path)
+        return so
     register_kernels()
     from onnxruntime_extensions import get_library_path
 
-    so = base if base is not None else ort.SessionOptions()
     so.register_custom_ops_library(get_library_path())
     return so
 
 
-def make_session(path, providers=None):
+def make_session(path, providers=None, *, threads: int | None = None, kernels: str = "auto"):
     """An InferenceSession for ``path`` that can run SelectiveScan nodes (CPU by default)."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), sess_options=session_options(),
+    return ort.InferenceSession(str(path), sess_options=session_options(threads=threads, kernels=kernels),
                                 providers=list(providers or ["CPUExecutionProvider"]))
