@@ -176,7 +176,7 @@ def test_onnxruntime_custom_domain_needs_its_kernels(tmp_path, monkeypatch):
     assert ob.custom_domains(path) == {"mambalitesr"}
     from mambalitesr.runtime.backends import ort_ops
 
-    def no_kernels(so=None):
+    def no_kernels(so=None, **options):
         raise MissingDependency("the mambalitesr::SelectiveScan node needs onnxruntime-extensions (no_such_kernels)")
 
     monkeypatch.setattr(ort_ops, "session_options", no_kernels)
