@@ -94,18 +94,20 @@ def plugin_backend_name(eager_backend: str = "chunked") -> str:
 def plugin_scan(model: torch.nn.Module, eager_backend: str = "chunked") -> Iterator[torch.nn.Module]:
     """Within the block, every mixer of ``model`` exports its scan as one SelectiveScan node.
 
-    The mixers select the registered plugin scan backend by name (no module's functions are replaced);
-    outside an export they compute on ``eager_backend``. Their backends are restored on exit.
+    The mixers select the registered plugin scan backend by name (no module's functions are replaced) and
+    their channel-major graph layout; outside an export they compute on ``eager_backend``. Both are restored
+    on exit.
     """
     mixers = [m for m in model.modules() if isinstance(m, MambaMixer)]
     if not mixers:
         raise ValueError("the model has no Mamba mixers to put on the SelectiveScan node")
-    saved_backends = [m.scan_backend for m in mixers]
+    saved = [(m.scan_backend, m.graph_layout) for m in mixers]
     name = plugin_backend_name(eager_backend)
     try:
         for m in mixers:
             m.scan_backend = name
+            m.graph_layout = "channel_major"  # the node's (B, D, H, W) tensors without transposes around them
         yield model
     finally:
-        for m, backend in zip(mixers, saved_backends):
-            m.scan_backend = backend
+        for m, (backend, layout) in zip(mixers, saved):
+            m.scan_backend, m.graph_layout = backend, layout

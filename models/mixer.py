@@ -38,6 +38,9 @@ class MambaMixer(nn.Module):
         C, D, N, R, K = cfg.embed_dim, cfg.d_inner, cfg.d_state, cfg.dt_rank_, cfg.directions
         self.d_inner, self.d_state, self.dt_rank, self.directions = D, N, R, K
         self.scan_backend = "chunked"
+        # "tokens": forward() as written below; "channel_major": the same math with every matmul writing the
+        # layout its consumer reads (forward_graph_channel_major), what the plugin-form export traces
+        self.graph_layout = "tokens"
         self.in_proj = make_projection(C, 2 * D, cfg.rank)
         self.conv1d = nn.Conv1d(D, D, cfg.d_conv, groups=D, padding=cfg.d_conv - 1)
         if K == 1:
@@ -75,6 +78,8 @@ class MambaMixer(nn.Module):
         return self.x_proj_weight.reshape(-1, self.d_inner), self.dt_projs_weight, self.dt_projs_bias.reshape(K * self.d_inner)
 
     def forward(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        if self.graph_layout == "channel_major":
+            return self.forward_graph_channel_major(tokens, height, width)
         batch, length, _ = tokens.shape
         K, D, N, R = self.directions, self.d_inner, self.d_state, self.dt_rank
         xz = self.in_proj(tokens)  # (B, L, 2D)
@@ -91,6 +96,46 @@ class MambaMixer(nn.Module):
             check=not (torch.jit.is_tracing() or _in_onnx_export()),
         )  # (B, D, L)
         return self.out_proj(y.transpose(1, 2))  # (B, L, C)
+
+    def forward_graph_channel_major(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """``forward`` in plain torch operators laid out for a graph: tokens (B, L, C) -> (B, L, C).
+
+        One transpose in (C rows, the narrowest tensor of the mixer) and one out; in between every matmul is
+        W @ (B, in, L) and writes the (B, out, L) rows its consumer reads: x and z from the two halves of W_in
+        (no split of a (B, 2D, L) tensor), the causal conv1d with its history padded on the left (no slice),
+        Delta_low, B_t and C_t from W_x's row blocks, the scan on (B, D, L), W_out back to (B, C, L).
+        Exported, this graph has no (B, L, 2D) <-> (B, 2D, L) transposes (the token-major graph spends about a
+        quarter of its ONNX Runtime time on them). Same math as ``forward``; tests/test_models.py compares them.
+        """
+        batch, length, _ = tokens.shape
+        K, D, N, R = self.directions, self.d_inner, self.d_state, self.dt_rank
+        u = tokens.transpose(1, 2)  # (B, C, L)
+        if hasattr(self.in_proj, "down"):  # W_in = U V: V u once, then U's two row blocks
+            u, w_in = torch.matmul(self.in_proj.down.weight, u), self.in_proj.up.weight  # (B, r, L), (2D, r)
+        else:
+            w_in = self.in_proj.weight  # (2D, C)
+        x = torch.matmul(w_in[:D], u)  # (B, D, L)
+        z = torch.matmul(w_in[D:], u)  # (B, D, L)
+        kc = self.conv1d.kernel_size[0]
+        x = F.silu(F.conv1d(F.pad(x, (kc - 1, 0)), self.conv1d.weight, self.conv1d.bias, groups=D))  # (B, D, L)
+        w_x, w_dt, dt_bias = self._projections()
+        w_x = w_x.reshape(K, R + 2 * N, D)
+        dt_low = torch.matmul(w_x[:, :R].reshape(K * R, D), x).reshape(batch, K, R, length)  # (B, K, R, L)
+        Bm = torch.matmul(w_x[:, R:R + N].reshape(K * N, D), x).reshape(batch, K, N, length)  # (B, K, N, L)
+        Cm = torch.matmul(w_x[:, R + N:].reshape(K * N, D), x).reshape(batch, K, N, length)  # (B, K, N, L)
+        # not folded into one (K D, D) W_Delta W_x,low: measured slower in ONNX Runtime (D^2 MACs for R = 2)
+        delta = torch.matmul(w_dt, dt_low).reshape(batch, K * D, length)  # (B, K D, L)
+        A = -torch.exp(self.A_log.float())  # (K D, N)
+        y = selective_scan(
+            x, delta, A, Bm, Cm, self.D.float(), z, dt_bias.float(), True,
+            directions=K, height=height, width=width, backend=self.scan_backend,
+            check=not (torch.jit.is_tracing() or _in_onnx_export()),
+        )  # (B, D, L)
+        if hasattr(self.out_proj, "down"):
+            y = torch.matmul(self.out_proj.up.weight, torch.matmul(self.out_proj.down.weight, y))  # (B, C, L)
+        else:
+            y = torch.matmul(self.out_proj.weight, y)  # (B, C, L)
+        return y.transpose(1, 2)  # (B, L, C)
 
     def forward_channel_major(self, tokens_cm: torch.Tensor, fuse_projections: bool | None = None) -> torch.Tensor:
         """Inference on channel-major tokens (B, C, L) -> (B, C, L) with the fused C core (K = 1 only).

@@ -27,6 +27,23 @@ def test_variant_builds_and_upscales(name):
 
 
 @pytest.mark.parametrize("name", list_models())
+def test_channel_major_graph_layout_is_the_same_mixer(name):
+    """The layout the plugin-form export traces (MambaMixer.forward_graph_channel_major) equals forward."""
+    from mambalitesr.models.mixer import MambaMixer
+    from mambalitesr.testing import assert_close
+
+    torch.manual_seed(0)
+    model = create_model(name, pretrained=False, scan_backend="chunked")
+    mixer = next(m for m in model.modules() if isinstance(m, MambaMixer))
+    tokens = torch.randn(2, 7 * 5, model.config.embed_dim)  # (B, L, C)
+    with torch.no_grad():
+        want = mixer(tokens, 7, 5)
+        mixer.graph_layout = "channel_major"
+        got = mixer(tokens, 7, 5)
+    assert_close(got, want, what=f"{name} channel-major graph layout")
+
+
+@pytest.mark.parametrize("name", list_models())
 def test_analytic_size_matches_counted(name):
     cfg = get_entry(name).config
     model = create_model(name, pretrained=False)
