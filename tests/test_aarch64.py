@@ -49,6 +49,7 @@ def test_kernels_match_on_aarch64():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert re.search(r"aarch64: framepath self-test: abi \d+, float16 rows in hardware: yes", out), out
+    assert "aarch64: mixer: 5 records, 0 failure(s)" in out
     assert "aarch64 (qemu) matches" in out
 
 
@@ -83,3 +84,25 @@ int selective_scan_fwd(const ScanParams *p) {
     assert proc.returncode == 1, out
     assert "native: scan: 20 records, 0 failure(s)" in out
     assert "MISMATCH fwd K=1" in out
+
+
+def test_wrong_fused_mixer_on_aarch64_fails(tmp_path):
+    """The channel-major scan wrapped so that, on aarch64 only, one output value is off by 1e-3."""
+    old = "int mixer_scan_forward(const ChannelScanParams *p)"
+    root = mutated_copy(tmp_path, "models/csrc/mixer_cpu.c", old,
+                        "static int mixer_scan_forward_real(const ChannelScanParams *p)")
+    kernel = root / "models/csrc/mixer_cpu.c"
+    kernel.write_text(kernel.read_text() + """
+int mixer_scan_forward(const ChannelScanParams *p) {
+    int rc = mixer_scan_forward_real(p);
+#if defined(__aarch64__)
+    if (rc == 0 && p->batch * p->dim * p->length > 0) p->out[7] += 1e-3f;
+#endif
+    return rc;
+}
+""")
+    proc = run(root, "mixer")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "native: mixer: 5 records, 0 failure(s)" in out
+    assert "MISMATCH channel scan N=5" in out

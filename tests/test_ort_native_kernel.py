@@ -2,6 +2,12 @@
 reference scan, beside the Python kernel; its registration, threads entry and refusals."""
 from __future__ import annotations
 
+import ast
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -104,3 +110,26 @@ def test_shipped_student_on_the_native_kernel_matches_the_python_kernel():
     name = native.get_inputs()[0].name
     python = ort_ops.make_session(path, kernels="python")
     assert_close(native.run(None, {name: x})[0], python.run(None, {name: x})[0], what="native vs python kernel")
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
+                    reason="no aarch64-linux-gnu-gcc (apt-get install gcc-aarch64-linux-gnu; tests/aarch64/run.sh does)")
+def test_native_kernel_cross_builds_for_aarch64(tmp_path):
+    """The Jetson build of the kernel library: setup.py's flags, ONNX Runtime's header as setup.py finds it; the
+    library exports RegisterCustomOps and needs nothing from ONNX Runtime at link time."""
+    import runpy
+
+    repo = Path(__file__).resolve().parent.parent
+    include = runpy.run_path(str(repo / "runtime" / "csrc" / "ort_headers.py"))["include_dir"]()
+    if include is None:
+        pytest.skip("ONNX Runtime's C header could not be found or fetched (see the message above)")
+    flags_source = re.search(r"^C_FLAGS\s*=\s*(\[.*?\])", (repo / "setup.py").read_text(), re.M | re.S).group(1)
+    flags = [f for f in ast.literal_eval(flags_source) if not f.startswith("-march")]  # as tests/aarch64/run.sh
+    lib = tmp_path / "libort_scan_aarch64.so"
+    sources = ["runtime/csrc/ort_selective_scan.c", "models/csrc/mixer_cpu.c", "models/csrc/selective_scan_cpu.c"]
+    subprocess.run(["aarch64-linux-gnu-gcc", *flags, "-Wall", "-Wno-psabi", "-shared", "-fPIC", f"-I{include}",
+                    *[str(repo / s) for s in sources], "-o", str(lib), "-fopenmp", "-Wl,--no-undefined", "-lm"],
+                   check=True, capture_output=True, text=True)
+    symbols = subprocess.run(["aarch64-linux-gnu-nm", "-D", "--defined-only", str(lib)], capture_output=True,
+                             text=True, check=True).stdout
+    assert " T RegisterCustomOps" in symbols and " T mambalitesr_ort_abi_version" in symbols

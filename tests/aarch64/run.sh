@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# aarch64 truth without a Jetson: cross-compile the C kernels (the CPU selective scan and the frame path, with
+# aarch64 truth without a Jetson: cross-compile the C kernels (the CPU selective scan, the fused mixer and the
+# frame path, with
 # the frame path's __fp16 rows that only an aarch64 build compiles) with Debian's gcc-aarch64-linux-gnu, run
 # their self-test drivers under qemu-user, and compare every result with the same drivers built natively.
 #
@@ -12,7 +13,7 @@
 #
 # Environment: MAMBALITESR_CSRC_ROOT  folder holding models/csrc and runtime/csrc (default: this repository;
 #              the tests point it at mutated copies), AARCH64_WORK (default: a temporary folder, removed),
-#              AARCH64_ONLY=scan|framepath (default both).
+#              AARCH64_ONLY=scan|mixer|framepath (default all).
 # Needs gcc, aarch64-linux-gnu-gcc and qemu-aarch64; installs gcc-aarch64-linux-gnu and qemu-user with apt-get
 # when they are missing and apt-get is usable (root).
 set -euo pipefail
@@ -91,9 +92,10 @@ fi
 
 ONLY="${AARCH64_ONLY:-}"
 [[ -z "$ONLY" || "$ONLY" == scan ]] && run_driver scan "$ROOT/models/csrc/selective_scan_cpu.c" "$ROOT/models/csrc"
+[[ -z "$ONLY" || "$ONLY" == mixer ]] && run_driver mixer "$ROOT/models/csrc/mixer_cpu.c" "$ROOT/models/csrc"
 [[ -z "$ONLY" || "$ONLY" == framepath ]] && run_driver framepath "$ROOT/runtime/csrc/framepath.c" "$ROOT/runtime/csrc"
 
 if [[ "$STATUS" == 0 ]]; then
-  echo "run.sh: aarch64 (qemu) matches $(uname -m) for the scan and the frame path"
+  echo "run.sh: aarch64 (qemu) matches $(uname -m) for the scan, the fused mixer and the frame path"
 fi
 exit "$STATUS"
