@@ -84,7 +84,8 @@ def run(args) -> int:
             max_hw=(h, w), sources=args.sources, force=args.force,
         )
         result = write_repository(cfg)
-    missing = [what for what, ok in (("engine", result["engine"]), ("plugin library", result["plugin"])) if not ok]
+    missing = [what for what, ok in (("engine", result["engine"]), ("plugin library", result["plugin"]),
+                                     ("server plugin library", result["server_plugin"])) if not ok]
     print(f"wrote {result['path']}: models {', '.join(result['models'])} + deepstream/"
           + (f"; to build on the GPU: {', '.join(missing)} (see {result['path']}/README.md)" if missing else ""))
     return 0

@@ -28,7 +28,10 @@ from pathlib import Path
 from mambalitesr.errors import UserError
 
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"  # the names the ONNX export gives the graph's input and output
-PLUGIN_FILE = "libmambalitesr_plugins.so"
+PLUGIN_FILE = "libmambalitesr_plugins.so"  # for IPluginRegistry::loadLibrary: engine builds, trtexec
+# The same plugin registering itself when loaded, for the server: Triton's TensorRT backend (`plugins=`) and
+# DeepStream (`custom-lib-path`) only dlopen a plugin library and never call its getCreators.
+SERVER_PLUGIN_FILE = "libmambalitesr_plugins_autoreg.so"
 ENGINE_FILE = "model.plan"
 ONNX_FILE = "model.onnx"
 DEEPSTREAM_DIR = "deepstream"
@@ -86,7 +89,7 @@ def trt_config(cfg: TritonRepoConfig) -> str:
         f'name: "{cfg.name}_trt"\nplatform: "tensorrt_plan"\ndefault_model_filename: "{ENGINE_FILE}"\n'
         + _batching(cfg) + _io_block(cfg.scale)
         + 'instance_group [\n  {\n    kind: KIND_GPU\n    count: 1\n  }\n]\n'
-        + _parameters({"scale": str(cfg.scale), "plugin": f"../plugins/{PLUGIN_FILE}"})
+        + _parameters({"scale": str(cfg.scale), "plugin": f"../plugins/{SERVER_PLUGIN_FILE}"})
     )
 
 
@@ -103,7 +106,7 @@ def onnx_config(cfg: TritonRepoConfig) -> str:
         + '        parameters { key: "trt_engine_cache_enable" value: "true" }\n'
         + '        parameters { key: "trt_engine_cache_path" value: "/tmp/mambalitesr_ort_trt_cache" }\n'
         + "      }\n    ]\n  }\n}\n"
-        + _parameters({"scale": str(cfg.scale), "plugin": f"../plugins/{PLUGIN_FILE}"})
+        + _parameters({"scale": str(cfg.scale), "plugin": f"../plugins/{SERVER_PLUGIN_FILE}"})
     )
 
 
@@ -175,7 +178,7 @@ def nvinfer_config(cfg: TritonRepoConfig) -> dict[str, dict[str, str]]:
             "model-color-format": "0",  # RGB
             "onnx-file": f"../{cfg.name}_onnx/1/{ONNX_FILE}",  # nvinfer builds the engine from it when missing
             "model-engine-file": f"../{cfg.name}_trt/1/{ENGINE_FILE}",
-            "custom-lib-path": f"../plugins/{PLUGIN_FILE}",
+            "custom-lib-path": f"../plugins/{SERVER_PLUGIN_FILE}",  # nvinfer only dlopens it
             "infer-dims": f"3;{h};{w}",
             "batch-size": str(cfg.max_batch_size),
             "network-mode": "0",  # FP32
@@ -215,7 +218,8 @@ def deepstream_app_config(cfg: TritonRepoConfig) -> dict[str, dict[str, str]]:
 
 
 # -- README ------------------------------------------------------------------------------------------
-def readme(cfg: TritonRepoConfig, have_onnx: bool, have_engine: bool, have_plugin: bool) -> str:
+def readme(cfg: TritonRepoConfig, have_onnx: bool, have_engine: bool, have_plugin: bool,
+           have_server_plugin: bool) -> str:
     n = cfg.name
     h, w = cfg.max_hw
     b = cfg.max_batch_size
@@ -231,7 +235,8 @@ batching (max batch {b}, queue delay {cfg.queue_delay_us} us) and dynamic h, w.
 | `{n}_trt` | tensorrt_plan | `{n}_trt/1/{ENGINE_FILE}` | {todo(have_engine)} |
 | `{n}_onnx` | onnxruntime_onnx (TensorRT EP) | `{n}_onnx/1/{ONNX_FILE}` | {todo(have_onnx)} |
 | `{n}_python` | python (CPU, PyTorch) | `{n}_python/1/model.py` | present |
-| plugin | SelectiveScan TensorRT plugin | `plugins/{PLUGIN_FILE}` | {todo(have_plugin)} |
+| plugin | SelectiveScan TensorRT plugin, for engine builds (`loadLibrary`) | `plugins/{PLUGIN_FILE}` | {todo(have_plugin)} |
+| server plugin | the same, registering itself at load (Triton, DeepStream) | `plugins/{SERVER_PLUGIN_FILE}` | {todo(have_server_plugin)} |
 
 ## Build the GPU files on the serving machine
 
@@ -239,9 +244,9 @@ Engines are specific to the GPU and TensorRT version, so they are built where th
 container below, or on the Jetson):
 
 ```
-# the plugin library (CUDA + TensorRT 10 headers)
+# the plugin libraries (CUDA + TensorRT 10 headers and libnvinfer)
 cmake -S export/plugins/selective_scan -B build/plugins -DCMAKE_BUILD_TYPE=Release && cmake --build build/plugins -j
-cp build/plugins/{PLUGIN_FILE} REPO/plugins/
+cp build/plugins/{PLUGIN_FILE} build/plugins/{SERVER_PLUGIN_FILE} REPO/plugins/
 # the plugin-form ONNX graph with dynamic batch, height and width
 mambalitesr export onnx --model {cfg.model} --scan plugin --dynamic -o REPO/{n}_onnx/1/{ONNX_FILE}
 # the engine, with a profile covering batch 1..{b} and frames up to {w}x{h}
@@ -254,13 +259,14 @@ mambalitesr export engine REPO/{n}_onnx/1/{ONNX_FILE} --plugin REPO/plugins/{PLU
 
 ## Serve it
 
-The server process must load the plugin library before the models:
+The server process must load the plugin before the models. Triton's TensorRT backend only `dlopen`s the
+libraries named in `plugins=`, so it is given the variant that registers its creator when loaded:
 
 ```
 tritonserver --model-repository=$PWD/REPO \\
-    --backend-config=tensorrt,plugins=$PWD/REPO/plugins/{PLUGIN_FILE}
-# or, for the onnxruntime model too (its TensorRT EP sees the creators of every library in the process):
-LD_PRELOAD=$PWD/REPO/plugins/{PLUGIN_FILE} tritonserver --model-repository=$PWD/REPO
+    --backend-config=tensorrt,plugins=$PWD/REPO/plugins/{SERVER_PLUGIN_FILE}
+# or, for the onnxruntime model too (its TensorRT EP sees the creators registered in the process):
+LD_PRELOAD=$PWD/REPO/plugins/{SERVER_PLUGIN_FILE} tritonserver --model-repository=$PWD/REPO
 # or let mambalitesr start it (it execs the tritonserver on PATH with the same arguments):
 mambalitesr serve --model-repository REPO
 ```
@@ -270,7 +276,7 @@ x86-64 `{TRITON_IMAGE_X86}`, Jetson (JetPack 6) `{TRITON_IMAGE_JETSON}`:
 
 ```
 docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -v $PWD/REPO:/models {TRITON_IMAGE_X86} \\
-    tritonserver --model-repository=/models --backend-config=tensorrt,plugins=/models/plugins/{PLUGIN_FILE}
+    tritonserver --model-repository=/models --backend-config=tensorrt,plugins=/models/plugins/{SERVER_PLUGIN_FILE}
 ```
 
 A CPU-only server keeps only `{n}_python` (delete the other two folders, or start tritonserver with
@@ -279,10 +285,10 @@ A CPU-only server keeps only `{n}_python` (delete the other two folders, or star
 Clients: `mambalitesr camera --backend triton --url HOST:8001 --triton-model {n}_trt` (gRPC), or any
 Triton client sending `{INPUT_NAME}` as FP32 (B, 3, h, w).
 
-The plugin library registers its creator through TensorRT's `getPluginCreators` entry point
-(`IPluginRegistry::loadLibrary`, `trtexec --dynamicPlugins`). A loader that only `dlopen`s the library
-and expects a static registrar does not see the creator; check the server log for
-`SelectiveScan` when the `{n}_trt` model loads.
+`{PLUGIN_FILE}` registers its creator only through TensorRT's `getCreators` entry point
+(`IPluginRegistry::loadLibrary`, `trtexec --dynamicPlugins`, `mambalitesr export engine --plugin`);
+`{SERVER_PLUGIN_FILE}` registers it when loaded (and so lists none through `getCreators`), for loaders that
+only `dlopen`. Check the server log for `SelectiveScan` when the `{n}_trt` model loads.
 
 ## DeepStream
 
@@ -297,7 +303,7 @@ def deepstream_readme(cfg: TritonRepoConfig) -> str:
     return f"""# DeepStream: {cfg.sources} RTSP cameras through MambaLiteSR
 
 `{NVINFER_FILE}` configures `nvinfer` for the engine `../{cfg.name}_trt/1/{ENGINE_FILE}` (paths are relative to
-this folder, as nvinfer resolves them). `custom-lib-path` loads `../plugins/{PLUGIN_FILE}`, the SelectiveScan
+this folder, as nvinfer resolves them). `custom-lib-path` loads `../plugins/{SERVER_PLUGIN_FILE}`, the SelectiveScan
 plugin. The network input is {w}x{h} (`infer-dims`), the engine's max profile; `net-scale-factor` 1/255 maps
 uint8 to the model's [0, 1] RGB. `network-type=100` with `output-tensor-meta=1`: nvinfer does no parsing and
 attaches the SR output `sr` (3, {cfg.scale * h}, {cfg.scale * w}) to each frame's user meta, for a pad probe (or a
@@ -381,7 +387,11 @@ def write_repository(cfg: TritonRepoConfig) -> dict:
         have_onnx = _copy(cfg.onnx, tmp / f"{n}_onnx/1/{ONNX_FILE}", "ONNX file")
         have_engine = _copy(cfg.engine, tmp / f"{n}_trt/1/{ENGINE_FILE}", "engine file")
         have_plugin = _copy(cfg.plugin, tmp / f"plugins/{PLUGIN_FILE}", "plugin library")
-        files["README.md"] = readme(cfg, have_onnx, have_engine, have_plugin)
+        # CMake builds the server variant beside the plain library: take it from the same folder
+        server_plugin = Path(cfg.plugin).with_name(SERVER_PLUGIN_FILE) if cfg.plugin is not None else None
+        have_server_plugin = server_plugin is not None and server_plugin.is_file() and _copy(
+            server_plugin, tmp / f"plugins/{SERVER_PLUGIN_FILE}", "server plugin library")
+        files["README.md"] = readme(cfg, have_onnx, have_engine, have_plugin, have_server_plugin)
         for rel, text in files.items():
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -396,4 +406,5 @@ def write_repository(cfg: TritonRepoConfig) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"path": out, "onnx": have_onnx, "engine": have_engine, "plugin": have_plugin,
+            "server_plugin": have_server_plugin,
             "models": [f"{n}_trt", f"{n}_onnx", f"{n}_python"]}

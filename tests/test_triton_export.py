@@ -18,7 +18,8 @@ from google.protobuf import text_format  # noqa: E402
 
 from mambalitesr.errors import UserError  # noqa: E402
 from mambalitesr.export.triton_repo import (DEEPSTREAM_DIR, DS_APP_FILE, ENGINE_FILE, NVINFER_FILE,  # noqa: E402
-                                            ONNX_FILE, PLUGIN_FILE, TritonRepoConfig, write_repository)
+                                            ONNX_FILE, PLUGIN_FILE, SERVER_PLUGIN_FILE, TritonRepoConfig,
+                                            write_repository)
 
 NVINFER_KEYS = ("gpu-id", "net-scale-factor", "model-color-format", "onnx-file", "model-engine-file", "custom-lib-path",
                 "infer-dims", "batch-size", "network-mode", "network-type", "output-tensor-meta", "gie-unique-id")
@@ -104,12 +105,18 @@ def test_deepstream_config_keys_and_the_files_it_names(repo):
         assert path.is_relative_to(repo.resolve()), (key, path)
     assert named["onnx-file"].is_file()
     assert named["model-engine-file"] == (repo / f"mambalitesr_trt/1/{ENGINE_FILE}").resolve()
-    assert named["custom-lib-path"] == (repo / f"plugins/{PLUGIN_FILE}").resolve()
-    # the two GPU-built files are absent here: the README says they are to build, with commands writing there
+    # nvinfer only dlopens custom-lib-path: it must name the variant that registers its creator when loaded
+    assert named["custom-lib-path"] == (repo / f"plugins/{SERVER_PLUGIN_FILE}").resolve()
+    # the three GPU-built files are absent here: the README says they are to build, with commands writing there
     readme = (repo / "README.md").read_text()
-    assert readme.count("**to build on the device (command below)**") == 2
-    assert f"-o REPO/mambalitesr_trt/1/{ENGINE_FILE}" in readme and f"cp build/plugins/{PLUGIN_FILE} REPO/plugins/" in readme
-    assert "--backend-config=tensorrt,plugins=" in readme and "LD_PRELOAD=" in readme
+    assert readme.count("**to build on the device (command below)**") == 3
+    assert f"-o REPO/mambalitesr_trt/1/{ENGINE_FILE}" in readme
+    assert f"cp build/plugins/{PLUGIN_FILE} build/plugins/{SERVER_PLUGIN_FILE} REPO/plugins/" in readme
+    # Triton's TensorRT backend only dlopens `plugins=` libraries: the server is given the self-registering one,
+    # engine builds (loadLibrary) the plain one
+    assert f"--backend-config=tensorrt,plugins=$PWD/REPO/plugins/{SERVER_PLUGIN_FILE}" in readme
+    assert f"LD_PRELOAD=$PWD/REPO/plugins/{SERVER_PLUGIN_FILE}" in readme
+    assert f"--plugin REPO/plugins/{PLUGIN_FILE}" in readme and f"plugins={PLUGIN_FILE}" not in readme
     assert "nvcr.io/nvidia/tritonserver:" in readme
 
     app = configparser.ConfigParser()
@@ -122,12 +129,14 @@ def test_deepstream_config_keys_and_the_files_it_names(repo):
 
 
 def test_given_engine_and_plugin_are_copied_and_named(tmp_path, dynamic_onnx):
-    engine, plugin = tmp_path / "e.plan", tmp_path / "lib.so"
+    engine, plugin = tmp_path / "e.plan", tmp_path / PLUGIN_FILE
     engine.write_bytes(b"engine bytes")
     plugin.write_bytes(b"plugin bytes")
+    (tmp_path / SERVER_PLUGIN_FILE).write_bytes(b"self-registering plugin bytes")  # CMake builds it alongside
     out = tmp_path / "repo"
     result = write_repository(TritonRepoConfig(out=out, onnx=dynamic_onnx, engine=engine, plugin=plugin))
-    assert result["engine"] and result["plugin"]
+    assert result["engine"] and result["plugin"] and result["server_plugin"]
+    assert (out / "plugins" / SERVER_PLUGIN_FILE).read_bytes() == b"self-registering plugin bytes"
     nvinfer = configparser.ConfigParser()
     nvinfer.read(out / DEEPSTREAM_DIR / NVINFER_FILE)
     for key in ("onnx-file", "model-engine-file", "custom-lib-path"):
@@ -236,7 +245,28 @@ def test_cli_with_the_shipped_graph(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mambalitesr", "export", "triton", "-o", str(out), "--sources", "2"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "to build on the GPU: engine, plugin library" in r.stdout
+    assert "to build on the GPU: engine, plugin library, server plugin library" in r.stdout
     for path in out.glob("*/config.pbtxt"):
         _parse(path)
     assert (out / f"mambalitesr_onnx/1/{ONNX_FILE}").stat().st_size > 10_000
+
+
+def test_serve_hands_triton_the_self_registering_plugin(tmp_path):
+    """`mambalitesr serve --model-repository` passes Triton's TensorRT backend the library that registers itself
+    when dlopened, and refuses a repository holding only the loadLibrary one (the trt model could not load)."""
+    import argparse
+
+    from mambalitesr.runtime.serve import serve_cli
+
+    assert (serve_cli.PLUGIN_FILE, serve_cli.SERVER_PLUGIN_FILE) == (PLUGIN_FILE, SERVER_PLUGIN_FILE)
+    repo = tmp_path / "repo"
+    (repo / "plugins").mkdir(parents=True)
+    args = argparse.Namespace(model_repository=str(repo), host="127.0.0.1", http_port=1, grpc_port=2,
+                              metrics_port=3, log_verbose=0)
+    assert not any(a.startswith("--backend-config") for a in serve_cli.tritonserver_argv("tritonserver", args))
+    (repo / "plugins" / PLUGIN_FILE).write_bytes(b"x")
+    with pytest.raises(UserError, match=f"not {SERVER_PLUGIN_FILE}"):
+        serve_cli.tritonserver_argv("tritonserver", args)
+    (repo / "plugins" / SERVER_PLUGIN_FILE).write_bytes(b"x")
+    argv = serve_cli.tritonserver_argv("tritonserver", args)
+    assert f"--backend-config=tensorrt,plugins={(repo / 'plugins' / SERVER_PLUGIN_FILE).resolve()}" in argv

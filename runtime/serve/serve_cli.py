@@ -29,7 +29,8 @@ from mambalitesr.errors import MissingDependency, UserError
 
 TRITON_IMAGE_X86 = "nvcr.io/nvidia/tritonserver:25.01-py3"
 TRITON_IMAGE_JETSON = "nvcr.io/nvidia/tritonserver:25.01-py3-igpu"
-PLUGIN_FILE = "libmambalitesr_plugins.so"
+PLUGIN_FILE = "libmambalitesr_plugins.so"  # the file names `mambalitesr export triton` writes (export/triton_repo.py)
+SERVER_PLUGIN_FILE = "libmambalitesr_plugins_autoreg.so"  # registers its creator when dlopened, as Triton does
 
 
 def register(subparsers) -> None:
@@ -77,9 +78,13 @@ def tritonserver_argv(binary: str, args) -> list[str]:
     argv = [binary, f"--model-repository={repo}", f"--http-address={args.host}", f"--http-port={args.http_port}",
             f"--grpc-address={args.host}", f"--grpc-port={args.grpc_port}", f"--metrics-port={args.metrics_port}",
             f"--log-verbose={args.log_verbose}"]
-    plugin = repo / "plugins" / PLUGIN_FILE
+    plugin = repo / "plugins" / SERVER_PLUGIN_FILE
     if plugin.is_file():  # the tensorrt_plan model needs the SelectiveScan plugin loaded by the server
         argv.append(f"--backend-config=tensorrt,plugins={plugin}")
+    elif (repo / "plugins" / PLUGIN_FILE).is_file():
+        raise UserError(f"{repo / 'plugins'} has {PLUGIN_FILE} but not {SERVER_PLUGIN_FILE}: Triton's TensorRT "
+                        "backend only dlopens plugin libraries, so it needs the variant that registers itself when "
+                        "loaded (CMake builds it beside the other when libnvinfer is found; see the repository's README)")
     return argv
 
 

@@ -479,6 +479,38 @@ char const* SelectiveScanPluginCreator::getPluginNamespace() const noexcept
 } // namespace plugin
 } // namespace mambalitesr
 
+namespace mambalitesr
+{
+namespace plugin
+{
+SelectiveScanPluginCreator& theCreator()
+{
+    static SelectiveScanPluginCreator creator;
+    return creator;
+}
+} // namespace plugin
+} // namespace mambalitesr
+
+#if defined(MAMBALITESR_PLUGIN_REGISTER_AT_LOAD)
+// libmambalitesr_plugins_autoreg.so: hosts that only dlopen a plugin library and never call getCreators
+// (Triton's TensorRT backend `--backend-config=tensorrt,plugins=`, DeepStream's `custom-lib-path`, LD_PRELOAD)
+// find the creator because loading this variant registers it with the process's TensorRT registry. This
+// variant links libnvinfer for getPluginRegistry(); the plain library links only cudart.
+namespace
+{
+struct RegisterAtLoad
+{
+    RegisterAtLoad()
+    {
+        nvinfer1::IPluginRegistry* registry = getPluginRegistry();
+        if (registry != nullptr)
+            registry->registerCreator(mambalitesr::plugin::theCreator(), mambalitesr::plugin::kPluginNamespace);
+    }
+};
+RegisterAtLoad const registerAtLoad{};
+} // namespace
+#endif
+
 extern "C" {
 
 MAMBALITESR_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
@@ -490,9 +522,12 @@ MAMBALITESR_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
 
 MAMBALITESR_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
-    static mambalitesr::plugin::SelectiveScanPluginCreator creator;
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
+    static nvinfer1::IPluginCreatorInterface* const creators[] = {&mambalitesr::plugin::theCreator()};
+#if defined(MAMBALITESR_PLUGIN_REGISTER_AT_LOAD)
+    nbCreators = 0; // already in the registry since the library was loaded (below); twice would be an error
+#else
     nbCreators = 1;
+#endif
     return creators;
 }
 

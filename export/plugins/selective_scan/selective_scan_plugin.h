@@ -133,14 +133,20 @@ private:
     nvinfer1::PluginFieldCollection mCollection{};
 };
 
+//! The library's one creator (function-local static: constructed on first use, also from the load-time
+//! registrar of the _autoreg variant, whatever the order of static initialisation).
+SelectiveScanPluginCreator& theCreator();
+
 } // namespace plugin
 } // namespace mambalitesr
 
 // Entry points of the plugin library. TensorRT 10's IPluginRegistry::loadLibrary (Python:
 // trt.get_plugin_registry().load_library, trtexec --dynamicPlugins) reads getCreators, the IPluginV3 entry
 // point. getPluginCreators, the IPluginV2 loader's name, is deliberately not exported: a V2 loader would
-// treat our IPluginCreatorV3One list as IPluginCreator (V2) objects. Loading the library registers nothing
-// by itself, so loadLibrary never meets an already-registered creator.
+// treat our IPluginCreatorV3One list as IPluginCreator (V2) objects. Loading libmambalitesr_plugins.so
+// registers nothing by itself, so loadLibrary never meets an already-registered creator. The variant
+// libmambalitesr_plugins_autoreg.so (MAMBALITESR_PLUGIN_REGISTER_AT_LOAD) registers at load for hosts that
+// only dlopen (Triton's TensorRT backend, DeepStream) and so reports no creators through getCreators.
 extern "C" {
 MAMBALITESR_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder);
 MAMBALITESR_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
