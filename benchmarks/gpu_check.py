@@ -14,7 +14,7 @@ Steps (each prints one line per case; any mismatch makes the exit status 1):
      fp32 and fp16, one and several chunks; check run-to-run determinism and that bad params are refused
   3. time the kernel and the chunked PyTorch scan with CUDA events
   4. with --plugin-lib (TensorRT importable): a one-node SelectiveScan ONNX -> engine (fp32 and fp16) ->
-     compared with the oracle; then the whole network in both ONNX forms (plugin form with the plugin,
+     compared with the oracle; the _autoreg build registering itself when merely dlopened; then the whole network in both ONNX forms (plugin form with the plugin,
      portable form without; --quick: the plugin form only) against PyTorch
   5. one summary line starting "gpu_check:"
 
@@ -299,7 +299,34 @@ def check_tensorrt(plugin_lib: Path, work: Path, quick: bool = False) -> tuple[l
             log(f"{'ok  ' if verdict.ok else 'FAIL'} {tag}: {describe(verdict)}")
             if not verdict.ok:
                 failures.append(tag)
+    problem = check_register_at_load(plugin_lib)
+    log(f"{'FAIL' if problem else 'ok  '} the _autoreg plugin registers SelectiveScan when dlopened (Triton, "
+        f"DeepStream){': ' + problem if problem else ''}")
+    if problem:
+        failures.append("autoreg plugin")
     return failures, check_full_model(plugin_lib, work, failures, quick)
+
+
+AUTOREG_PROBE = """
+import ctypes, sys
+import tensorrt as trt
+ctypes.CDLL(sys.argv[1])  # what Triton's TensorRT backend and DeepStream do: dlopen, nothing else
+creator = trt.get_plugin_registry().get_creator("SelectiveScan", "1", "")
+print("registered" if creator is not None else "not registered")
+"""
+
+
+def check_register_at_load(plugin_lib: Path) -> str | None:
+    """libmambalitesr_plugins_autoreg.so, built beside ``plugin_lib``, registers its creator when merely dlopened
+    (in a fresh process: the plain library's creator is already registered in this one). None when it does;
+    else what went wrong."""
+    autoreg = plugin_lib.with_name("libmambalitesr_plugins_autoreg.so")
+    if not autoreg.is_file():
+        return f"{autoreg.name} was not built beside {plugin_lib.name} (CMake did not find libnvinfer)"
+    proc = subprocess.run([sys.executable, "-c", AUTOREG_PROBE, str(autoreg)], capture_output=True, text=True)
+    if proc.returncode != 0 or "not registered" in proc.stdout or "registered" not in proc.stdout:
+        return f"dlopen of {autoreg.name} did not register SelectiveScan: {(proc.stdout + proc.stderr).strip()[-400:]}"
+    return None
 
 
 def check_full_model(plugin_lib: Path, work: Path, failures: list, quick: bool = False) -> str:
