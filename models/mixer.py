@@ -89,13 +89,16 @@ class MambaMixer(nn.Module):
         x_dbl = torch.matmul(w_x, x).reshape(batch, K, R + 2 * N, length)  # (B, K, R+2N, L)
         dt_low, Bm, Cm = torch.split(x_dbl, [R, N, N], dim=2)  # (B, K, R, L), (B, K, N, L) x2
         delta = torch.matmul(w_dt, dt_low).reshape(batch, K * D, length)  # (B, K D, L)
-        A = -torch.exp(self.A_log.float())  # (K D, N)
-        y = selective_scan(
-            x, delta, A, Bm, Cm, self.D.float(), z, dt_bias.float(), True,
-            directions=K, height=height, width=width, backend=self.scan_backend,
+        y = self._scan(x, delta, Bm, Cm, z, dt_bias, height, width)  # (B, D, L)
+        return self.out_proj(y.transpose(1, 2))  # (B, L, C)
+
+    def _scan(self, x, delta, Bm, Cm, z, dt_bias, height: int, width: int) -> torch.Tensor:
+        """The selective scan on the mixer's backend: x, z (B, D, L), delta (B, K D, L), Bm, Cm (B, K, N, L)."""
+        return selective_scan(
+            x, delta, -torch.exp(self.A_log.float()), Bm, Cm, self.D.float(), z, dt_bias.float(), True,
+            directions=self.directions, height=height, width=width, backend=self.scan_backend,
             check=not (torch.jit.is_tracing() or _in_onnx_export()),
         )  # (B, D, L)
-        return self.out_proj(y.transpose(1, 2))  # (B, L, C)
 
     def forward_graph_channel_major(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """``forward`` in plain torch operators laid out for a graph: tokens (B, L, C) -> (B, L, C).
@@ -125,12 +128,7 @@ class MambaMixer(nn.Module):
         Cm = torch.matmul(w_x[:, R + N:].reshape(K * N, D), x).reshape(batch, K, N, length)  # (B, K, N, L)
         # not folded into one (K D, D) W_Delta W_x,low: measured slower in ONNX Runtime (D^2 MACs for R = 2)
         delta = torch.matmul(w_dt, dt_low).reshape(batch, K * D, length)  # (B, K D, L)
-        A = -torch.exp(self.A_log.float())  # (K D, N)
-        y = selective_scan(
-            x, delta, A, Bm, Cm, self.D.float(), z, dt_bias.float(), True,
-            directions=K, height=height, width=width, backend=self.scan_backend,
-            check=not (torch.jit.is_tracing() or _in_onnx_export()),
-        )  # (B, D, L)
+        y = self._scan(x, delta, Bm, Cm, z, dt_bias, height, width)  # (B, D, L)
         if hasattr(self.out_proj, "down"):
             y = torch.matmul(self.out_proj.up.weight, torch.matmul(self.out_proj.down.weight, y))  # (B, C, L)
         else:

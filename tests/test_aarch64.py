@@ -64,22 +64,27 @@ def test_wrong_fp16_rows_on_aarch64_fail(tmp_path):
     assert "hardware and portable float16 rows differ" in out and "MISMATCH" in out
 
 
-def test_wrong_scan_on_aarch64_fails(tmp_path):
-    """The public forward wrapped so that, on aarch64 only, one output value is off by 1e-3."""
-    old = "int selective_scan_fwd(const ScanParams *p)"
-    root = mutated_copy(tmp_path, "models/csrc/selective_scan_cpu.c", old,
-                        "static int selective_scan_fwd_real(const ScanParams *p)")
-    kernel = root / "models/csrc/selective_scan_cpu.c"
-    kernel.write_text(kernel.read_text() + """
-int selective_scan_fwd(const ScanParams *p) {
-    int rc = selective_scan_fwd_real(p);
+def wrong_on_aarch64(tmp_path: Path, rel: str, function: str, params: str) -> Path:
+    """A copy whose public ``function`` is wrapped so that, on aarch64 only, one output value is off by 1e-3
+    (the native build stays right)."""
+    signature = f"int {function}(const {params} *p)"
+    root = mutated_copy(tmp_path, rel, signature, f"static int {function}_real(const {params} *p)")
+    kernel = root / rel
+    kernel.write_text(kernel.read_text() + f"""
+{signature} {{
+    int rc = {function}_real(p);
 #if defined(__aarch64__)
     if (rc == 0 && p->batch * p->dim * p->length > 0) p->out[7] += 1e-3f;
 #endif
     return rc;
-}
+}}
 """)
-    proc = run(root, "scan")
+    return root
+
+
+def test_wrong_scan_on_aarch64_fails(tmp_path):
+    proc = run(wrong_on_aarch64(tmp_path, "models/csrc/selective_scan_cpu.c", "selective_scan_fwd", "ScanParams"),
+               "scan")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert "native: scan: 20 records, 0 failure(s)" in out
@@ -87,21 +92,8 @@ int selective_scan_fwd(const ScanParams *p) {
 
 
 def test_wrong_fused_mixer_on_aarch64_fails(tmp_path):
-    """The channel-major scan wrapped so that, on aarch64 only, one output value is off by 1e-3."""
-    old = "int mixer_scan_forward(const ChannelScanParams *p)"
-    root = mutated_copy(tmp_path, "models/csrc/mixer_cpu.c", old,
-                        "static int mixer_scan_forward_real(const ChannelScanParams *p)")
-    kernel = root / "models/csrc/mixer_cpu.c"
-    kernel.write_text(kernel.read_text() + """
-int mixer_scan_forward(const ChannelScanParams *p) {
-    int rc = mixer_scan_forward_real(p);
-#if defined(__aarch64__)
-    if (rc == 0 && p->batch * p->dim * p->length > 0) p->out[7] += 1e-3f;
-#endif
-    return rc;
-}
-""")
-    proc = run(root, "mixer")
+    proc = run(wrong_on_aarch64(tmp_path, "models/csrc/mixer_cpu.c", "mixer_scan_forward", "ChannelScanParams"),
+               "mixer")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert "native: mixer: 5 records, 0 failure(s)" in out
