@@ -17,10 +17,9 @@ resolves the scripts that ENTRYPOINT, CMD and RUN name inside the image.
 """
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -36,29 +35,15 @@ SCRIPTS = sorted(DOCKER.glob("*/*.sh"))
 SCRIPT_TOKEN = re.compile(r"^[\w./-]+\.(sh|py)$")
 
 
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    out, buf = [], ""
-    for raw in dockerfile.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        buf += line
-        word, _, rest = buf.partition(" ")
-        out.append((word.upper(), rest.strip()))
-        buf = ""
-    assert not buf, f"{dockerfile}: dangling line continuation"
-    return out
+def _load_dockerfile_module():
+    spec = importlib.util.spec_from_file_location("mambalitesr_dockerfile", DOCKER / "dockerfile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def arguments(rest: str) -> list[str]:
-    """Exec form (JSON list) or shell form, split into words."""
-    if rest.startswith("["):
-        return json.loads(rest)
-    return shlex.split(rest)
+_DOCKERFILE = _load_dockerfile_module()
+instructions, arguments = _DOCKERFILE.instructions, _DOCKERFILE.arguments  # the reader check.sh uses too
 
 
 def test_both_images_exist():
@@ -207,6 +192,7 @@ def run_check(folder: Path, onnx_path: Path, network: bool = False) -> subproces
 def mutated(tmp_path: Path, edits: list[tuple[str, str, str]]) -> Path:
     folder = tmp_path / "jetpack-r36.4"
     shutil.copytree(JETSON, folder)
+    shutil.copy(DOCKER / "dockerfile.py", tmp_path)  # the check reads the Dockerfile with its sibling reader
     for name, old, new in edits:
         path = folder / name
         text = path.read_text()

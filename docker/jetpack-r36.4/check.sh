@@ -112,20 +112,8 @@ problems = []
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 
 
-def instructions(path):
-    out, buf = [], ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        buf += line
-        word, _, rest = buf.partition(" ")
-        out.append((word.upper(), rest.strip()))
-        buf = ""
-    return out
+sys.path.insert(0, str(here.parent))  # docker/dockerfile.py: the one Dockerfile reader (tests use it too)
+from dockerfile import instructions  # noqa: E402
 
 
 docker = instructions(here / "Dockerfile")
