@@ -575,7 +575,9 @@ def test_a_second_signal_during_upscale_still_leaves_no_partial_output(long_vide
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 128 + sig, err
+    # 128 + sig from our handler; or killed by the signal itself when the second one lands in the interpreter's
+    # final teardown, where Python has put the default handlers back (shells report both as 128 + sig)
+    assert proc.returncode in (128 + sig, -sig), err
     assert "Traceback" not in err and list(out.iterdir()) == []
 
 
