@@ -50,20 +50,7 @@ class ChannelScanParams(ctypes.Structure):
     ]
 
 
-_lib = None
-
-
-def library_path() -> str | None:
-    """The built kernel next to this file, or None when it has not been built."""
-    return native_library.library_path(_LIB_STEM)
-
-
-def load_library() -> ctypes.CDLL:
-    """Load the kernel once; raise MissingDependency if it is not built or is stale."""
-    global _lib
-    if _lib is not None:
-        return _lib
-    lib = native_library.open_library(library_path(), "native mixer", "mixer_abi_version", _ABI_VERSION)
+def _declare(lib: ctypes.CDLL) -> None:
     lib.mixer_workspace_floats.restype = ctypes.c_int64
     lib.mixer_workspace_floats.argtypes = [ctypes.c_int64] * 6
     lib.mixer_forward.restype = ctypes.c_int
@@ -74,8 +61,14 @@ def load_library() -> ctypes.CDLL:
     lib.mixer_scan_forward.argtypes = [ctypes.POINTER(ChannelScanParams)]
     lib.channel_layernorm.restype = ctypes.c_int
     lib.channel_layernorm.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int64]
-    _lib = lib
-    return lib
+
+
+LIBRARY = native_library.Library(_LIB_STEM, "native mixer", "mixer_abi_version", _ABI_VERSION, _declare)
+
+
+def load_library() -> ctypes.CDLL:
+    """Load the kernel once; raise MissingDependency if it is not built or is stale."""
+    return LIBRARY.load()
 
 
 def available() -> bool:

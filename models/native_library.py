@@ -38,3 +38,27 @@ def open_library(path: str | None, what: str, abi_function: str, abi_version: in
     if abi() != abi_version:
         raise MissingDependency(f"{what} library {path} is stale (ABI mismatch): run `pip install -e .`")
     return lib
+
+
+class Library:
+    """One of the project's C libraries, opened once and ABI-checked, its functions declared by ``declare(lib)``.
+
+    ``path()`` is where the build put it (None: not built); tests swap ``path`` and reset ``lib`` to see the
+    errors a missing or stale build gives.
+    """
+
+    def __init__(self, stem: str, what: str, abi_function: str, abi_version: int, declare):
+        self.stem, self.what, self.abi_function, self.abi_version = stem, what, abi_function, abi_version
+        self.declare = declare
+        self.lib: ctypes.CDLL | None = None
+
+    def path(self) -> str | None:
+        return library_path(self.stem)
+
+    def load(self) -> ctypes.CDLL:
+        """The opened library; MissingDependency if it is not built, cannot load or is stale."""
+        if self.lib is None:
+            lib = open_library(self.path(), self.what, self.abi_function, self.abi_version)
+            self.declare(lib)
+            self.lib = lib
+        return self.lib

@@ -56,28 +56,21 @@ class _ScanGrads(ctypes.Structure):
     ]
 
 
-_lib = None
-
-
-def library_path() -> str | None:
-    """The built kernel next to this file, or None when it has not been built."""
-    return native_library.library_path(_LIB_STEM)
-
-
-def load_library() -> ctypes.CDLL:
-    """Load the kernel once; raise MissingDependency if it is not built or is stale."""
-    global _lib
-    if _lib is not None:
-        return _lib
-    lib = native_library.open_library(library_path(), "native scan", "selective_scan_abi_version", _ABI_VERSION)
+def _declare(lib: ctypes.CDLL) -> None:
     lib.selective_scan_chunk.restype = ctypes.c_int
     lib.selective_scan_lanes.restype = ctypes.c_int
     lib.selective_scan_fwd.argtypes = [ctypes.POINTER(_ScanParams)]
     lib.selective_scan_fwd.restype = ctypes.c_int
     lib.selective_scan_bwd.argtypes = [ctypes.POINTER(_ScanParams), ctypes.POINTER(_ScanGrads)]
     lib.selective_scan_bwd.restype = ctypes.c_int
-    _lib = lib
-    return lib
+
+
+LIBRARY = native_library.Library(_LIB_STEM, "native scan", "selective_scan_abi_version", _ABI_VERSION, _declare)
+
+
+def load_library() -> ctypes.CDLL:
+    """Load the kernel once; raise MissingDependency if it is not built or is stale."""
+    return LIBRARY.load()
 
 
 def _check_status(status: int, what: str) -> None:

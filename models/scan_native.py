@@ -29,7 +29,6 @@ from mambalitesr.models.scan_lib import (  # noqa: F401
     _make_params,
     _n_chunks,
     _padded_state,
-    library_path,
     load_library,
     selective_scan_numpy,
 )

@@ -256,8 +256,8 @@ def test_missing_native_library_is_a_missing_dependency(monkeypatch):
     from mambalitesr.runtime.backends import ort_ops
 
     monkeypatch.setattr(ort_ops, "_registered", False)
-    monkeypatch.setattr(scan_lib, "_lib", None)
-    monkeypatch.setattr(scan_lib, "library_path", lambda: None)
+    monkeypatch.setattr(scan_lib.LIBRARY, "lib", None)
+    monkeypatch.setattr(scan_lib.LIBRARY, "path", lambda: None)
     with pytest.raises(MissingDependency, match="native scan library"):
         ort_ops.register_kernels()
 

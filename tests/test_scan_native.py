@@ -344,8 +344,8 @@ def test_non_cpu_tensors_are_refused():
 
 
 def test_missing_library_raises_missing_dependency(monkeypatch):
-    monkeypatch.setattr(scan_lib, "_lib", None)
-    monkeypatch.setattr(scan_lib, "library_path", lambda: None)
+    monkeypatch.setattr(scan_lib.LIBRARY, "lib", None)
+    monkeypatch.setattr(scan_lib.LIBRARY, "path", lambda: None)
     with pytest.raises(MissingDependency, match="pip install -e"):
         scan_native.load_library()
     tensors, options = make_inputs(1, 2, 4, 8)
