@@ -82,19 +82,13 @@ def wrong_on_aarch64(tmp_path: Path, rel: str, function: str, params: str) -> Pa
     return root
 
 
-def test_wrong_scan_on_aarch64_fails(tmp_path):
-    proc = run(wrong_on_aarch64(tmp_path, "models/csrc/selective_scan_cpu.c", "selective_scan_fwd", "ScanParams"),
-               "scan")
+@pytest.mark.parametrize("only, rel, function, params, records, first_record", [
+    ("scan", "models/csrc/selective_scan_cpu.c", "selective_scan_fwd", "ScanParams", 20, "fwd K=1"),
+    ("mixer", "models/csrc/mixer_cpu.c", "mixer_scan_forward", "ChannelScanParams", 5, "channel scan N=5"),
+])
+def test_a_kernel_wrong_only_on_aarch64_fails(tmp_path, only, rel, function, params, records, first_record):
+    proc = run(wrong_on_aarch64(tmp_path, rel, function, params), only)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
-    assert "native: scan: 20 records, 0 failure(s)" in out
-    assert "MISMATCH fwd K=1" in out
-
-
-def test_wrong_fused_mixer_on_aarch64_fails(tmp_path):
-    proc = run(wrong_on_aarch64(tmp_path, "models/csrc/mixer_cpu.c", "mixer_scan_forward", "ChannelScanParams"),
-               "mixer")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out
-    assert "native: mixer: 5 records, 0 failure(s)" in out
-    assert "MISMATCH channel scan N=5" in out
+    assert f"native: {only}: {records} records, 0 failure(s)" in out
+    assert f"MISMATCH {first_record}" in out

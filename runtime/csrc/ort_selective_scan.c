@@ -276,19 +276,14 @@ OrtStatus *ORT_API_CALL RegisterCustomOps(OrtSessionOptions *options, const OrtA
     ScanOp *op = calloc(1, sizeof *op);
     if (op == NULL) return api->CreateStatus(ORT_FAIL, "mambalitesr: out of memory");
     op->nthreads = threads_from(api, options);
-    op->op.version = MLSR_ORT_API; /* ORT reads only the members that existed in this version */
-    op->op.GetName = op_name;
-    op->op.GetExecutionProviderType = op_provider;
-    op->op.GetInputType = float_type;
-    op->op.GetInputTypeCount = input_count;
-    op->op.GetOutputType = float_type;
-    op->op.GetOutputTypeCount = output_count;
-    op->op.GetInputCharacteristic = input_kind;
-    op->op.GetOutputCharacteristic = output_kind;
-    op->op.GetInputMemoryType = input_memory;
-    op->op.KernelDestroy = destroy_kernel;
-    op->op.CreateKernelV2 = create_kernel;
-    op->op.KernelComputeV2 = compute;
+    op->op = (OrtCustomOp){
+        .version = MLSR_ORT_API, /* ORT reads only the members that existed in this version */
+        .GetName = op_name, .GetExecutionProviderType = op_provider,
+        .GetInputType = float_type, .GetInputTypeCount = input_count, .GetInputCharacteristic = input_kind,
+        .GetInputMemoryType = input_memory,
+        .GetOutputType = float_type, .GetOutputTypeCount = output_count, .GetOutputCharacteristic = output_kind,
+        .CreateKernelV2 = create_kernel, .KernelComputeV2 = compute, .KernelDestroy = destroy_kernel,
+    };
     OrtCustomOpDomain *domain = NULL;
     TRY(api->CreateCustomOpDomain("mambalitesr", &domain));
     TRY(api->CustomOpDomain_Add(domain, &op->op));
