@@ -133,3 +133,22 @@ def test_native_kernel_cross_builds_for_aarch64(tmp_path):
     symbols = subprocess.run(["aarch64-linux-gnu-nm", "-D", "--defined-only", str(lib)], capture_output=True,
                              text=True, check=True).stdout
     assert " T RegisterCustomOps" in symbols and " T mambalitesr_ort_abi_version" in symbols
+
+
+@needs_native
+def test_concurrent_runs_of_one_session_do_not_share_a_workspace(tmp_path):
+    """ONNX Runtime allows concurrent Run() on one session; the kernel's one workspace is locked per call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mambalitesr.models.scan import selective_scan
+
+    B, D, N, H, W = 1, 32, 16, 60, 120  # L = 7200: several blocks of the channel scan, calls long enough to overlap
+    session = ort_ops.make_session(one_node_model(tmp_path / "scan.onnx", 1, N), kernels="native", threads=1)
+    cases = [scan_inputs(1, B, D, N, H, W, seed=s) for s in range(6)]
+    wants = [selective_scan(*t.values(), True, directions=1, height=H, width=W, backend="ref").reshape(B, D, H, W)
+             for t in cases]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        gots = list(pool.map(lambda t: [session.run(None, feeds(t, H, W))[0] for _ in range(4)], cases))
+    for seed, (runs, want) in enumerate(zip(gots, wants)):
+        for got in runs:
+            assert_close(got, want, what=f"case {seed} under concurrent runs")

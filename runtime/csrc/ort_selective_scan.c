@@ -21,6 +21,7 @@
  * Threads: the session config entry "mambalitesr.scan_threads" (set by ort_ops.session_options from the
  * backend's --threads) caps the scan's OpenMP threads; absent or 0, the OpenMP default.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,7 +48,10 @@ typedef struct {
 typedef struct {
     const OrtApi *api;
     int64_t directions, dstate, delta_softplus, nthreads;
-    float *workspace; /* grown on demand, kept across calls so no run touches fresh pages */
+    /* Grown on demand and kept across calls, so no run touches fresh pages. One kernel serves every Run() of
+     * its session, and ONNX Runtime allows concurrent Run() calls: the lock keeps two calls off one workspace. */
+    pthread_mutex_t lock;
+    float *workspace;
     size_t workspace_floats;
 } ScanKernel;
 
@@ -83,6 +87,8 @@ static OrtStatus *ORT_API_CALL create_kernel(const OrtCustomOp *op, const OrtApi
         status = fail(api, "SelectiveScan: directions must be 1 or 4, got %lld", (long long)k->directions);
     if (status == NULL && (k->dstate < 1 || k->dstate > MIXER_MAX_STATE))
         status = fail(api, "SelectiveScan: d_state must be in 1..%d, got %lld", MIXER_MAX_STATE, (long long)k->dstate);
+    if (status == NULL && pthread_mutex_init(&k->lock, NULL) != 0)
+        status = api->CreateStatus(ORT_FAIL, "SelectiveScan: could not create the workspace lock");
     if (status != NULL) {
         free(k);
         return status;
@@ -93,7 +99,9 @@ static OrtStatus *ORT_API_CALL create_kernel(const OrtCustomOp *op, const OrtApi
 
 static void ORT_API_CALL destroy_kernel(void *kernel) {
     ScanKernel *k = kernel;
-    if (k != NULL) free(k->workspace);
+    if (k == NULL) return;
+    pthread_mutex_destroy(&k->lock);
+    free(k->workspace);
     free(k);
 }
 
@@ -150,6 +158,40 @@ static void token_major(const float *src, float *dst, int64_t BK, int64_t N, int
     }
 }
 
+/* The scan itself, under the kernel's lock (it owns the workspace). */
+static OrtStatus *run_scan(ScanKernel *k, const Tensor *in, float *y, int64_t B, int64_t D, int64_t H, int64_t W) {
+    const OrtApi *api = k->api;
+    const Tensor *u = &in[IN_U];
+    const int64_t L = H * W, K = k->directions, N = k->dstate, KD = K * D;
+    int status;
+    if (K == 1) {
+        const int64_t floats = mixer_scan_workspace_floats(D, N);
+        TRY(grow_workspace(k, (size_t)floats));
+        ChannelScanParams p = {.batch = B, .dim = D, .dstate = N, .length = L, .delta_softplus = k->delta_softplus,
+                               .nthreads = k->nthreads, .workspace_floats = (int64_t)k->workspace_floats,
+                               .u = u->data, .delta = in[IN_DELTA].data, .A = in[IN_A].data, .Bm = in[IN_BM].data,
+                               .Cm = in[IN_CM].data, .Dskip = in[IN_DSKIP].data, .z = in[IN_Z].data,
+                               .delta_bias = in[IN_DELTA_BIAS].data, .out = y, .workspace = k->workspace};
+        status = mixer_scan_forward(&p);
+    } else {
+        const int64_t NP = (N + SCAN_LANES - 1) / SCAN_LANES * SCAN_LANES, per = B * K * L * NP;
+        TRY(grow_workspace(k, (size_t)(2 * per)));
+        float *bt = k->workspace, *ct = k->workspace + per;
+        token_major(in[IN_BM].data, bt, B * K, N, L, NP);
+        token_major(in[IN_CM].data, ct, B * K, N, L, NP);
+        ScanParams p = {.batch = B, .dim = D, .dstate = N, .length = L, .directions = K, .height = H, .width = W,
+                        .groups = K, .delta_softplus = k->delta_softplus, .nthreads = k->nthreads,
+                        .x_batch_stride = D * L, .x_dim_stride = L, .delta_batch_stride = KD * L,
+                        .delta_dim_stride = L, .bc_batch_stride = K * L * NP, .bc_group_stride = L * NP,
+                        .bc_token_stride = NP, .u = u->data, .delta = in[IN_DELTA].data, .A = in[IN_A].data,
+                        .Bm = bt, .Cm = ct, .Dskip = in[IN_DSKIP].data, .z = in[IN_Z].data,
+                        .delta_bias = in[IN_DELTA_BIAS].data, .out = y};
+        status = selective_scan_fwd(&p);
+    }
+    if (status != 0) return fail(api, "SelectiveScan: the C scan refused its arguments (status %d, K = %lld)", status, (long long)K);
+    return NULL;
+}
+
 static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *ctx) {
     ScanKernel *k = kernel;
     const OrtApi *api = k->api;
@@ -180,33 +222,10 @@ static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *ctx) {
     TRY(api->GetTensorMutableData(y_value, &y));
     if (B * D * L == 0) return NULL;
 
-    int status;
-    if (K == 1) {
-        const int64_t floats = mixer_scan_workspace_floats(D, N);
-        TRY(grow_workspace(k, (size_t)floats));
-        ChannelScanParams p = {.batch = B, .dim = D, .dstate = N, .length = L, .delta_softplus = k->delta_softplus,
-                               .nthreads = k->nthreads, .workspace_floats = (int64_t)k->workspace_floats,
-                               .u = u->data, .delta = in[IN_DELTA].data, .A = in[IN_A].data, .Bm = in[IN_BM].data,
-                               .Cm = in[IN_CM].data, .Dskip = in[IN_DSKIP].data, .z = in[IN_Z].data,
-                               .delta_bias = in[IN_DELTA_BIAS].data, .out = y, .workspace = k->workspace};
-        status = mixer_scan_forward(&p);
-    } else {
-        const int64_t NP = (N + SCAN_LANES - 1) / SCAN_LANES * SCAN_LANES, per = B * K * L * NP;
-        TRY(grow_workspace(k, (size_t)(2 * per)));
-        float *bt = k->workspace, *ct = k->workspace + per;
-        token_major(in[IN_BM].data, bt, B * K, N, L, NP);
-        token_major(in[IN_CM].data, ct, B * K, N, L, NP);
-        ScanParams p = {.batch = B, .dim = D, .dstate = N, .length = L, .directions = K, .height = H, .width = W,
-                        .groups = K, .delta_softplus = k->delta_softplus, .nthreads = k->nthreads,
-                        .x_batch_stride = D * L, .x_dim_stride = L, .delta_batch_stride = KD * L,
-                        .delta_dim_stride = L, .bc_batch_stride = K * L * NP, .bc_group_stride = L * NP,
-                        .bc_token_stride = NP, .u = u->data, .delta = in[IN_DELTA].data, .A = in[IN_A].data,
-                        .Bm = bt, .Cm = ct, .Dskip = in[IN_DSKIP].data, .z = in[IN_Z].data,
-                        .delta_bias = in[IN_DELTA_BIAS].data, .out = y};
-        status = selective_scan_fwd(&p);
-    }
-    if (status != 0) return fail(api, "SelectiveScan: the C scan refused its arguments (status %d, K = %lld)", status, (long long)K);
-    return NULL;
+    pthread_mutex_lock(&k->lock);
+    OrtStatus *failure = run_scan(k, in, y, B, D, H, W);
+    pthread_mutex_unlock(&k->lock);
+    return failure;
 }
 
 /* ------------------------------------------------------------------ op description */
