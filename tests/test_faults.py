@@ -553,7 +553,9 @@ def test_two_sigterms_stop_training_at_once_without_a_traceback(tmp_path):
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 143, err
+    # 143 from our handler; -SIGTERM when a slow scheduler delivers the second signal only after the first one
+    # finished the exit and Python's teardown put the default handler back (see the upscale case below)
+    assert proc.returncode in (143, -signal.SIGTERM), err
     assert time.monotonic() - sent < 20 and "Traceback" not in err, err
     assert "terminated (SIGTERM)" in err or "mambalitesr train: SIGTERM again: stopped at once" in err, err
     assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []  # no temporary checkpoint left
