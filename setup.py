@@ -33,14 +33,14 @@ EXTENSIONS = [
     native("mambalitesr.runtime._framepath", ["runtime/csrc/framepath.c"]),
 ]
 
-# The ONNX Runtime kernel of the SelectiveScan node (no Python in the loop) needs ONNX Runtime's C API header,
+# The ONNX Runtime kernels of the SelectiveScan and MambaMixer nodes (no Python in the loop) need ONNX Runtime's C API header,
 # which is never committed: runtime/csrc/ort_headers.py finds it or fetches Debian's libonnxruntime-dev.
 # Without it the build goes on and the runtime announces the Python kernel (onnxruntime-extensions) instead.
 _ORT_INCLUDE = runpy.run_path(str(Path(__file__).parent / "runtime" / "csrc" / "ort_headers.py"))["include_dir"]()
+ORT_KERNEL_SOURCES = ["runtime/csrc/ort_register.c", "runtime/csrc/ort_common.c", "runtime/csrc/ort_selective_scan.c",
+                      "runtime/csrc/ort_mamba_mixer.c", "models/csrc/mixer_cpu.c", "models/csrc/selective_scan_cpu.c"]
 if _ORT_INCLUDE:
-    EXTENSIONS.append(native("mambalitesr.runtime._ort_scan", [
-        "runtime/csrc/ort_selective_scan.c", "models/csrc/mixer_cpu.c", "models/csrc/selective_scan_cpu.c"],
-        include_dirs=[_ORT_INCLUDE]))
+    EXTENSIONS.append(native("mambalitesr.runtime._ort_scan", ORT_KERNEL_SOURCES, include_dirs=[_ORT_INCLUDE]))
 
 # torch is an extra: inference with the onnxruntime or tensorrt backend needs none of it. Public PyPI's
 # torch==2.13.0 for Linux x86-64 is the CUDA build (it pulls about 16 nvidia-* wheels, gigabytes); for the CPU

@@ -105,9 +105,10 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batches", default="1,4", type=t.csv_of(t.int_range(1, 1024), "batches"), help="batch sizes, comma-separated (default 1,4)")
     g.add_argument("--backends", default="torch,onnxruntime,tensorrt",
                    help="backends to try (default all: those not available here get a skipped row with the reason)")
-    g.add_argument("--onnx-graphs", default="plugin,portable",
-                   help="ONNX graph forms for onnxruntime: plugin (SelectiveScan nodes, dynamic shapes), portable "
-                        "(standard ops, one export per size, batch 1)")
+    g.add_argument("--onnx-graphs", default="plugin,fused,portable",
+                   help="ONNX graph forms for onnxruntime: plugin (SelectiveScan nodes, dynamic shapes), fused "
+                        "(MambaMixer nodes, dynamic shapes, CPU with the native kernels), portable (standard ops, one "
+                        "export per size, batch 1); default all three")
     g.add_argument("--portable-sizes", default=DEFAULT_PORTABLE_SIZES, metavar="WxH,...|all", type=t.sizes_text,
                    help=f"sizes at which to export and run the portable graph, each a separate export taking "
                         f"minutes of CPU (default {DEFAULT_PORTABLE_SIZES}, where it is among --sizes; 'all': every size)")

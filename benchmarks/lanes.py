@@ -95,7 +95,7 @@ class OnnxLane(Lane):
     def __init__(self, model: ModelSpec, plan: LatencyPlan, form: str, providers: str, exporter: "Exporter"):
         super().__init__("onnxruntime", f"onnx-{form}", "fp32", providers)
         self.model, self.plan, self.form, self.exporter = model, plan, form, exporter
-        self.skip_reason = providers_reason(providers)  # before any export: a missing provider costs nothing
+        self.skip_reason = providers_reason(providers) or (fused_reason(model.name) if form == "fused" else None)
 
     def check_shape(self, hw, batch):
         if self.form == "portable" and batch != 1:
@@ -186,6 +186,19 @@ def providers_reason(providers: str) -> str | None:
         return None
     return (f"onnxruntime {ort.__version__} has no {', '.join(missing)} (available: {', '.join(available)}); "
             "an onnxruntime build with it (e.g. onnxruntime-gpu with CUDA and cuDNN) runs this lane")
+
+
+def fused_reason(model_name: str) -> str | None:
+    """Why the fused ONNX graph of ``model_name`` cannot run here (None: it can)."""
+    from mambalitesr.models.registry import get_entry
+    from mambalitesr.runtime.backends import ort_ops
+
+    if get_entry(model_name).config.directions != 1:
+        return "the fused graph runs one-direction mixers; this model has the 4-direction cross-scan"
+    if find("onnxruntime") is not None and ort_ops.native_library_path() is None:
+        return ("the fused graph's MambaMixer nodes run on the native ONNX Runtime kernels, not built here (no ONNX "
+                "Runtime C header at install: install libonnxruntime-dev or set ORT_INCLUDE_DIR, then reinstall)")
+    return None
 
 
 def tensorrt_reason(model_name: str) -> str:

@@ -6,7 +6,8 @@ Glossary (code name -> meaning / symbol):
                     torch / pytorch-native-scan / fp32, onnxruntime / onnx-plugin / fp32 on cpu
     graph           pytorch-native-scan (the C scan) or pytorch-chunked-scan (CUDA); onnx-portable
                     (standard operators, exported per h x w at B = 1); onnx-plugin (one SelectiveScan
-                    node per mixer, dynamic B, h, w; the onnxruntime-extensions kernel on the CPU);
+                    node per mixer, dynamic B, h, w; the native kernel, or the onnxruntime-extensions one);
+                    onnx-fused (one MambaMixer node per one-direction mixer, dynamic; the native kernel);
                     trt-engine (a TensorRT engine given with --engine)
     reference       the torch fp32 lane's output on the same input (its own max_abs_err is 0)
     IterationPolicy warm-up and stopping rule of one measurement (see ``time_calls``)

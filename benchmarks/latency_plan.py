@@ -16,7 +16,7 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 # CUDA lanes are tried by default: where there is no CUDA they are one skipped row each, with the reason
 DEFAULT_TORCH_DEVICES = ("cpu", "cuda")
 DEFAULT_PROVIDERS = ("cpu", "cuda,cpu")
-ONNX_GRAPHS = ("plugin", "portable")
+ONNX_GRAPHS = ("plugin", "fused", "portable")
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,10 @@ def resolve_profile(min_shape=None, opt_shape=None, max_shape=None) -> tuple[Sha
 
 
 def count_plugin_nodes(onnx_path: Path) -> int | None:
-    """Number of mambalitesr::SelectiveScan nodes in the main graph; None when the onnx package is absent."""
+    """Number of mambalitesr::SelectiveScan nodes in the main graph; None when the onnx package is absent.
+
+    UserError for a graph with other ``mambalitesr`` nodes (the fused form's MambaMixer): TensorRT has no
+    plugin for them, and its parser would fail late with a less helpful message."""
     onnx = find("onnx")
     if onnx is None:
         return None
@@ -91,6 +94,11 @@ def count_plugin_nodes(onnx_path: Path) -> int | None:
         raise UserError(f"{onnx_path}: not a readable ONNX model ({exc})") from None
     if not model.graph.node:  # protobuf reads an empty file as an empty model
         raise UserError(f"{onnx_path}: not a readable ONNX model (no graph: an empty or truncated file)")
+    other = sorted({n.op_type for n in model.graph.node if n.domain == PLUGIN_OP[0] and n.op_type != PLUGIN_OP[1]})
+    if other:
+        raise UserError(f"{onnx_path} has mambalitesr::{', '.join(other)} nodes, which only ONNX Runtime's CPU "
+                        "kernels run (the fused form); TensorRT builds engines from the plugin form: "
+                        "`mambalitesr export onnx --scan plugin`")
     return sum(1 for n in model.graph.node if (n.domain, n.op_type) == PLUGIN_OP)
 
 

@@ -6,7 +6,9 @@ Glossary (code name -> meaning / paper symbol):
     scan form     "portable": the two-level chunked scan as standard ONNX operators (no Loop, Scan,
                   Einsum or CumSum; static chunk shapes, so fixed input sizes only);
                   "plugin": one ``mambalitesr::SelectiveScan`` node per mixer (see onnx_plugin_scan),
-                  for the TensorRT plugin or an ONNX Runtime kernel (the runtime's, found by entry point)
+                  for the TensorRT plugin or an ONNX Runtime kernel (the runtime's, found by entry point);
+                  "fused": one ``mambalitesr::MambaMixer`` node per one-direction mixer (see onnx_mixer_node),
+                  the whole mixer core on the runtime's native ONNX Runtime CPU kernel (not TensorRT)
     opset         ONNX default-domain opset (17 or newer; LayerNormalization needs 17)
 
 ``export_onnx`` builds the model, exports it with the dynamo exporter, checks the graph (onnx.checker,
@@ -14,7 +16,7 @@ strict shape inference, the scan-form invariants), runs it in ONNX Runtime again
 image or a deterministic test pattern, and only then renames the file into place. A max absolute
 error over ``TOLERANCE`` (fp32) fails the export and leaves no file.
 
-A plugin-form graph runs in ONNX Runtime only with a kernel for its SelectiveScan nodes. Those kernels
+A plugin- or fused-form graph runs in ONNX Runtime only with kernels for its custom nodes. Those kernels
 live with the runtime that runs them; export does not import the runtime (the layers are independent)
 but asks the installed package's ``mambalitesr.onnxruntime_kernels`` entry points (see setup.py) for
 functions that add kernels to ORT SessionOptions, as ORT itself loads a custom-op library by path.
@@ -35,8 +37,10 @@ from mambalitesr import __version__
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.optional import require
 
-SCAN_FORMS = ("portable", "plugin")
-_TRACE_HINT = {"plugin": ", under a minute on an idle 2-core CPU", "portable": ", minutes at 320x180"}
+SCAN_FORMS = ("portable", "plugin", "fused")
+DYNAMIC_FORMS = ("plugin", "fused")  # forms whose graph does not depend on the traced size
+_TRACE_HINT = {"plugin": ", under a minute on an idle 2-core CPU", "fused": ", under a minute on an idle 2-core CPU",
+               "portable": ", minutes at 320x180"}
 KERNEL_ENTRY_POINTS = "mambalitesr.onnxruntime_kernels"  # name -> f(SessionOptions) registering custom-op kernels
 DEFAULT_HW = (180, 320)  # 720p output at x4: the Jetson camera path's frame
 # A dynamic export's graph does not depend on the size it is traced at, so without a verify image it traces
@@ -107,6 +111,9 @@ def check_scan_form(model, scan: str, n_mixers: int, directions: int, d_state: i
     """Raise VerificationError when the graph breaks its scan form's invariants."""
     from mambalitesr.export.onnx_plugin_scan import INPUT_RANKS, PLUGIN_DOMAIN, PLUGIN_OP_TYPE
 
+    if scan == "fused":
+        _check_fused_form(model, n_mixers)
+        return
     nodes = list(iter_nodes(model))
     custom = [n for n in nodes if n.domain not in ("", "ai.onnx")]
     if scan == "portable":
@@ -129,6 +136,22 @@ def check_scan_form(model, scan: str, n_mixers: int, directions: int, d_state: i
         got = tuple(ranks.get(name) for name in n.input)
         if len(n.input) != len(INPUT_RANKS) or got != INPUT_RANKS:
             raise VerificationError(f"SelectiveScan node {n.name} has input ranks {got}; expected {INPUT_RANKS}")
+
+
+def _check_fused_form(model, n_mixers: int) -> None:
+    from mambalitesr.export import onnx_mixer_node as node
+
+    custom = [n for n in iter_nodes(model) if n.domain not in ("", "ai.onnx")]
+    mixers = [n for n in custom if (n.domain, n.op_type) == (node.NODE_DOMAIN, node.NODE_OP_TYPE)]
+    if len(mixers) != len(custom) or len(mixers) != n_mixers:
+        raise VerificationError(f"fused graph has {len(mixers)} {node.NODE_DOMAIN}::{node.NODE_OP_TYPE} nodes (and "
+                                f"{len(custom) - len(mixers)} other custom nodes); expected one per mixer, {n_mixers}")
+    ranks = _value_ranks(model)
+    for n in mixers:
+        got = tuple(ranks.get(name) for name in n.input)
+        if list(n.attribute) or got != node.INPUT_RANKS:
+            raise VerificationError(f"MambaMixer node {n.name} has input ranks {got} and {len(n.attribute)} "
+                                    f"attributes; expected {node.INPUT_RANKS} and none")
 
 
 def _value_ranks(model) -> dict[str, int]:
@@ -254,7 +277,7 @@ def _validate_args(scan, height, width, dynamic, opset) -> None:
         raise UserError("give both --height and --width, or neither")
     if height is not None and (height < 1 or width < 1):
         raise UserError(f"--height and --width must be positive, got {height} x {width}")
-    if dynamic and scan == "portable":
+    if dynamic and scan not in DYNAMIC_FORMS:
         raise UserError(
             "the portable scan form supports fixed input sizes only: its chunked scan pads the token sequence "
             "to a static multiple of the chunk and takes log2(chunks) doubling steps, both fixed by h x w at "
@@ -285,6 +308,7 @@ def _quiet_exporter():
 def _export_proto(model, example, scan: str, dynamic: bool, opset: int):
     import torch
 
+    from mambalitesr.export.onnx_mixer_node import fused_mixer_nodes
     from mambalitesr.export.onnx_plugin_scan import plugin_scan
 
     kwargs = {}
@@ -294,7 +318,7 @@ def _export_proto(model, example, scan: str, dynamic: bool, opset: int):
         kwargs["dynamic_shapes"] = {"x": dims}
     target = max(opset, EXPORTER_OPSET)  # 17 is reached below: torch cannot down-convert Pad
     with _quiet_exporter(), torch.no_grad():
-        ctx = plugin_scan(model) if scan == "plugin" else nullcontext()
+        ctx = {"plugin": plugin_scan, "fused": fused_mixer_nodes}.get(scan, lambda m: nullcontext())(model)
         with ctx:
             program = torch.onnx.export(model, (example,), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                         opset_version=target, dynamo=True, external_data=False, verbose=False,
@@ -360,16 +384,25 @@ def kernel_registrars() -> dict:
 def _ort_session(path: Path, scan: str):
     ort = require("onnxruntime", "verifying the export needs onnxruntime", extra="export")
     so = ort.SessionOptions()
-    if scan == "plugin":
+    if scan != "portable":
         registrars = kernel_registrars()
         if not registrars:
             raise MissingDependency(
-                f"verifying a plugin-form graph needs an ONNX Runtime kernel for its SelectiveScan nodes, declared "
+                f"verifying a {scan}-form graph needs ONNX Runtime kernels for its custom nodes, declared "
                 f"as a '{KERNEL_ENTRY_POINTS}' entry point; none is installed (pip install -e . registers the "
                 "runtime's)")
         for ep in registrars.values():
             ep.load()(so)
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT's Fail / InvalidGraph: no kernel for a node, most likely
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if scan == "fused":
+            raise MissingDependency(
+                f"ONNX Runtime cannot load the fused graph ({text[:200]}): its MambaMixer nodes run only on the "
+                "native kernel library (mambalitesr.runtime._ort_scan), built at install when ONNX Runtime's C "
+                "header can be had (install libonnxruntime-dev or set ORT_INCLUDE_DIR, then reinstall)") from None
+        raise VerificationError(f"ONNX Runtime cannot load the exported graph: {text[:400]}") from None
 
 
 def _compare(session, model, x: np.ndarray) -> float:
@@ -405,8 +438,8 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "plugi
     """Export registry model ``model_name`` (with ``weights``, else its shipped weights) to ``out_path``.
 
     Fixed size: ``height`` x ``width``, else the verify image's size, else DEFAULT_HW. ``dynamic``
-    (plugin form only) makes batch, height and width symbolic and checks two sizes; None (the default)
-    means dynamic for the plugin form without ``height``/``width``. Progress goes to ``log`` (stderr by
+    (plugin and fused forms) makes batch, height and width symbolic and checks two sizes; None (the default)
+    means dynamic for those forms without ``height``/``width``. Progress goes to ``log`` (stderr by
     default): the form, the size, each stage and its time. Raises UserError
     on bad arguments and VerificationError when ONNX Runtime disagrees with PyTorch; either way no
     file is left at ``out_path``.
@@ -415,7 +448,7 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "plugi
         def log(msg):
             print(msg, file=sys.stderr, flush=True)
     if dynamic is None:
-        dynamic = scan == "plugin" and height is None and width is None
+        dynamic = scan in DYNAMIC_FORMS and height is None and width is None
     _validate_args(scan, height, width, dynamic, opset)
     if out_path is None:
         raise UserError("no output path given (-o FILE.onnx)")

@@ -39,8 +39,11 @@ class MambaMixer(nn.Module):
         self.d_inner, self.d_state, self.dt_rank, self.directions = D, N, R, K
         self.scan_backend = "chunked"
         # "tokens": forward() as written below; "channel_major": the same math with every matmul writing the
-        # layout its consumer reads (forward_graph_channel_major), what the plugin-form export traces
+        # layout its consumer reads (forward_graph_channel_major), what the plugin-form export traces;
+        # "fused_node": the core as one call (forward_graph_fused) on the core named by core_backend
+        # (models/mixer_fused.py), what the fused-form export traces
         self.graph_layout = "tokens"
+        self.core_backend = "reference"
         self.in_proj = make_projection(C, 2 * D, cfg.rank)
         self.conv1d = nn.Conv1d(D, D, cfg.d_conv, groups=D, padding=cfg.d_conv - 1)
         if K == 1:
@@ -80,6 +83,8 @@ class MambaMixer(nn.Module):
     def forward(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if self.graph_layout == "channel_major":
             return self.forward_graph_channel_major(tokens, height, width)
+        if self.graph_layout == "fused_node":
+            return self.forward_graph_fused(tokens, height, width)
         batch, length, _ = tokens.shape
         K, D, N, R = self.directions, self.d_inner, self.d_state, self.dt_rank
         xz = self.in_proj(tokens)  # (B, L, 2D)
@@ -133,6 +138,34 @@ class MambaMixer(nn.Module):
             y = torch.matmul(self.out_proj.up.weight, torch.matmul(self.out_proj.down.weight, y))  # (B, C, L)
         else:
             y = torch.matmul(self.out_proj.weight, y)  # (B, C, L)
+        return y.transpose(1, 2)  # (B, L, C)
+
+    def forward_graph_fused(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """``forward`` with the core as one call (K = 1): tokens (B, L, C) -> (B, L, C).
+
+        A low-rank W_in's thin V and W_out's thin U stay outside the core (as in forward_channel_major): the
+        core reads the r rows of V u and writes the r rows U reads. The core is the one registered under
+        ``core_backend`` (models/mixer_fused.py): the torch reference by default, export's ONNX node while
+        exporting the fused form. Same math as ``forward``; tests/test_models.py compares them.
+        """
+        from mambalitesr.models.mixer_fused import fused_core
+
+        if self.directions != 1:
+            raise ValueError("the fused mixer core scans one direction; this mixer has the 4-direction cross-scan")
+        u = tokens.transpose(1, 2)  # (B, C, L)
+        if hasattr(self.in_proj, "down"):
+            a, w_in = torch.matmul(self.in_proj.down.weight, u), self.in_proj.up.weight  # (B, r, L), (2D, r)
+        else:
+            a, w_in = u, self.in_proj.weight  # (B, C, L), (2D, C)
+        low_out = hasattr(self.out_proj, "down")
+        w_out = self.out_proj.down.weight if low_out else self.out_proj.weight  # (r, D) or (C, D)
+        w_x, w_dt, dt_bias = self._projections()
+        y = fused_core(self.core_backend)(
+            a, w_in, self.conv1d.weight.reshape(self.d_inner, -1), self.conv1d.bias, w_x, w_dt[0], dt_bias,
+            -torch.exp(self.A_log.float()), self.D.float(), w_out, height=height, width=width,
+        )  # (B, r, L) or (B, C, L)
+        if low_out:
+            y = torch.matmul(self.out_proj.up.weight, y)  # (B, C, L)
         return y.transpose(1, 2)  # (B, L, C)
 
     def forward_channel_major(self, tokens_cm: torch.Tensor, fuse_projections: bool | None = None) -> torch.Tensor:

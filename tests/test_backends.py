@@ -173,7 +173,7 @@ def test_onnxruntime_custom_domain_needs_its_kernels(tmp_path, monkeypatch):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("mambalitesr", 1)])
     path = tmp_path / "custom.onnx"
     onnx.save(model, str(path))
-    assert ob.custom_domains(path) == {"mambalitesr"}
+    assert ob.custom_ops(path) == ({"mambalitesr"}, {"mambalitesr::SelectiveScan"})
     from mambalitesr.runtime.backends import ort_ops
 
     def no_kernels(so=None, **options):

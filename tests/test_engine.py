@@ -181,3 +181,14 @@ def test_cli_command_when_export_group_is_registered(tmp_path, capsys, no_tensor
     code = cli.main(["export", "engine", str(identity_onnx(tmp_path / "m.onnx")), "-o", str(tmp_path / "m.engine")])
     assert code == MissingDependency.exit_code
     assert "TensorRT Python bindings not found" in capsys.readouterr().err
+
+
+def test_a_fused_form_graph_is_refused_before_tensorrt_is_needed(tmp_path):
+    """MambaMixer nodes have no TensorRT plugin: the builder names the plugin form instead of failing in the parser."""
+    from mambalitesr.runtime.backends.shipped import shipped_onnx_path
+
+    fused = shipped_onnx_path("mambalitesr_x4", "fused")
+    with pytest.raises(UserError, match=r"mambalitesr::MambaMixer nodes, which only ONNX Runtime.*--scan plugin"):
+        eng.build_engine(fused, tmp_path / "m.engine")
+    assert eng.count_plugin_nodes(shipped_onnx_path("mambalitesr_x4", "plugin")) == 8
+    assert not (tmp_path / "m.engine").exists()

@@ -84,13 +84,23 @@ def test_a_model_without_a_shipped_graph_is_named():
         create_backend("onnxruntime", model="dvmsr_x4")
 
 
-def test_the_shipped_graph_runs_and_matches_the_torch_backend():
+@pytest.mark.parametrize("form", ["plugin", "fused"])
+def test_the_shipped_graphs_run_and_match_the_torch_backend(form, monkeypatch):
+    """Both shipped forms; the CPU default is the fused one when the native kernels are built."""
     pytest.importorskip("onnxruntime_extensions")
     pytest.importorskip("torch")
-    from mambalitesr.runtime.backends import create_backend
+    from mambalitesr.runtime.backends import create_backend, ort_ops
+    from mambalitesr.runtime.backends import onnxruntime_backend as ob
 
+    if form == "fused" and ort_ops.native_library_path() is None:
+        pytest.skip("the native ONNX Runtime kernels were not built (no ONNX Runtime C header at install)")
+    assert ob.shipped_form("mambalitesr_x4", ["CPUExecutionProvider"]) == (
+        "fused" if ort_ops.native_library_path() else "plugin")
+    monkeypatch.setattr(ob, "shipped_form", lambda model, providers: form)
     ort_backend = create_backend("onnxruntime")
-    assert "mambalitesr_x4.onnx (shipped)" in ort_backend.describe() and "SelectiveScan" in ort_backend.describe()
+    name, op = ("mambalitesr_x4.onnx", "SelectiveScan") if form == "plugin" else ("mambalitesr_x4.fused.onnx",
+                                                                                    "MambaMixer")
+    assert f"{name} (shipped, {form} form)" in ort_backend.describe() and op in ort_backend.describe()
     assert ort_backend.fixed_hw is None and ort_backend.scale == 4  # dynamic H and W
     torch_backend = create_backend("torch", threads=1)
     x = np.random.default_rng(3).random((2, 3, 21, 34), dtype=np.float32)

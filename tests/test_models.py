@@ -27,8 +27,10 @@ def test_variant_builds_and_upscales(name):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_channel_major_graph_layout_is_the_same_mixer(name):
-    """The layout the plugin-form export traces (MambaMixer.forward_graph_channel_major) equals forward."""
+@pytest.mark.parametrize("layout", ["channel_major", "fused_node"])
+def test_graph_layouts_are_the_same_mixer(name, layout):
+    """The layouts the plugin-form export (MambaMixer.forward_graph_channel_major) and the fused-form export
+    (forward_graph_fused on the reference core) trace equal forward."""
     from mambalitesr.models.mixer import MambaMixer
     from mambalitesr.testing import assert_close
 
@@ -38,9 +40,13 @@ def test_channel_major_graph_layout_is_the_same_mixer(name):
     tokens = torch.randn(2, 7 * 5, model.config.embed_dim)  # (B, L, C)
     with torch.no_grad():
         want = mixer(tokens, 7, 5)
-        mixer.graph_layout = "channel_major"
+        mixer.graph_layout = layout
+        if layout == "fused_node" and mixer.directions != 1:
+            with pytest.raises(ValueError, match="scans one direction"):
+                mixer(tokens, 7, 5)
+            return
         got = mixer(tokens, 7, 5)
-    assert_close(got, want, what=f"{name} channel-major graph layout")
+    assert_close(got, want, what=f"{name} {layout} graph layout")
 
 
 @pytest.mark.parametrize("name", list_models())

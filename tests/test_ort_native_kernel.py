@@ -1,5 +1,6 @@
 """The native ONNX Runtime kernel of mambalitesr::SelectiveScan (runtime/csrc/ort_selective_scan.c) against the
-reference scan, beside the Python kernel; its registration, threads entry and refusals."""
+reference scan, beside the Python kernel; its registration, threads entry and refusals; the library's aarch64
+build (both ops; MambaMixer's own tests are in test_ort_mixer_kernel.py)."""
 from __future__ import annotations
 
 import ast
@@ -126,13 +127,15 @@ def test_native_kernel_cross_builds_for_aarch64(tmp_path):
     flags_source = re.search(r"^C_FLAGS\s*=\s*(\[.*?\])", (repo / "setup.py").read_text(), re.M | re.S).group(1)
     flags = [f for f in ast.literal_eval(flags_source) if not f.startswith("-march")]  # as tests/aarch64/run.sh
     lib = tmp_path / "libort_scan_aarch64.so"
-    sources = ["runtime/csrc/ort_selective_scan.c", "models/csrc/mixer_cpu.c", "models/csrc/selective_scan_cpu.c"]
+    sources_text = re.search(r"^ORT_KERNEL_SOURCES\s*=\s*(\[.*?\])", (repo / "setup.py").read_text(), re.M | re.S)
+    sources = ast.literal_eval(sources_text.group(1))  # the list setup.py builds
     subprocess.run(["aarch64-linux-gnu-gcc", *flags, "-Wall", "-Wno-psabi", "-shared", "-fPIC", f"-I{include}",
                     *[str(repo / s) for s in sources], "-o", str(lib), "-fopenmp", "-Wl,--no-undefined", "-lm"],
                    check=True, capture_output=True, text=True)
     symbols = subprocess.run(["aarch64-linux-gnu-nm", "-D", "--defined-only", str(lib)], capture_output=True,
                              text=True, check=True).stdout
     assert " T RegisterCustomOps" in symbols and " T mambalitesr_ort_abi_version" in symbols
+    assert " T mlsr_selective_scan_op" in symbols and " T mlsr_mamba_mixer_op" in symbols
 
 
 @needs_native

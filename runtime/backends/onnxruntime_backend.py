@@ -6,10 +6,12 @@ Glossary (code name -> meaning / paper symbol):
                  cuda = CUDAExecutionProvider, tensorrt = TensorrtExecutionProvider. Each one asked for must
                  be installed *and* actually enabled by the session, else MissingDependency (ONNX Runtime
                  itself would silently fall back to the CPU)
-    custom ops   nodes in the ``mambalitesr`` domain (the fused SelectiveScan) run through the kernels of
-                 ``ort_ops`` (the native C kernel, or onnxruntime-extensions + the C scan where that was not built);
-                 registered only when the model has such nodes
-    shipped      without ``onnx``, the model's ONNX shipped beside its weights (``shipped.shipped_onnx``)
+    custom ops   nodes in the ``mambalitesr`` domain (SelectiveScan, MambaMixer) run through the kernels of
+                 ``ort_ops`` (the native C kernels, or onnxruntime-extensions + the C scan where those were not
+                 built: SelectiveScan only); registered only when the model has such nodes
+    shipped      without ``onnx``, the model's ONNX shipped beside its weights (``shipped.shipped_onnx``): the
+                 fused form when the CPU provider alone runs it and the native kernels are built (the fastest
+                 ONNX Runtime graph on a CPU), else the plugin form; ``describe()`` names the form
     s (scale)    from the model metadata ``scale``, else the static output shape, else a probe run
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends import ort_ops
 from mambalitesr.runtime.backends.base import NUMPY_DTYPES, Backend, infer_scale
-from mambalitesr.runtime.backends.shipped import DEFAULT_MODEL, shipped_onnx
+from mambalitesr.runtime.backends.shipped import DEFAULT_MODEL, shipped_onnx, shipped_onnx_path
 from mambalitesr.optional import find, require
 
 PROVIDER_NAMES = {
@@ -43,8 +45,12 @@ def provider_name(short: str) -> str:
     return PROVIDER_NAMES.get(short.strip().lower(), short.strip())
 
 
-def custom_domains(onnx_path: Path) -> set[str] | None:
-    """Non-standard domains the model imports or uses in its top graph; None when onnx is not installed."""
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
+def custom_ops(onnx_path: Path) -> tuple[set[str], set[str]] | None:
+    """(non-standard domains the model imports or uses, its top graph's ``domain::op`` of those domains);
+    None when onnx is not installed."""
     onnx = find("onnx")
     if onnx is None:
         return None
@@ -53,7 +59,16 @@ def custom_domains(onnx_path: Path) -> set[str] | None:
     except Exception as exc:  # DecodeError, ValueError, ... for a file that is not an ONNX model
         raise UserError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
     domains = {op.domain for op in model.opset_import} | {n.domain for n in model.graph.node}
-    return {d for d in domains if d not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")}
+    ops = {f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in STANDARD_DOMAINS}
+    return {d for d in domains if d not in STANDARD_DOMAINS}, ops
+
+
+def shipped_form(model: str, providers: list[str]) -> str:
+    """The shipped graph to run: "fused" on the CPU provider alone when it is shipped and the native kernels are
+    built (its MambaMixer nodes run there only), else "plugin" (GPU providers run its standard operators)."""
+    if providers != ["CPUExecutionProvider"] or not shipped_onnx_path(model, "fused").is_file():
+        return "plugin"
+    return "fused" if ort_ops.resolve_kernels() == "native" else "plugin"
 
 
 class OnnxRuntimeBackend(Backend):
@@ -65,10 +80,11 @@ class OnnxRuntimeBackend(Backend):
         if onnx and model:
             raise UserError("give the onnxruntime backend an ONNX file or a model name, not both")
         self.shipped = not onnx
-        self.onnx_path = Path(onnx) if onnx else shipped_onnx(model or DEFAULT_MODEL)
         if isinstance(providers, str):
             providers = [p for p in providers.split(",") if p.strip()]
         self.providers = [provider_name(p) for p in (providers or ["cpu"])]
+        self.form = shipped_form(model or DEFAULT_MODEL, self.providers) if self.shipped else None
+        self.onnx_path = Path(onnx) if onnx else shipped_onnx(model or DEFAULT_MODEL, self.form)
         self.threads = threads
 
     def load(self) -> None:
@@ -87,9 +103,12 @@ class OnnxRuntimeBackend(Backend):
         so = ort.SessionOptions()
         if self.threads:
             so.intra_op_num_threads = int(self.threads)
-        domains = custom_domains(self.onnx_path)
+        found = custom_ops(self.onnx_path)
+        domains = found[0] if found is not None else None
         self.custom = domains is not None and CUSTOM_DOMAIN in domains
+        self.custom_ops = sorted(found[1]) if found is not None else []
         if self.custom:
+            ort_ops.check_ops(self.custom_ops)  # a MambaMixer graph without the native kernels: named here
             self._register_custom_ops(so)
         try:
             self.session = self._session(ort, so)
@@ -97,11 +116,15 @@ class OnnxRuntimeBackend(Backend):
             if domains is not None:  # registered already, or onnx saw none: the kernels really are missing
                 raise MissingDependency(
                     f"{self.onnx_path}: a '{CUSTOM_DOMAIN}' custom op has no kernel here "
-                    f"(this package's kernels: {ort_ops.OP_TYPE})"
+                    f"(this package's kernels: {', '.join(ort_ops.OPS['native'])})"
                 ) from None
             self.custom = True  # no onnx package to look inside the model: ORT told us
             self._register_custom_ops(so)
-            self.session = self._session(ort, so)
+            try:
+                self.session = self._session(ort, so)
+            except _CustomOpMissing as exc:  # e.g. a MambaMixer node on the Python kernel
+                raise MissingDependency(f"{self.onnx_path}: {exc} (this package's kernels: "
+                                        f"{', '.join(ort_ops.OPS[ort_ops.resolve_kernels()])})") from None
         enabled = self.session.get_providers()
         for p in self.providers:
             if p not in enabled:
@@ -159,8 +182,9 @@ class OnnxRuntimeBackend(Backend):
         return out.astype(np.float32, copy=False)
 
     def describe(self) -> str:
-        custom = f", {ort_ops.OP_TYPE} via {ort_ops.provider()}" if self.custom else ""
-        shipped = " (shipped)" if self.shipped else ""
+        ops = ", ".join(op.split("::")[1] for op in self.custom_ops) or ort_ops.OP_TYPE
+        custom = f", {ops} via {ort_ops.provider()}" if self.custom else ""
+        shipped = f" (shipped, {self.form} form)" if self.shipped else ""
         return (
             f"onnxruntime {self.onnx_path.name}{shipped} on {', '.join(self.session.get_providers())} "
             f"({self.precision}{custom}), x{self.scale}, {self.shapes_text()}"

@@ -1,4 +1,4 @@
-"""ONNX Runtime kernels for the ``mambalitesr`` custom domain: the SelectiveScan node on the native C scan.
+"""ONNX Runtime kernels for the ``mambalitesr`` custom domain: SelectiveScan and MambaMixer on the native C code.
 
 Glossary (code name -> paper symbol; shape letters):
     B batch, D scan channels, K directions, N d_state, H x W token grid, L = H * W
@@ -9,17 +9,22 @@ Glossary (code name -> paper symbol; shape letters):
                   finds this function through the ``mambalitesr.onnxruntime_kernels`` entry point
                   instead of importing the runtime)
 
-The node contract (inputs, attributes) is the one ``export/onnx_plugin_scan.py`` writes:
-    u (B, D, H, W), delta (B, K*D, H, W), A (K*D, N), Bm / Cm (B, K, N, H, W), Dskip (K*D,),
-    z (B, D, H, W), delta_bias (K*D,); attributes directions, d_state, delta_softplus -> y (B, D, H, W)
+The node contracts (inputs, attributes) are the ones export writes:
+    SelectiveScan (export/onnx_plugin_scan.py, the plugin form): u (B, D, H, W), delta (B, K*D, H, W),
+        A (K*D, N), Bm / Cm (B, K, N, H, W), Dskip (K*D,), z (B, D, H, W), delta_bias (K*D,);
+        attributes directions, d_state, delta_softplus -> y (B, D, H, W)
+    MambaMixer (export/onnx_mixer_node.py, the fused form): the whole one-direction mixer core,
+        a (B, Ci, H, W) and the mixer's weights -> y (B, Co, H, W); native kernel only
 
 Two kernels, chosen by ``session_options(kernels=...)``:
     native  ``mambalitesr.runtime._ort_scan``: a C custom-op library on ONNX Runtime's C API
-            (runtime/csrc/ort_selective_scan.c, built at install when ONNX Runtime's header can be had);
-            ONNX Runtime calls the C scan directly, no Python in the loop. The default when built.
+            (runtime/csrc/ort_register.c and the op files beside it, built at install when ONNX Runtime's
+            header can be had); ONNX Runtime calls the C code directly, no Python in the loop. The default
+            when built; it has both ops.
     python  onnxruntime-extensions (a Python custom op, ``@onnx_op``) computing with
             :func:`mambalitesr.models.scan_lib.selective_scan_numpy` (numpy plus the C scan through ctypes).
-            Used when the native library was not built, and said so in ``provider()``.
+            SelectiveScan only. Used when the native library was not built, and said so in ``provider()``;
+            a graph with MambaMixer nodes is then refused by ``check_ops``, naming the fix.
 Nothing here imports torch. A kernel that cannot be registered raises MissingDependency naming the fix,
 never a failure deep inside ONNX Runtime later.
 """
@@ -35,9 +40,11 @@ from mambalitesr.optional import require
 
 DOMAIN = "mambalitesr"
 OP_TYPE = f"{DOMAIN}::SelectiveScan"  # onnxruntime-extensions reads the domain from the op type
+MIXER_OP_TYPE = f"{DOMAIN}::MambaMixer"
+OPS = {"native": (OP_TYPE, MIXER_OP_TYPE), "python": (OP_TYPE,)}  # what each kernel library runs
 KERNELS = ("auto", "native", "python")
 THREADS_KEY = "mambalitesr.scan_threads"  # session config entry read by the native kernel (RegisterCustomOps)
-_NATIVE_STEM, _NATIVE_ABI = "_ort_scan", 1  # MLSR_ORT_ABI_VERSION in ort_selective_scan.c
+_NATIVE_STEM, _NATIVE_ABI = "_ort_scan", 2  # MLSR_ORT_ABI_VERSION in ort_register.c
 NATIVE_PROVIDER = "the native C kernel (ONNX Runtime C API)"
 PYTHON_PROVIDER = "onnxruntime-extensions (Python kernel on the native C scan)"
 
@@ -115,6 +122,21 @@ def resolve_kernels(kernels: str = "auto") -> str:
     if kernels == "auto":
         return "native" if native_library_path() is not None else "python"
     return kernels
+
+
+def check_ops(op_types, kernels: str = "auto") -> None:
+    """Raise MissingDependency when a ``domain::op`` in ``op_types`` has no kernel in the library ``kernels`` picks."""
+    chosen = resolve_kernels(kernels)
+    missing = sorted(op for op in op_types if op.startswith(f"{DOMAIN}::") and op not in OPS[chosen])
+    if not missing:
+        return
+    if chosen == "python" and all(op in OPS["native"] for op in missing):
+        why = ("the native kernel library was not built (no ONNX Runtime C header at install: install "
+               "libonnxruntime-dev or set ORT_INCLUDE_DIR, then reinstall)" if kernels == "auto" else
+               "kernels='python' was asked for")
+        raise MissingDependency(f"{', '.join(missing)} runs only on the native ONNX Runtime kernel, and {why}; or "
+                                "export the model with --scan plugin, whose SelectiveScan nodes the Python kernel runs")
+    raise MissingDependency(f"{', '.join(missing)}: no kernel in this package (its kernels: {', '.join(OPS['native'])})")
 
 
 def provider(kernels: str = "auto") -> str:

@@ -1,0 +1,90 @@
+/* The helpers of ort_common.h. */
+#include "ort_common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+OrtStatus *mlsr_fail(const OrtApi *api, const char *fmt, ...) {
+    char msg[320];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(msg, sizeof msg, fmt, args);
+    va_end(args);
+    return api->CreateStatus(ORT_INVALID_ARGUMENT, msg);
+}
+
+OrtStatus *mlsr_input(const OrtApi *api, OrtKernelContext *ctx, size_t i, const char *op, MlsrTensor *t) {
+    const OrtValue *value = NULL;
+    memset(t, 0, sizeof *t);
+    TRY(api->KernelContext_GetInput(ctx, i, &value));
+    if (value == NULL) return NULL;
+    OrtTensorTypeAndShapeInfo *info = NULL;
+    TRY(api->GetTensorTypeAndShape(value, &info));
+    OrtStatus *status = api->GetDimensionsCount(info, &t->rank);
+    if (status == NULL && t->rank > MLSR_MAX_RANK) status = mlsr_fail(api, "%s: input %zu has rank %zu", op, i, t->rank);
+    if (status == NULL) status = api->GetDimensions(info, t->dims, t->rank);
+    api->ReleaseTensorTypeAndShapeInfo(info);
+    TRY(status);
+    void *data = NULL;
+    TRY(api->GetTensorMutableData((OrtValue *)value, &data));
+    t->data = data;
+    return NULL;
+}
+
+int mlsr_same_dims(const MlsrTensor *t, size_t rank, const int64_t *dims) {
+    if (t->data == NULL || t->rank != rank) return 0;
+    for (size_t i = 0; i < rank; ++i)
+        if (t->dims[i] != dims[i]) return 0;
+    return 1;
+}
+
+int mlsr_workspace_init(MlsrWorkspace *w) {
+    memset(w, 0, sizeof *w);
+    return pthread_mutex_init(&w->lock, NULL);
+}
+
+void mlsr_workspace_free(MlsrWorkspace *w) {
+    pthread_mutex_destroy(&w->lock);
+    free(w->data);
+    w->data = NULL;
+    w->floats = 0;
+}
+
+OrtStatus *mlsr_workspace_grow(const OrtApi *api, MlsrWorkspace *w, size_t floats, const char *op) {
+    if (floats <= w->floats) return NULL;
+    free(w->data);
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64; /* aligned_alloc: a multiple of the alignment */
+    w->data = aligned_alloc(64, bytes);
+    w->floats = w->data ? floats : 0;
+    if (w->data != NULL) return NULL;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: out of memory for the workspace (%zu bytes)", op, bytes);
+    return api->CreateStatus(ORT_FAIL, msg);
+}
+
+const char *ORT_API_CALL mlsr_cpu_provider(const OrtCustomOp *op) {
+    (void)op;
+    return "CPUExecutionProvider";
+}
+
+ONNXTensorElementDataType ORT_API_CALL mlsr_float_type(const OrtCustomOp *op, size_t index) {
+    (void)op, (void)index;
+    return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+
+size_t ORT_API_CALL mlsr_one(const OrtCustomOp *op) {
+    (void)op;
+    return 1;
+}
+
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL mlsr_required(const OrtCustomOp *op, size_t index) {
+    (void)op, (void)index;
+    return INPUT_OUTPUT_REQUIRED;
+}
+
+OrtMemType ORT_API_CALL mlsr_default_memory(const OrtCustomOp *op, size_t index) {
+    (void)op, (void)index;
+    return OrtMemTypeDefault;
+}
