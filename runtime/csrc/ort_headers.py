@@ -1,4 +1,4 @@
-"""Find ONNX Runtime's C API header for building the native SelectiveScan kernel (ort_selective_scan.c).
+"""Find ONNX Runtime's C API header for building the native kernels of the mambalitesr ONNX nodes.
 
 Run by setup.py at build time, never imported by the package. The header is third-party source, so it is
 never committed: it comes from the build machine (ORT_INCLUDE_DIR, or a system install such as Debian's
