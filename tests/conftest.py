@@ -19,6 +19,17 @@ needs_teacher = pytest.mark.skipif(not TEACHER_WEIGHTS.is_file(), reason=f"teach
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (CUDA toolkit) not installed")
 
 
+def _native_ort_kernels_built() -> bool:
+    from mambalitesr.runtime.backends import ort_ops  # torch-free, cheap: it only looks for the library file
+
+    return ort_ops.native_library_path() is not None
+
+
+needs_native_ort = pytest.mark.skipif(not _native_ort_kernels_built(),
+                                      reason="the native ONNX Runtime kernels were not built (no ONNX Runtime C "
+                                             "header at install: install libonnxruntime-dev or set ORT_INCLUDE_DIR)")
+
+
 def native_scan_available() -> bool:
     try:
         from mambalitesr.models import scan_native

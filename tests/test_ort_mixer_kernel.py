@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import needs_native_ort
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.testing import assert_close
 
@@ -17,9 +18,6 @@ from mambalitesr.export.onnx_mixer_node import INPUT_RANKS, NODE_DOMAIN, NODE_OP
 from mambalitesr.models.mixer_fused import NODE_INPUTS, fused_core_reference  # noqa: E402
 from mambalitesr.runtime.backends import ort_ops  # noqa: E402
 
-needs_native = pytest.mark.skipif(ort_ops.native_library_path() is None,
-                                  reason="the native ONNX Runtime kernels were not built (no ONNX Runtime C header "
-                                         "at install: install libonnxruntime-dev or set ORT_INCLUDE_DIR)")
 
 
 def core_inputs(B, Ci, Co, D, N, R, Kc, H, W, seed=0):
@@ -51,7 +49,7 @@ def feeds(t, H, W):
     return {k: (a.reshape(a.shape[0], a.shape[1], H, W) if k == "a" else v).numpy() for k, v in t.items()}
 
 
-@needs_native
+@needs_native_ort
 @pytest.mark.parametrize("sizes", [
     # B, Ci, Co, D, N, R, Kc, H, W
     (2, 3, 5, 6, 4, 1, 3, 4, 7),        # odd sizes everywhere
@@ -67,7 +65,7 @@ def test_kernel_matches_the_reference_core(tmp_path, sizes):
     assert_close(got, want.reshape(B, Co, H, W), what=f"native MambaMixer kernel {sizes}")
 
 
-@needs_native
+@needs_native_ort
 def test_bad_shapes_are_refused_with_the_contract(tmp_path):
     H, W = 3, 5
     t = core_inputs(1, 4, 4, 6, 4, 2, 4, H, W)
@@ -85,7 +83,7 @@ def test_bad_shapes_are_refused_with_the_contract(tmp_path):
         session.run(None, big)
 
 
-@needs_native
+@needs_native_ort
 def test_concurrent_runs_of_one_session_do_not_share_a_workspace(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -126,7 +124,7 @@ def test_the_backend_refuses_the_fused_graph_without_the_native_kernels(monkeypa
     assert shipped_form("mambalitesr_x4", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == "plugin"
 
 
-@needs_native
+@needs_native_ort
 def test_a_fused_export_of_the_test_model_matches_pytorch_and_keeps_the_contract(tmp_path):
     """The export compares ONNX Runtime with PyTorch itself (two sizes and batches: the graph is dynamic)."""
     from mambalitesr.export.onnx_export import export_onnx, read_metadata

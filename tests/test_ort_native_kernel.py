@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import needs_native_ort
 from mambalitesr.errors import MissingDependency
 from mambalitesr.testing import assert_close
 
@@ -21,9 +22,6 @@ torch = pytest.importorskip("torch")
 
 from mambalitesr.runtime.backends import ort_ops  # noqa: E402
 
-needs_native = pytest.mark.skipif(ort_ops.native_library_path() is None,
-                                  reason="the native ONNX Runtime kernel was not built (no ONNX Runtime C header "
-                                         "at install: install libonnxruntime-dev or set ORT_INCLUDE_DIR)")
 SCAN_INPUTS = ("u", "delta", "A", "Bm", "Cm", "Dskip", "z", "delta_bias")  # the node contract's order
 GRID_INPUTS = ("u", "delta", "Bm", "Cm", "z")
 
@@ -55,7 +53,7 @@ def feeds(t, H, W):
     return {k: (v.reshape(*v.shape[:-1], H, W) if k in GRID_INPUTS else v).numpy() for k, v in t.items()}
 
 
-@needs_native
+@needs_native_ort
 @pytest.mark.parametrize("K, shape", [(1, (2, 3, 4, 5, 7)), (1, (1, 16, 16, 33, 40)), (4, (1, 2, 5, 6, 3)),
                                       (4, (2, 4, 16, 9, 11))], ids=["K1-small", "K1-blocks", "K4-small", "K4-N16"])
 @pytest.mark.parametrize("kernels", ["native", "python"])
@@ -72,7 +70,7 @@ def test_kernel_matches_the_reference_scan(tmp_path, K, shape, kernels):
     assert_close(got, want.reshape(B, D, H, W), what=f"{kernels} ORT kernel K={K} {shape}")
 
 
-@needs_native
+@needs_native_ort
 def test_native_kernel_is_the_default_and_says_so():
     assert ort_ops.resolve_kernels("auto") == "native"
     assert ort_ops.provider() == ort_ops.NATIVE_PROVIDER
@@ -86,7 +84,7 @@ def test_without_the_native_library_auto_names_the_python_kernel_and_native_refu
         ort_ops.session_options(kernels="native")
 
 
-@needs_native
+@needs_native_ort
 def test_bad_shapes_and_attributes_are_refused_with_the_contract(tmp_path):
     B, D, N, H, W = 1, 2, 4, 3, 5
     t = scan_inputs(1, B, D, N, H, W)
@@ -100,7 +98,7 @@ def test_bad_shapes_and_attributes_are_refused_with_the_contract(tmp_path):
         ort_ops.make_session(too_big, kernels="native").run(None, feeds(scan_inputs(1, B, D, 65, H, W), H, W))
 
 
-@needs_native
+@needs_native_ort
 def test_shipped_student_on_the_native_kernel_matches_the_python_kernel():
     pytest.importorskip("onnxruntime_extensions")
     from mambalitesr.runtime.backends.shipped import shipped_onnx
@@ -138,7 +136,7 @@ def test_native_kernel_cross_builds_for_aarch64(tmp_path):
     assert " T mlsr_selective_scan_op" in symbols and " T mlsr_mamba_mixer_op" in symbols
 
 
-@needs_native
+@needs_native_ort
 def test_concurrent_runs_of_one_session_do_not_share_a_workspace(tmp_path):
     """ONNX Runtime allows concurrent Run() on one session; the kernel's one workspace is locked per call."""
     from concurrent.futures import ThreadPoolExecutor

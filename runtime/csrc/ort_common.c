@@ -64,27 +64,51 @@ OrtStatus *mlsr_workspace_grow(const OrtApi *api, MlsrWorkspace *w, size_t float
     return api->CreateStatus(ORT_FAIL, msg);
 }
 
-const char *ORT_API_CALL mlsr_cpu_provider(const OrtCustomOp *op) {
+static const char *ORT_API_CALL op_name(const OrtCustomOp *op) { return ((const MlsrOp *)op)->name; }
+
+static const char *ORT_API_CALL cpu_provider(const OrtCustomOp *op) {
     (void)op;
     return "CPUExecutionProvider";
 }
 
-ONNXTensorElementDataType ORT_API_CALL mlsr_float_type(const OrtCustomOp *op, size_t index) {
+static ONNXTensorElementDataType ORT_API_CALL float_type(const OrtCustomOp *op, size_t index) {
     (void)op, (void)index;
     return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
 
-size_t ORT_API_CALL mlsr_one(const OrtCustomOp *op) {
+static size_t ORT_API_CALL input_count(const OrtCustomOp *op) { return ((const MlsrOp *)op)->n_inputs; }
+
+static size_t ORT_API_CALL one(const OrtCustomOp *op) {
     (void)op;
     return 1;
 }
 
-OrtCustomOpInputOutputCharacteristic ORT_API_CALL mlsr_required(const OrtCustomOp *op, size_t index) {
+static OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_kind(const OrtCustomOp *op, size_t index) {
+    return index >= ((const MlsrOp *)op)->first_optional ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+}
+
+static OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp *op, size_t index) {
     (void)op, (void)index;
     return INPUT_OUTPUT_REQUIRED;
 }
 
-OrtMemType ORT_API_CALL mlsr_default_memory(const OrtCustomOp *op, size_t index) {
+static OrtMemType ORT_API_CALL default_memory(const OrtCustomOp *op, size_t index) {
     (void)op, (void)index;
     return OrtMemTypeDefault;
+}
+
+OrtCustomOp *mlsr_new_op(const char *name, size_t n_inputs, size_t first_optional, int64_t nthreads,
+                         MlsrCreateKernel create, MlsrCompute compute, MlsrDestroyKernel destroy) {
+    MlsrOp *op = calloc(1, sizeof *op);
+    if (op == NULL) return NULL;
+    *op = (MlsrOp){.name = name, .n_inputs = n_inputs, .first_optional = first_optional, .nthreads = nthreads};
+    op->op = (OrtCustomOp){
+        .version = MLSR_ORT_API, /* ORT reads only the members that existed in this version */
+        .GetName = op_name, .GetExecutionProviderType = cpu_provider,
+        .GetInputType = float_type, .GetInputTypeCount = input_count, .GetInputCharacteristic = input_kind,
+        .GetInputMemoryType = default_memory,
+        .GetOutputType = float_type, .GetOutputTypeCount = one, .GetOutputCharacteristic = required,
+        .CreateKernelV2 = create, .KernelComputeV2 = compute, .KernelDestroy = destroy,
+    };
+    return &op->op;
 }

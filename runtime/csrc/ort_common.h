@@ -1,6 +1,6 @@
 /* What the ONNX Runtime kernels of the mambalitesr domain share: status helpers, reading an input tensor, a
  * locked workspace kept across calls, and the op-description callbacks that are the same for every op
- * (CPU provider, float tensors, one required output).
+ * (CPU provider, float tensors, one required output), built by mlsr_new_op.
  *
  * Every op's kernel owns one workspace, grown on demand and kept across calls so no run touches fresh pages.
  * One kernel serves every Run() of its session, and ONNX Runtime allows concurrent Run() calls: the lock keeps
@@ -49,15 +49,26 @@ void mlsr_workspace_free(MlsrWorkspace *w);
 /* Grow to at least `floats` (call with the lock held); `op` names the node in errors. */
 OrtStatus *mlsr_workspace_grow(const OrtApi *api, MlsrWorkspace *w, size_t floats, const char *op);
 
-/* Callbacks shared by every op of the domain. */
-const char *ORT_API_CALL mlsr_cpu_provider(const OrtCustomOp *op);
-ONNXTensorElementDataType ORT_API_CALL mlsr_float_type(const OrtCustomOp *op, size_t index);
-size_t ORT_API_CALL mlsr_one(const OrtCustomOp *op);
-OrtCustomOpInputOutputCharacteristic ORT_API_CALL mlsr_required(const OrtCustomOp *op, size_t index);
-OrtMemType ORT_API_CALL mlsr_default_memory(const OrtCustomOp *op, size_t index);
+/* One op of the domain: ORT hands &op back to every callback, which is this struct (op is its first member), so
+ * the callbacks the ops share read the name, the input count and the threads from here. */
+typedef OrtStatus *(ORT_API_CALL *MlsrCreateKernel)(const OrtCustomOp *op, const OrtApi *api,
+                                                    const OrtKernelInfo *info, void **kernel);
+typedef OrtStatus *(ORT_API_CALL *MlsrCompute)(void *kernel, OrtKernelContext *ctx);
+typedef void(ORT_API_CALL *MlsrDestroyKernel)(void *kernel);
+typedef struct {
+    OrtCustomOp op;
+    const char *name;
+    size_t n_inputs, first_optional; /* inputs from first_optional on may be absent */
+    int64_t nthreads;                /* OpenMP threads of the kernels; 0: the OpenMP default */
+} MlsrOp;
 
-/* The ops, built by ort_register.c's RegisterCustomOps for one registration (threads: the scan's OpenMP
- * threads, 0 for the OpenMP default). ORT keeps them for the process's life. */
+/* A float-in, float-out CPU op with one output; NULL when out of memory. ORT keeps it for the process's life. */
+OrtCustomOp *mlsr_new_op(const char *name, size_t n_inputs, size_t first_optional, int64_t nthreads,
+                         MlsrCreateKernel create, MlsrCompute compute, MlsrDestroyKernel destroy);
+static inline int64_t mlsr_op_threads(const OrtCustomOp *op) { return ((const MlsrOp *)op)->nthreads; }
+
+/* The ops, built by ort_register.c's RegisterCustomOps for one registration (nthreads: the kernels' OpenMP
+ * threads, 0 for the OpenMP default). */
 OrtCustomOp *mlsr_selective_scan_op(int64_t nthreads);
 OrtCustomOp *mlsr_mamba_mixer_op(int64_t nthreads);
 

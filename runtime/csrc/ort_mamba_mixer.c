@@ -30,11 +30,6 @@
 enum { IN_A_IN, IN_W_IN, IN_CONV_W, IN_CONV_B, IN_W_X, IN_W_DT, IN_DT_BIAS, IN_A, IN_DSKIP, IN_W_OUT };
 
 typedef struct {
-    OrtCustomOp op; /* first member: ORT hands back &op, which is this struct */
-    int64_t nthreads;
-} MixerOp;
-
-typedef struct {
     const OrtApi *api;
     int64_t nthreads;
     MlsrWorkspace ws;
@@ -46,7 +41,7 @@ static OrtStatus *ORT_API_CALL create_kernel(const OrtCustomOp *op, const OrtApi
     MixerKernel *k = calloc(1, sizeof *k);
     if (k == NULL) return api->CreateStatus(ORT_FAIL, OP ": out of memory");
     k->api = api;
-    k->nthreads = ((const MixerOp *)op)->nthreads;
+    k->nthreads = mlsr_op_threads(op);
     if (mlsr_workspace_init(&k->ws) != 0) {
         free(k);
         return api->CreateStatus(ORT_FAIL, OP ": could not create the workspace lock");
@@ -132,27 +127,6 @@ static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *ctx) {
     return failure;
 }
 
-static const char *ORT_API_CALL op_name(const OrtCustomOp *op) {
-    (void)op;
-    return OP;
-}
-
-static size_t ORT_API_CALL input_count(const OrtCustomOp *op) {
-    (void)op;
-    return N_INPUTS;
-}
-
 OrtCustomOp *mlsr_mamba_mixer_op(int64_t nthreads) {
-    MixerOp *op = calloc(1, sizeof *op);
-    if (op == NULL) return NULL;
-    op->nthreads = nthreads;
-    op->op = (OrtCustomOp){
-        .version = MLSR_ORT_API,
-        .GetName = op_name, .GetExecutionProviderType = mlsr_cpu_provider,
-        .GetInputType = mlsr_float_type, .GetInputTypeCount = input_count, .GetInputCharacteristic = mlsr_required,
-        .GetInputMemoryType = mlsr_default_memory,
-        .GetOutputType = mlsr_float_type, .GetOutputTypeCount = mlsr_one, .GetOutputCharacteristic = mlsr_required,
-        .CreateKernelV2 = create_kernel, .KernelComputeV2 = compute, .KernelDestroy = destroy_kernel,
-    };
-    return &op->op;
+    return mlsr_new_op(OP, N_INPUTS, N_INPUTS, nthreads, create_kernel, compute, destroy_kernel);
 }

@@ -25,11 +25,6 @@
 enum { IN_U, IN_DELTA, IN_A, IN_BM, IN_CM, IN_DSKIP, IN_Z, IN_DELTA_BIAS };
 
 typedef struct {
-    OrtCustomOp op; /* first member: ORT hands back &op, which is this struct */
-    int64_t nthreads;
-} ScanOp;
-
-typedef struct {
     const OrtApi *api;
     int64_t directions, dstate, delta_softplus, nthreads;
     MlsrWorkspace ws;
@@ -40,7 +35,7 @@ static OrtStatus *ORT_API_CALL create_kernel(const OrtCustomOp *op, const OrtApi
     ScanKernel *k = calloc(1, sizeof *k);
     if (k == NULL) return api->CreateStatus(ORT_FAIL, OP ": out of memory");
     k->api = api;
-    k->nthreads = ((const ScanOp *)op)->nthreads;
+    k->nthreads = mlsr_op_threads(op);
     OrtStatus *status = api->KernelInfoGetAttribute_int64(info, "directions", &k->directions);
     if (status == NULL) status = api->KernelInfoGetAttribute_int64(info, "d_state", &k->dstate);
     if (status == NULL) status = api->KernelInfoGetAttribute_int64(info, "delta_softplus", &k->delta_softplus);
@@ -149,32 +144,6 @@ static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *ctx) {
     return failure;
 }
 
-static const char *ORT_API_CALL op_name(const OrtCustomOp *op) {
-    (void)op;
-    return OP;
-}
-
-static size_t ORT_API_CALL input_count(const OrtCustomOp *op) {
-    (void)op;
-    return N_INPUTS;
-}
-
-static OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_kind(const OrtCustomOp *op, size_t index) {
-    (void)op;
-    return index >= IN_DSKIP ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
-}
-
 OrtCustomOp *mlsr_selective_scan_op(int64_t nthreads) {
-    ScanOp *op = calloc(1, sizeof *op);
-    if (op == NULL) return NULL;
-    op->nthreads = nthreads;
-    op->op = (OrtCustomOp){
-        .version = MLSR_ORT_API, /* ORT reads only the members that existed in this version */
-        .GetName = op_name, .GetExecutionProviderType = mlsr_cpu_provider,
-        .GetInputType = mlsr_float_type, .GetInputTypeCount = input_count, .GetInputCharacteristic = input_kind,
-        .GetInputMemoryType = mlsr_default_memory,
-        .GetOutputType = mlsr_float_type, .GetOutputTypeCount = mlsr_one, .GetOutputCharacteristic = mlsr_required,
-        .CreateKernelV2 = create_kernel, .KernelComputeV2 = compute, .KernelDestroy = destroy_kernel,
-    };
-    return &op->op;
+    return mlsr_new_op(OP, N_INPUTS, IN_DSKIP, nthreads, create_kernel, compute, destroy_kernel);
 }
