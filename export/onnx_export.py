@@ -464,6 +464,9 @@ def export_onnx(model_name: str, weights=None, out_path=None, scan: str = "plugi
 
     model = create_model(model_name, weights, scan_backend="chunked")
     cfg = model.config
+    if scan == "fused" and cfg.directions != 1:
+        raise UserError(f"the fused form runs one-direction mixers; {model_name} has the {cfg.directions}-direction "
+                        "cross-scan: export it with --scan plugin")
     weights_path = _resolve_weights(model_name, weights)
     if weights_path is None:
         log(f"warning: {model_name} has no shipped weights and none were given: exporting a random initialisation")

@@ -145,3 +145,12 @@ def test_the_fused_form_refuses_the_cross_scan():
     with pytest.raises(UserError, match="4-direction cross-scan: export it with --scan plugin"):
         with fused_mixer_nodes(model):
             pass
+
+
+def test_exporting_a_cross_scan_model_in_the_fused_form_fails_before_tracing(tmp_path):
+    from mambalitesr.export.onnx_export import export_onnx
+
+    said = []
+    with pytest.raises(UserError, match="test_xs4_x4 has the 4-direction cross-scan: export it with --scan plugin"):
+        export_onnx("test_xs4_x4", None, tmp_path / "x.onnx", scan="fused", log=said.append)
+    assert not any("tracing" in line for line in said) and not (tmp_path / "x.onnx").exists()
