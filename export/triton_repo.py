@@ -353,6 +353,9 @@ def _check_onnx(path: Path) -> None:
     if names != ([INPUT_NAME], [OUTPUT_NAME]):
         raise UserError(f"{path}: inputs/outputs {names}; expected [{INPUT_NAME!r}] / [{OUTPUT_NAME!r}] "
                         "(a graph from `mambalitesr export onnx`)")
+    if any((n.domain, n.op_type) == ("mambalitesr", "MambaMixer") for n in model.graph.node):
+        raise UserError(f"{path}: a fused-form graph (MambaMixer nodes run only on this package's ONNX Runtime CPU "
+                        "kernels, which Triton does not load); give the plugin form: `--scan plugin --dynamic`")
     dims = model.graph.input[0].type.tensor_type.shape.dim
     static = [i for i in (0, 2, 3) if dims[i].HasField("dim_value")]
     if static:

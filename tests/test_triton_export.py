@@ -160,6 +160,15 @@ def test_fixed_size_onnx_is_refused(tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
+def test_fused_form_onnx_is_refused(tmp_path):
+    """Triton's onnxruntime_onnx model (TensorRT EP) cannot load this package's MambaMixer kernels."""
+    from mambalitesr.runtime.backends.shipped import shipped_onnx_path
+
+    with pytest.raises(UserError, match="fused-form graph.*--scan plugin --dynamic"):
+        write_repository(TritonRepoConfig(out=tmp_path / "repo", onnx=shipped_onnx_path("mambalitesr_x4", "fused")))
+    assert not (tmp_path / "repo").exists()
+
+
 def test_cli_bad_input_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mambalitesr", "export", "triton", "-o", str(tmp_path / "r"),
                         "--onnx", str(tmp_path / "missing.onnx")], capture_output=True, text=True, timeout=120)
