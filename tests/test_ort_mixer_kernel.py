@@ -154,3 +154,16 @@ def test_exporting_a_cross_scan_model_in_the_fused_form_fails_before_tracing(tmp
     with pytest.raises(UserError, match="test_xs4_x4 has the 4-direction cross-scan: export it with --scan plugin"):
         export_onnx("test_xs4_x4", None, tmp_path / "x.onnx", scan="fused", log=said.append)
     assert not any("tracing" in line for line in said) and not (tmp_path / "x.onnx").exists()
+
+
+@needs_native_ort
+@pytest.mark.parametrize("form, op", [("plugin", "SelectiveScan"), ("fused", "MambaMixer")])
+def test_without_the_onnx_package_the_backend_names_the_nodes_from_the_graph_metadata(monkeypatch, form, op):
+    """A torch-free install has no onnx package to list the nodes: ORT's refusal, then the export's "scan" field."""
+    from mambalitesr.runtime.backends import create_backend
+    from mambalitesr.runtime.backends import onnxruntime_backend as ob
+    from mambalitesr.runtime.backends.shipped import shipped_onnx
+
+    monkeypatch.setattr(ob, "custom_ops", lambda path: None)
+    backend = create_backend("onnxruntime", onnx=str(shipped_onnx("mambalitesr_x4", form)), threads=1)
+    assert f"{op} via {ort_ops.NATIVE_PROVIDER}" in backend.describe()

@@ -400,6 +400,18 @@ def test_a_dead_viewer_process_ends_the_run_with_the_reason():
     assert "viewer process stopped" in run.sink.stop_reason and run.sink.stop_is_error
 
 
+def test_a_viewer_that_dies_between_poll_and_send_ends_the_run_instead_of_raising():
+    """The race CI once hit: poll() saw a live viewer, the send after it met a closed channel (EPIPE)."""
+    run = Running(source=SyntheticSource(64, 48, fps=20))
+    viewer = run.sink.viewer
+    os.kill(viewer.pid, signal.SIGKILL)
+    viewer._proc.wait(timeout=10)
+    assert viewer.send({"points": []}) is False  # the closed channel: no exception out of the sink's sends
+    assert "viewer process stopped (exit code -9)" in viewer.error
+    run.stop(wait_for_end=True)
+    assert "viewer process stopped" in run.sink.stop_reason and run.sink.stop_is_error
+
+
 # -- the command ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def camera():

@@ -46,6 +46,7 @@ def provider_name(short: str) -> str:
 
 
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+FORM_OPS = {"plugin": (ort_ops.OP_TYPE,), "fused": (ort_ops.MIXER_OP_TYPE,)}  # export metadata "scan" -> its nodes
 
 
 def custom_ops(onnx_path: Path) -> tuple[set[str], set[str]] | None:
@@ -136,6 +137,9 @@ class OnnxRuntimeBackend(Backend):
         if len(inputs) != 1 or len(outputs) != 1:
             raise UserError(f"{self.onnx_path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
         self._in, self._out = inputs[0].name, outputs[0].name
+        if self.custom and not self.custom_ops:  # no onnx package to list the nodes: the export's form says
+            form = self.session.get_modelmeta().custom_metadata_map.get("scan")
+            self.custom_ops = list(FORM_OPS.get(form, ()))
         if inputs[0].type not in ORT_TYPES:
             raise UserError(f"{self.onnx_path}: input type {inputs[0].type}; expected float or float16")
         self.precision = ORT_TYPES[inputs[0].type]
@@ -182,7 +186,7 @@ class OnnxRuntimeBackend(Backend):
         return out.astype(np.float32, copy=False)
 
     def describe(self) -> str:
-        ops = ", ".join(op.split("::")[1] for op in self.custom_ops) or ort_ops.OP_TYPE
+        ops = ", ".join(op.split("::")[1] for op in self.custom_ops) or "mambalitesr nodes"
         custom = f", {ops} via {ort_ops.provider()}" if self.custom else ""
         shipped = f" (shipped, {self.form} form)" if self.shipped else ""
         return (

@@ -91,6 +91,9 @@ class WebSink(Sink):
         self._send_summary()
         if self.viewer.wants_frame(time.monotonic()):
             self.viewer.send_frame(out)
+        if self.viewer.error:  # it died between poll() and a send above
+            self.stop_reason, self.stop_is_error = self.viewer.error, True
+            return False
         self.frames += 1
         return True
 

@@ -133,13 +133,16 @@ class ViewerProcess:
                 if "state" in message:
                     self.state = message["state"]
         except ChannelClosed:
-            code = self._proc.poll()
-            how = "it closed its channel" if code is None else f"exit code {code}"
-            self.error = f"web viewer: the viewer process stopped ({how}); its error, if any, is above"
-            return self.error
+            return self._stopped()
         if self.state.get("error"):
             self.error = f"web viewer: {self.state['error']}"
         return self.error or ""
+
+    def _stopped(self) -> str:
+        code = self._proc.poll()
+        how = "it closed its channel" if code is None else f"exit code {code}"
+        self.error = f"web viewer: the viewer process stopped ({how}); its error, if any, is above"
+        return self.error
 
     def wants_frame(self, now: float) -> bool:
         """Someone watches, the slot is free, and the encoder's fps cap leaves room (no copy it would skip)."""
@@ -149,7 +152,7 @@ class ViewerProcess:
     def send_frame(self, out) -> bool:
         message, fds = self._slot.put(out)
         message["seq"] = self.frames_sent + 1
-        if self._channel.try_send(message, fds):
+        if self._try_send(message, fds):
             self.frames_sent += 1
             self._last_frame = time.monotonic()
             return True
@@ -158,7 +161,16 @@ class ViewerProcess:
         return False
 
     def send(self, message: dict) -> bool:
-        return self._channel.try_send(message)
+        return self._try_send(message)
+
+    def _try_send(self, message: dict, fds: tuple[int, ...] = ()) -> bool:
+        """False when the message could not go now; a viewer that died since the last poll() sets ``error``
+        (the sink ends the run with it) instead of raising out of the sink."""
+        try:
+            return self._channel.try_send(message, fds)
+        except ChannelClosed:
+            self._stopped()
+            return False
 
 
 # -- the viewer process ---------------------------------------------------------------------------
