@@ -7,6 +7,7 @@ a ``skipped`` / ``failed`` row instead of figures.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -171,17 +172,18 @@ class CallRates:
     """Project one call's seconds on an open backend from its earlier (smaller) shapes."""
 
     def __init__(self) -> None:
-        self._per_pixel: dict[int, tuple[object, float]] = {}  # id(backend) -> (backend, s per pixel)
+        # backend -> s per pixel. Weak keys: holding the backends here kept every closed ONNX Runtime session (and
+        # its CPU arena) alive for the whole run, about 19 GB by the end of `bench all` on this machine.
+        self._per_pixel: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def record(self, backend, hw, batch: int, seconds: float) -> None:
         rate = seconds / (hw[0] * hw[1] * batch)
-        old = self._per_pixel.get(id(backend))
-        self._per_pixel[id(backend)] = (backend, max(rate, old[1] if old else 0.0))  # keeps id() unique
+        self._per_pixel[backend] = max(rate, self._per_pixel.get(backend, 0.0))
 
     def projected_s(self, backend, hw, batch: int) -> float | None:
         """None: this backend has not run yet (it needs its warm-up)."""
-        entry = self._per_pixel.get(id(backend))
-        return None if entry is None else entry[1] * hw[0] * hw[1] * batch
+        rate = self._per_pixel.get(backend)
+        return None if rate is None else rate * hw[0] * hw[1] * batch
 
 
 class Skip(Exception):

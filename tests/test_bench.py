@@ -223,12 +223,22 @@ def test_a_warm_backend_skips_the_warm_up_of_a_slow_shape():
                         warm=True)
     assert timing.warmup == 0 and timing.iterations == 3 and len(calls) == 3
     assert timing.last_output == 3  # the error check sees a timed call's output
-    rates, backend = CallRates(), object()
+    class Backend:  # a stand-in; CallRates holds backends weakly (closed ORT sessions must be freed)
+        pass
+
+    rates, backend = CallRates(), Backend()
     assert rates.projected_s(backend, (90, 160), 1) is None  # never run: it gets its warm-up
     rates.record(backend, (90, 160), 1, 0.5)
     rates.record(backend, (180, 320), 1, 1.0)  # faster per pixel: the slower rate is kept
     assert rates.projected_s(backend, (360, 640), 4) == pytest.approx(0.5 * 16 * 4)
-    assert rates.projected_s(object(), (90, 160), 1) is None  # per backend, not per lane
+    assert rates.projected_s(Backend(), (90, 160), 1) is None  # per backend, not per lane
+    import gc
+    import weakref
+
+    gone = weakref.ref(backend)
+    del backend
+    gc.collect()
+    assert gone() is None  # recording a rate does not keep the backend (and its session) alive
 
 
 def test_bad_arguments_are_refused(tmp_path):

@@ -126,7 +126,7 @@ class OnnxRuntimeBackend(Backend):
             except _CustomOpMissing as exc:  # e.g. a MambaMixer node on the Python kernel
                 raise MissingDependency(f"{self.onnx_path}: {exc} (this package's kernels: "
                                         f"{', '.join(ort_ops.OPS[ort_ops.resolve_kernels()])})") from None
-        enabled = self.session.get_providers()
+        enabled = self.enabled_providers = self.session.get_providers()  # kept for describe() after close()
         for p in self.providers:
             if p not in enabled:
                 raise MissingDependency(
@@ -149,6 +149,11 @@ class OnnxRuntimeBackend(Backend):
             raise UserError(f"{self.onnx_path}: input shape {inputs[0].shape}; expected (B, 3, h, w)")
         self.loaded = True
         self.scale = self._find_scale(outputs[0].shape)
+
+    def close(self) -> None:
+        """Drop the session, and with it ONNX Runtime's CPU arena (it keeps its peak until the session ends)."""
+        self.session = None
+        self.loaded = False
 
     def _session(self, ort, so):
         try:
@@ -190,6 +195,6 @@ class OnnxRuntimeBackend(Backend):
         custom = f", {ops} via {ort_ops.provider()}" if self.custom else ""
         shipped = f" (shipped, {self.form} form)" if self.shipped else ""
         return (
-            f"onnxruntime {self.onnx_path.name}{shipped} on {', '.join(self.session.get_providers())} "
+            f"onnxruntime {self.onnx_path.name}{shipped} on {', '.join(self.enabled_providers)} "
             f"({self.precision}{custom}), x{self.scale}, {self.shapes_text()}"
         )
