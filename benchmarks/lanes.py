@@ -196,8 +196,8 @@ def fused_reason(model_name: str) -> str | None:
     if get_entry(model_name).config.directions != 1:
         return "the fused graph runs one-direction mixers; this model has the 4-direction cross-scan"
     if find("onnxruntime") is not None and ort_ops.native_library_path() is None:
-        return ("the fused graph's MambaMixer nodes run on the native ONNX Runtime kernels, not built here (no ONNX "
-                "Runtime C header at install: install libonnxruntime-dev or set ORT_INCLUDE_DIR, then reinstall)")
+        return (f"the fused graph's MambaMixer nodes run on the native ONNX Runtime kernels, not built here "
+                f"({ort_ops.NOT_BUILT_FIX})")
     return None
 
 

@@ -46,6 +46,8 @@ KERNELS = ("auto", "native", "python")
 THREADS_KEY = "mambalitesr.scan_threads"  # session config entry read by the native kernel (RegisterCustomOps)
 _NATIVE_STEM, _NATIVE_ABI = "_ort_scan", 2  # MLSR_ORT_ABI_VERSION in ort_register.c
 NATIVE_PROVIDER = "the native C kernel (ONNX Runtime C API)"
+# why the native library can be missing, and the fix (every message about a missing native kernel ends with it)
+NOT_BUILT_FIX = "no ONNX Runtime C header at install: install libonnxruntime-dev or set ORT_INCLUDE_DIR, then reinstall"
 PYTHON_PROVIDER = "onnxruntime-extensions (Python kernel on the native C scan)"
 
 _registered = False
@@ -109,8 +111,7 @@ def _checked_native_path() -> str:
     path = native_library_path()
     if path is None:
         raise MissingDependency(
-            "the native ONNX Runtime kernel (mambalitesr.runtime._ort_scan) was not built: ONNX Runtime's C API "
-            "header was missing at install (install libonnxruntime-dev or set ORT_INCLUDE_DIR, then reinstall)")
+            f"the native ONNX Runtime kernel (mambalitesr.runtime._ort_scan) was not built ({NOT_BUILT_FIX})")
     native_library.open_library(path, "native ONNX Runtime kernel", "mambalitesr_ort_abi_version", _NATIVE_ABI)
     return path
 
@@ -131,9 +132,8 @@ def check_ops(op_types, kernels: str = "auto") -> None:
     if not missing:
         return
     if chosen == "python" and all(op in OPS["native"] for op in missing):
-        why = ("the native kernel library was not built (no ONNX Runtime C header at install: install "
-               "libonnxruntime-dev or set ORT_INCLUDE_DIR, then reinstall)" if kernels == "auto" else
-               "kernels='python' was asked for")
+        why = f"the native kernel library was not built ({NOT_BUILT_FIX})" if kernels == "auto" else (
+            "kernels='python' was asked for")
         raise MissingDependency(f"{', '.join(missing)} runs only on the native ONNX Runtime kernel, and {why}; or "
                                 "export the model with --scan plugin, whose SelectiveScan nodes the Python kernel runs")
     raise MissingDependency(f"{', '.join(missing)}: no kernel in this package (its kernels: {', '.join(OPS['native'])})")

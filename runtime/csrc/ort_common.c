@@ -64,6 +64,28 @@ OrtStatus *mlsr_workspace_grow(const OrtApi *api, MlsrWorkspace *w, size_t float
     return api->CreateStatus(ORT_FAIL, msg);
 }
 
+void *mlsr_kernel_new(size_t size, const OrtCustomOp *op, const OrtApi *api, const char *name, OrtStatus **status) {
+    char msg[160];
+    MlsrKernel *k = calloc(1, size);
+    if (k != NULL && mlsr_workspace_init(&k->ws) == 0) {
+        k->api = api;
+        k->nthreads = ((const MlsrOp *)op)->nthreads;
+        *status = NULL;
+        return k;
+    }
+    snprintf(msg, sizeof msg, "%s: %s", name, k == NULL ? "out of memory" : "could not create the workspace lock");
+    free(k);
+    *status = api->CreateStatus(ORT_FAIL, msg);
+    return NULL;
+}
+
+void ORT_API_CALL mlsr_kernel_destroy(void *kernel) {
+    MlsrKernel *k = kernel;
+    if (k == NULL) return;
+    mlsr_workspace_free(&k->ws);
+    free(k);
+}
+
 static const char *ORT_API_CALL op_name(const OrtCustomOp *op) { return ((const MlsrOp *)op)->name; }
 
 static const char *ORT_API_CALL cpu_provider(const OrtCustomOp *op) {

@@ -49,6 +49,19 @@ void mlsr_workspace_free(MlsrWorkspace *w);
 /* Grow to at least `floats` (call with the lock held); `op` names the node in errors. */
 OrtStatus *mlsr_workspace_grow(const OrtApi *api, MlsrWorkspace *w, size_t floats, const char *op);
 
+/* What every kernel of the domain starts with (each kernel struct has it as its first member). One kernel serves
+ * every Run() of its session; ws is its locked workspace. */
+typedef struct {
+    const OrtApi *api;
+    int64_t nthreads; /* from the op (the session's "mambalitesr.scan_threads") */
+    MlsrWorkspace ws;
+} MlsrKernel;
+
+/* A zeroed kernel struct of `size` bytes (>= sizeof(MlsrKernel)) with its head filled in, or NULL with *status set.
+ * mlsr_kernel_destroy (the ops' KernelDestroy) frees its workspace and the struct. */
+void *mlsr_kernel_new(size_t size, const OrtCustomOp *op, const OrtApi *api, const char *name, OrtStatus **status);
+void ORT_API_CALL mlsr_kernel_destroy(void *kernel);
+
 /* One op of the domain: ORT hands &op back to every callback, which is this struct (op is its first member), so
  * the callbacks the ops share read the name, the input count and the threads from here. */
 typedef OrtStatus *(ORT_API_CALL *MlsrCreateKernel)(const OrtCustomOp *op, const OrtApi *api,
@@ -65,7 +78,6 @@ typedef struct {
 /* A float-in, float-out CPU op with one output; NULL when out of memory. ORT keeps it for the process's life. */
 OrtCustomOp *mlsr_new_op(const char *name, size_t n_inputs, size_t first_optional, int64_t nthreads,
                          MlsrCreateKernel create, MlsrCompute compute, MlsrDestroyKernel destroy);
-static inline int64_t mlsr_op_threads(const OrtCustomOp *op) { return ((const MlsrOp *)op)->nthreads; }
 
 /* The ops, built by ort_register.c's RegisterCustomOps for one registration (nthreads: the kernels' OpenMP
  * threads, 0 for the OpenMP default). */

@@ -29,32 +29,14 @@
 
 enum { IN_A_IN, IN_W_IN, IN_CONV_W, IN_CONV_B, IN_W_X, IN_W_DT, IN_DT_BIAS, IN_A, IN_DSKIP, IN_W_OUT };
 
-typedef struct {
-    const OrtApi *api;
-    int64_t nthreads;
-    MlsrWorkspace ws;
-} MixerKernel;
+typedef MlsrKernel MixerKernel; /* nothing beyond the common head: the weights' shapes say D, N, R, Kc */
 
 static OrtStatus *ORT_API_CALL create_kernel(const OrtCustomOp *op, const OrtApi *api, const OrtKernelInfo *info,
                                              void **out) {
     (void)info;
-    MixerKernel *k = calloc(1, sizeof *k);
-    if (k == NULL) return api->CreateStatus(ORT_FAIL, OP ": out of memory");
-    k->api = api;
-    k->nthreads = mlsr_op_threads(op);
-    if (mlsr_workspace_init(&k->ws) != 0) {
-        free(k);
-        return api->CreateStatus(ORT_FAIL, OP ": could not create the workspace lock");
-    }
-    *out = k;
-    return NULL;
-}
-
-static void ORT_API_CALL destroy_kernel(void *kernel) {
-    MixerKernel *k = kernel;
-    if (k == NULL) return;
-    mlsr_workspace_free(&k->ws);
-    free(k);
+    OrtStatus *status = NULL;
+    *out = mlsr_kernel_new(sizeof(MixerKernel), op, api, OP, &status);
+    return status;
 }
 
 /* The sizes the node's inputs imply, each checked against the contract and the C core's limits. */
@@ -128,5 +110,5 @@ static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *ctx) {
 }
 
 OrtCustomOp *mlsr_mamba_mixer_op(int64_t nthreads) {
-    return mlsr_new_op(OP, N_INPUTS, N_INPUTS, nthreads, create_kernel, compute, destroy_kernel);
+    return mlsr_new_op(OP, N_INPUTS, N_INPUTS, nthreads, create_kernel, compute, mlsr_kernel_destroy);
 }

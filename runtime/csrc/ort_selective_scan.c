@@ -25,39 +25,28 @@
 enum { IN_U, IN_DELTA, IN_A, IN_BM, IN_CM, IN_DSKIP, IN_Z, IN_DELTA_BIAS };
 
 typedef struct {
-    const OrtApi *api;
-    int64_t directions, dstate, delta_softplus, nthreads;
-    MlsrWorkspace ws;
+    MlsrKernel base; /* first member: api, nthreads, the locked workspace */
+    int64_t directions, dstate, delta_softplus;
 } ScanKernel;
 
 static OrtStatus *ORT_API_CALL create_kernel(const OrtCustomOp *op, const OrtApi *api, const OrtKernelInfo *info,
                                              void **out) {
-    ScanKernel *k = calloc(1, sizeof *k);
-    if (k == NULL) return api->CreateStatus(ORT_FAIL, OP ": out of memory");
-    k->api = api;
-    k->nthreads = mlsr_op_threads(op);
-    OrtStatus *status = api->KernelInfoGetAttribute_int64(info, "directions", &k->directions);
+    OrtStatus *status = NULL;
+    ScanKernel *k = mlsr_kernel_new(sizeof *k, op, api, OP, &status);
+    if (k == NULL) return status;
+    status = api->KernelInfoGetAttribute_int64(info, "directions", &k->directions);
     if (status == NULL) status = api->KernelInfoGetAttribute_int64(info, "d_state", &k->dstate);
     if (status == NULL) status = api->KernelInfoGetAttribute_int64(info, "delta_softplus", &k->delta_softplus);
     if (status == NULL && k->directions != 1 && k->directions != 4)
         status = mlsr_fail(api, OP ": directions must be 1 or 4, got %lld", (long long)k->directions);
     if (status == NULL && (k->dstate < 1 || k->dstate > MIXER_MAX_STATE))
         status = mlsr_fail(api, OP ": d_state must be in 1..%d, got %lld", MIXER_MAX_STATE, (long long)k->dstate);
-    if (status == NULL && mlsr_workspace_init(&k->ws) != 0)
-        status = api->CreateStatus(ORT_FAIL, OP ": could not create the workspace lock");
     if (status != NULL) {
-        free(k);
+        mlsr_kernel_destroy(k);
         return status;
     }
     *out = k;
     return NULL;
-}
-
-static void ORT_API_CALL destroy_kernel(void *kernel) {
-    ScanKernel *k = kernel;
-    if (k == NULL) return;
-    mlsr_workspace_free(&k->ws);
-    free(k);
 }
 
 /* K = 4: B_t / C_t from (B, K, N, L) to the token-major (B, K, L, NP) that selective_scan_fwd reads. */
@@ -75,26 +64,26 @@ static void token_major(const float *src, float *dst, int64_t BK, int64_t N, int
 /* The scan itself, under the kernel's lock (it owns the workspace). */
 static OrtStatus *run_scan(ScanKernel *k, const MlsrTensor *in, float *y, int64_t B, int64_t D, int64_t H,
                            int64_t W) {
-    const OrtApi *api = k->api;
+    const OrtApi *api = k->base.api;
     const MlsrTensor *u = &in[IN_U];
     const int64_t L = H * W, K = k->directions, N = k->dstate, KD = K * D;
     int status;
     if (K == 1) {
-        TRY(mlsr_workspace_grow(api, &k->ws, (size_t)mixer_scan_workspace_floats(D, N), OP));
+        TRY(mlsr_workspace_grow(api, &k->base.ws, (size_t)mixer_scan_workspace_floats(D, N), OP));
         ChannelScanParams p = {.batch = B, .dim = D, .dstate = N, .length = L, .delta_softplus = k->delta_softplus,
-                               .nthreads = k->nthreads, .workspace_floats = (int64_t)k->ws.floats,
+                               .nthreads = k->base.nthreads, .workspace_floats = (int64_t)k->base.ws.floats,
                                .u = u->data, .delta = in[IN_DELTA].data, .A = in[IN_A].data, .Bm = in[IN_BM].data,
                                .Cm = in[IN_CM].data, .Dskip = in[IN_DSKIP].data, .z = in[IN_Z].data,
-                               .delta_bias = in[IN_DELTA_BIAS].data, .out = y, .workspace = k->ws.data};
+                               .delta_bias = in[IN_DELTA_BIAS].data, .out = y, .workspace = k->base.ws.data};
         status = mixer_scan_forward(&p);
     } else {
         const int64_t NP = (N + SCAN_LANES - 1) / SCAN_LANES * SCAN_LANES, per = B * K * L * NP;
-        TRY(mlsr_workspace_grow(api, &k->ws, (size_t)(2 * per), OP));
-        float *bt = k->ws.data, *ct = k->ws.data + per;
+        TRY(mlsr_workspace_grow(api, &k->base.ws, (size_t)(2 * per), OP));
+        float *bt = k->base.ws.data, *ct = k->base.ws.data + per;
         token_major(in[IN_BM].data, bt, B * K, N, L, NP);
         token_major(in[IN_CM].data, ct, B * K, N, L, NP);
         ScanParams p = {.batch = B, .dim = D, .dstate = N, .length = L, .directions = K, .height = H, .width = W,
-                        .groups = K, .delta_softplus = k->delta_softplus, .nthreads = k->nthreads,
+                        .groups = K, .delta_softplus = k->delta_softplus, .nthreads = k->base.nthreads,
                         .x_batch_stride = D * L, .x_dim_stride = L, .delta_batch_stride = KD * L,
                         .delta_dim_stride = L, .bc_batch_stride = K * L * NP, .bc_group_stride = L * NP,
                         .bc_token_stride = NP, .u = u->data, .delta = in[IN_DELTA].data, .A = in[IN_A].data,
@@ -109,7 +98,7 @@ static OrtStatus *run_scan(ScanKernel *k, const MlsrTensor *in, float *y, int64_
 
 static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *ctx) {
     ScanKernel *k = kernel;
-    const OrtApi *api = k->api;
+    const OrtApi *api = k->base.api;
     MlsrTensor in[N_INPUTS];
     for (size_t i = 0; i < N_INPUTS; ++i) TRY(mlsr_input(api, ctx, i, OP, &in[i]));
     const MlsrTensor *u = &in[IN_U];
@@ -138,12 +127,12 @@ static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *ctx) {
     TRY(api->GetTensorMutableData(y_value, &y));
     if (B * D * L == 0) return NULL;
 
-    pthread_mutex_lock(&k->ws.lock);
+    pthread_mutex_lock(&k->base.ws.lock);
     OrtStatus *failure = run_scan(k, in, y, B, D, H, W);
-    pthread_mutex_unlock(&k->ws.lock);
+    pthread_mutex_unlock(&k->base.ws.lock);
     return failure;
 }
 
 OrtCustomOp *mlsr_selective_scan_op(int64_t nthreads) {
-    return mlsr_new_op(OP, N_INPUTS, IN_DSKIP, nthreads, create_kernel, compute, destroy_kernel);
+    return mlsr_new_op(OP, N_INPUTS, IN_DSKIP, nthreads, create_kernel, compute, mlsr_kernel_destroy);
 }
