@@ -22,6 +22,7 @@ import torch.distributed as dist
 from mambalitesr.errors import UserError
 from mambalitesr.models.checkpoint import load_checkpoint, save_checkpoint
 from mambalitesr.models.distill import FeatureProjector, output_loss
+from mambalitesr.models.loader_worker import init_worker
 from mambalitesr.models.train_config import TrainConfig
 from mambalitesr.models.train_data import ImagePair, PatchBatches, load_pairs
 from mambalitesr.models.train_log import TrainLog
@@ -240,7 +241,7 @@ class Trainer:
         dataset = PatchBatches(self.train_pairs, self.scale, cfg.patch, cfg.batch, cfg.seed, self.rank)
         return torch.utils.data.DataLoader(
             dataset, batch_size=None, sampler=range(self.step, cfg.steps), num_workers=cfg.workers,
-            prefetch_factor=4 if cfg.workers else None,
+            prefetch_factor=4 if cfg.workers else None, worker_init_fn=init_worker if cfg.workers else None,
         )
 
     # -- loop ------------------------------------------------------------------------------------
