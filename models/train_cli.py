@@ -16,6 +16,8 @@ def register(subparsers) -> None:
     p.add_argument("--train", nargs="+", required=True, metavar="DIR", type=t.input_dir, help="folders of HR training images")
     p.add_argument("--val", metavar="DIR", type=t.input_dir, help="folder of HR images for periodic validation (e.g. Set5)")
     p.add_argument("-o", "--out", required=True, metavar="DIR", type=t.output_dir, help="run folder: checkpoint, log.csv, log.png, model.safetensors")
+    p.add_argument("--hr-scales", nargs="+", type=t.float_range(0.0, 1.0, lo_open=True), default=[1.0], metavar="F",
+                   help="also train on every image shrunk by these factors (default: 1 = as they are; e.g. 1 0.8 0.6)")
     p.add_argument("--teacher", help="registry name of the frozen teacher (e.g. dvmsr_x4)")
     p.add_argument("--teacher-weights", metavar="PATH", type=t.input_file, help="teacher weights (.pth state_dict or .safetensors)")
     p.add_argument("--alpha", type=t.fraction, default=0.8, help="a in a*L1(S,T) + (1-a)*L1(S,HR) (default 0.8)")
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             lr=args.lr, lr_min=args.lr_min, warmup=args.warmup, schedule=args.schedule,
             milestones=tuple(args.milestones), grad_clip=args.grad_clip, ema_decay=args.ema, seed=args.seed,
             workers=args.workers, scan_backend=args.scan, threads=args.threads, val_every=args.val_every,
-            checkpoint_minutes=args.checkpoint_minutes, log_every=args.log_every, init_weights=s(args.init),
+            checkpoint_minutes=args.checkpoint_minutes, log_every=args.log_every, init_weights=s(args.init), hr_scales=tuple(args.hr_scales),
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

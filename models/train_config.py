@@ -6,6 +6,7 @@ Glossary (code name -> paper symbol):
     pixel_loss     the distance in both output terms: "l1", or "l2" for a PSNR fine-tuning stage
     patch          LR crop side (HR crop = scale * patch)
     holdout_every  every k-th loaded training image is held out and validated in memory (0 = none)
+    hr_scales      each training image is also used shrunk by these factors (1.0 = as it is)
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class TrainConfig:
     cache_dir: str | None = None  # teacher-output cache folder; None = <out_dir>/cache
     min_lr_side: int | None = None  # skip images with an LR side below this; None = patch (match another run's cache)
     holdout_every: int = 0
+    hr_scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self):
         for name in ("steps", "batch", "patch", "val_every", "log_every"):  # 0 "trains" nothing and exits 0
@@ -64,6 +66,9 @@ class TrainConfig:
             raise ValueError(f"min_lr_side ({self.min_lr_side}) must be at least the patch ({self.patch})")
         if self.holdout_every == 1 or self.holdout_every < 0:
             raise ValueError(f"holdout_every must be 0 (none) or at least 2, got {self.holdout_every}")
+        if not self.hr_scales or any(not 0.0 < f <= 1.0 for f in self.hr_scales):
+            raise ValueError(f"hr_scales must be factors in (0, 1], got {list(self.hr_scales)}")
+        self.hr_scales = tuple(float(f) for f in self.hr_scales)
         self.milestones = tuple(self.milestones)
         self.train_dirs = list(self.train_dirs)
 

@@ -215,7 +215,7 @@ class Trainer:
         pairs = self.given_pairs
         if pairs is None:
             pairs = load_pairs(cfg.train_dirs, self.scale, cfg.min_lr_side or cfg.patch,
-                               progress=self.progress and self.rank == 0)
+                               progress=self.progress and self.rank == 0, hr_scales=cfg.hr_scales)
         elif self.teacher is None:  # given pairs may carry teacher outputs this run must not use
             pairs = [ImagePair(p.name, p.hr, p.lr) for p in pairs]
         needs_teacher = any(p.teacher is None for p in pairs)

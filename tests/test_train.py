@@ -128,3 +128,23 @@ def test_checkpoint_is_safetensors_without_pickle(image_dirs, tmp_path):
     (run / LATEST).unlink()
     train(tiny_config(image_dirs, run, steps=6), resume=True, progress=False)
     assert load_checkpoint(run)["step"] == 6
+
+
+def test_shrunk_copies_of_the_training_images(image_dirs):
+    """--hr-scales 1 0.5: every 96x112 image once as it is and once at 48x56 (LR 12x14), each LR its HR's bicubic."""
+    from mambalitesr.models.bicubic import downsample
+    from mambalitesr.models.train_data import load_pairs
+
+    plain = load_pairs([str(image_dirs / "train")], 4, 8, progress=False)
+    both = load_pairs([str(image_dirs / "train")], 4, 8, progress=False, hr_scales=(1.0, 0.5))
+    assert len(both) == 2 * len(plain) == 12
+    shrunk = [p for p in both if p.name.endswith("@0.5")]
+    assert [p.name.removesuffix("@0.5") for p in shrunk] == [p.name for p in plain]
+    for pair in shrunk:
+        assert pair.hr.shape == (48, 56, 3) and np.array_equal(pair.lr, downsample(pair.hr, 4))
+    assert len(load_pairs([str(image_dirs / "train")], 4, 13, progress=False, hr_scales=(1.0, 0.5))) == 6  # 12 < 13
+
+
+def test_hr_scales_outside_0_1_are_refused():
+    with pytest.raises(ValueError, match="hr_scales"):
+        TrainConfig(hr_scales=(1.0, 1.5))
