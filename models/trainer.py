@@ -191,7 +191,7 @@ class Trainer:
         stored = TrainConfig.from_json(state["train_config"])
         # The total step count may change on resume (lengthen or shorten a run; the schedule follows it).
         for key in ("model", "model_config_json", "teacher", "alpha", "pixel_loss", "batch", "patch", "seed", "lr",
-                    "schedule", "holdout_every"):
+                    "schedule", "holdout_every", "hr_scales"):
             if getattr(stored, key) != getattr(self.cfg, key):
                 raise UserError(
                     f"--resume: the checkpoint was made with {key}={getattr(stored, key)!r}, "
