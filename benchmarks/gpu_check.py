@@ -12,7 +12,8 @@ Steps (each prints one line per case; any mismatch makes the exit status 1):
   1. build the kernel as a torch extension (torch_binding.cpp + the plain kernel sources)
   2. compare with the oracle over K in {1, 4}, N in {1, 5, 16, 33, 64}, L up to 16384, with/without z,
      fp32 and fp16, one and several chunks; check run-to-run determinism and that bad params are refused
-  3. time the kernel and the chunked PyTorch scan with CUDA events
+  3. time the kernel and the chunked PyTorch scan with CUDA events, and one student / teacher mixer's scan
+     at 320x180 over chunk lengths T = 256 .. L (which T a device prefers)
   4. with --plugin-lib (TensorRT importable): a one-node SelectiveScan ONNX -> engine (fp32 and fp16) ->
      compared with the oracle; the _autoreg build registering itself when merely dlopened; then the whole network in both ONNX forms (plugin form with the plugin,
      portable form without; --quick: the plugin form only) against PyTorch
@@ -236,7 +237,25 @@ def time_kernel(impl) -> str:
     chunked_ms = _time(lambda: oracle(x, K, H, W, True, "chunked"), reps=5)
     line = (f"B={B} D={D} K={K} N={N} L={H}x{W}: kernel {', '.join(parts)}; chunked PyTorch fp32 {chunked_ms:.2f} ms")
     log(f"time {line}")
+    for name, d_inner in (("student", 64), ("teacher", 120)):
+        log(f"time {chunk_sweep(impl, name, d_inner)}")
     return line
+
+
+def chunk_sweep(impl, name: str, d_inner: int) -> str:
+    """One mixer's scan at a 320x180 frame (K = 1, N = 16) for several chunk lengths T, fp16 activations.
+
+    Why: passes 1 and 3 both run the recurrence (and its exponentials) over every chunk but the last, so a
+    longer T does less work (T = L: no pass 1 at all) but leaves fewer groups to fill the GPU; which T wins
+    on an Orin Nano is a measurement (the kernel README's roofline assumes a full GPU)."""
+    import torch
+
+    H, W = 180, 320
+    L = H * W
+    x = make_inputs(1, d_inner, 1, 16, H, W, torch.float16, "cuda", seed=3)
+    parts = [f"T={T if T < L else 'L'} {_time(lambda: impl(x, 1, H, W, True, T)):.3f} ms"
+             for T in (256, 1024, 4096, L)]
+    return f"{name} mixer scan B=1 D={d_inner} K=1 N=16 L=320x180 fp16: {', '.join(parts)}"
 
 
 def _time(fn, reps: int = 20) -> float:
