@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
             lr=args.lr, lr_min=args.lr_min, warmup=args.warmup, schedule=args.schedule,
             milestones=tuple(args.milestones), grad_clip=args.grad_clip, ema_decay=args.ema, seed=args.seed,
             workers=args.workers, scan_backend=args.scan, threads=args.threads, val_every=args.val_every,
-            checkpoint_minutes=args.checkpoint_minutes, log_every=args.log_every, init_weights=s(args.init), hr_scales=tuple(args.hr_scales),
+            checkpoint_minutes=args.checkpoint_minutes, log_every=args.log_every, init_weights=s(args.init),
+            hr_scales=tuple(args.hr_scales),
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

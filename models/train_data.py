@@ -60,7 +60,8 @@ def load_pairs(folders: list[str], scale: int, min_lr_side: int, progress: bool 
     if not pairs:
         raise UserError(f"no training image is at least {scale * min_lr_side} px on each side")
     if skipped and progress:
-        print(f"skipped {skipped} images (or shrunk copies) smaller than the {scale * min_lr_side}px HR patch", file=sys.stderr)
+        print(f"skipped {skipped} images (or shrunk copies) smaller than the {scale * min_lr_side}px HR patch",
+              file=sys.stderr)
     return pairs
 
 
