@@ -2,7 +2,7 @@
 
 Glossary (code name -> paper symbol / meaning):
     B batch, D channels (d_inner), K directions (1 or 4), N d_state, H x W grid, L = H * W tokens,
-    T chunk length of the kernel's chunked scan (0 = its default, 256)
+    T chunk length of the kernel's chunked three-pass scan; 0 = its single pass (the default, the plugin's)
     u -> x_t, delta -> Delta_t, A, Bm -> B_t, Cm -> C_t, Dskip -> D, z -> gate
     oracle   mambalitesr.models.selective_scan: backend "ref" (sequential) for small L, "chunked" for large L
     error    max |kernel - oracle| / max |oracle|, judged by mambalitesr.testing.compare with the row of
@@ -13,7 +13,10 @@ Steps (each prints one line per case; any mismatch makes the exit status 1):
   2. compare with the oracle over K in {1, 4}, N in {1, 5, 16, 33, 64}, L up to 16384, with/without z,
      fp32 and fp16, one and several chunks; check run-to-run determinism and that bad params are refused
   3. time the kernel and the chunked PyTorch scan with CUDA events, and one student / teacher mixer's scan
-     at 320x180 over chunk lengths T = 256 .. L (which T a device prefers)
+     at 320x180: the single pass against the chunked scan at T = 256 .. L (which one a device prefers)
+  3b. the same kernel built with -DMAMBALITESR_SCAN_FAST_EXP (__expf decays): its error on the quick cases
+     and its mixer timings, reported beside the default build's and not counted as failures (the default
+     build uses expf; this says whether switching is worth it and safe)
   4. with --plugin-lib (TensorRT importable): a one-node SelectiveScan ONNX -> engine (fp32 and fp16) ->
      compared with the oracle; the _autoreg build registering itself when merely dlopened; then the whole network in both ONNX forms (plugin form with the plugin,
      portable form without; --quick: the plugin form only) against PyTorch
@@ -57,7 +60,7 @@ class CudaExtension:
 
     device = "cuda"
 
-    def __init__(self, build_dir: Path):
+    def __init__(self, build_dir: Path, fast_exp: bool = False):
         import torch
         from torch.utils.cpp_extension import CUDA_HOME, load
 
@@ -76,13 +79,15 @@ class CudaExtension:
         build_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         self.ext = load(
-            name="mambalitesr_scan_check",
+            name="mambalitesr_scan_check" + ("_fast_exp" if fast_exp else ""),
             sources=[str(SRC / "torch_binding.cpp"), str(SRC / "selective_scan_kernel.cu"),
                      str(SRC / "selective_scan_host_api.cpp")],
-            extra_include_paths=[str(SRC)], extra_cflags=["-O2"], extra_cuda_cflags=["-O3"],
+            extra_include_paths=[str(SRC)], extra_cflags=["-O2"],
+            extra_cuda_cflags=["-O3"] + (["-DMAMBALITESR_SCAN_FAST_EXP=1"] if fast_exp else []),
             build_directory=str(build_dir), verbose=False,
         )
-        log(f"built the torch extension for sm_{major}{minor} in {time.perf_counter() - t0:.0f} s")
+        log(f"built the torch extension{' (__expf decays)' if fast_exp else ''} for sm_{major}{minor} "
+            f"in {time.perf_counter() - t0:.0f} s")
 
     def __call__(self, x, K, H, W, softplus, chunk):
         return self.ext.selective_scan_fwd(x["u"], x["delta"], x["A"], x["Bm"], x["Cm"], x.get("Dskip"), x.get("z"),
@@ -184,8 +189,8 @@ def case_grid(quick: bool):
         if z or N == 16:  # the gate's absence once per shape is enough
             yield (2, 4, K, N, H, W, dt, z, chunk, "ref")
     if not quick:
-        for (H, W), K, dt in _product([(64, 64), (128, 128)], (1, 4), ("float32", "float16")):
-            yield (1, 32, K, 16, H, W, dt, True, 0, "chunked")
+        for (H, W), K, dt, chunk in _product([(64, 64), (128, 128)], (1, 4), ("float32", "float16"), (0, 256)):
+            yield (1, 32, K, 16, H, W, dt, True, chunk, "chunked")
 
 
 def _product(*iterables):
@@ -194,26 +199,28 @@ def _product(*iterables):
     return itertools.product(*iterables)
 
 
-def check_kernel(impl, quick: bool) -> tuple[list[str], dict]:
+def check_kernel(impl, quick: bool, label: str = "") -> tuple[list[str], dict]:
     import torch
 
     failures, worst, count = [], {}, 0
+    label = f"[{label}] " if label else ""
     for B, D, K, N, H, W, dt, z, chunk, backend in case_grid(quick):
         x = make_inputs(B, D, K, N, H, W, getattr(torch, dt), impl.device, z=z, seed=count)
         y = impl(x, K, H, W, True, chunk)
         verdict = compare(y, oracle(x, K, H, W, True, backend), dtype=dt)
         worst[dt] = max(worst.get(dt, 0.0), verdict.scaled_error)
         count += 1
-        tag = f"B={B} D={D} K={K} N={N} L={H}x{W} {dt} z={'y' if z else 'n'} T={chunk or 'default'} vs {backend}"
+        tag = (f"{label}B={B} D={D} K={K} N={N} L={H}x{W} {dt} z={'y' if z else 'n'} "
+               f"{f'T={chunk}' if chunk else 'single pass'} vs {backend}")
         log(f"{'ok  ' if verdict.ok else 'FAIL'} {tag}: {describe(verdict)}")
         if not verdict.ok:
             failures.append(tag)
     # Determinism: the direction sum is in fixed order, so two runs agree bit for bit.
     x = make_inputs(1, 32, 4, 16, 64, 64, torch.float32, impl.device, seed=1)
     same = torch.equal(impl(x, 4, 64, 64, True, 0), impl(x, 4, 64, 64, True, 0))
-    log(f"{'ok  ' if same else 'FAIL'} K=4 output identical across two runs")
+    log(f"{'ok  ' if same else 'FAIL'} {label}K=4 output identical across two runs")
     if not same:
-        failures.append("determinism")
+        failures.append(f"{label}determinism")
     try:
         bad = make_inputs(1, 2, 1, 65, 4, 4, torch.float32, impl.device)
         impl(bad, 1, 4, 4, True, 0)
@@ -224,7 +231,7 @@ def check_kernel(impl, quick: bool) -> tuple[list[str], dict]:
     return failures, {"cases": count, **{f"max_scaled_err_{k}": v for k, v in worst.items()}}
 
 
-def time_kernel(impl) -> str:
+def time_kernel(impl, fast_exp_impl=None) -> str:
     import torch
 
     B, D, K, N, H, W = 1, 96, 4, 16, 128, 128
@@ -239,22 +246,26 @@ def time_kernel(impl) -> str:
     log(f"time {line}")
     for name, d_inner in (("student", 64), ("teacher", 120)):
         log(f"time {chunk_sweep(impl, name, d_inner)}")
+        if fast_exp_impl is not None:
+            log(f"time [__expf] {chunk_sweep(fast_exp_impl, name, d_inner)}")
     return line
 
 
 def chunk_sweep(impl, name: str, d_inner: int) -> str:
-    """One mixer's scan at a 320x180 frame (K = 1, N = 16) for several chunk lengths T, fp16 activations.
+    """One mixer's scan at a 320x180 frame (K = 1, N = 16), fp16 activations: the single pass, then the
+    chunked scan at several chunk lengths T.
 
-    Why: passes 1 and 3 both run the recurrence (and its exponentials) over every chunk but the last, so a
-    longer T does less work (T = L: no pass 1 at all) but leaves fewer groups to fill the GPU; which T wins
-    on an Orin Nano is a measurement (the kernel README's roofline assumes a full GPU)."""
+    Why: the single pass computes each exponential once but has one block per (b, d), B x D blocks to fill
+    the GPU; the chunked scan's passes 1 and 3 both run the recurrence over every chunk but the last (T = L:
+    no pass 1, but only B x D groups). Which wins on an Orin Nano is a measurement (the kernel README's
+    roofline is an estimate)."""
     import torch
 
     H, W = 180, 320
     L = H * W
     x = make_inputs(1, d_inner, 1, 16, H, W, torch.float16, "cuda", seed=3)
-    parts = [f"T={T if T < L else 'L'} {_time(lambda: impl(x, 1, H, W, True, T)):.3f} ms"
-             for T in (256, 1024, 4096, L)]
+    names = {0: "single pass", 256: "T=256", 1024: "T=1024", 4096: "T=4096", L: "T=L"}
+    parts = [f"{label} {_time(lambda: impl(x, 1, H, W, True, T)):.3f} ms" for T, label in names.items()]
     return f"{name} mixer scan B=1 D={d_inner} K=1 N=16 L=320x180 fp16: {', '.join(parts)}"
 
 
@@ -447,7 +458,15 @@ def main(argv=None) -> int:
         return 2
 
     failures, stats = check_kernel(impl, args.quick)
-    timing = "timing skipped (CPU emulation)" if args.cpu_emulation else time_kernel(impl)
+    fast_note, fast_impl = "", None
+    if not args.cpu_emulation:
+        fast_impl = CudaExtension(work / "torch_ext_fast_exp", fast_exp=True)
+        fast_failures, fast_stats = check_kernel(fast_impl, quick=True, label="__expf")
+        fast_errs = ", ".join(f"{k[len('max_scaled_err_'):]} {v:.1e}" for k, v in fast_stats.items()
+                              if k.startswith("max_scaled_err_"))
+        fast_note = (f"; __expf build (not the default, not counted): {len(fast_failures)} of {fast_stats['cases']} "
+                     f"quick cases outside the table (max error / max|oracle|: {fast_errs})")
+    timing = "timing skipped (CPU emulation)" if args.cpu_emulation else time_kernel(impl, fast_impl)
     trt_note = "TensorRT: not checked (no --plugin-lib)"
     if args.plugin_lib is not None and not args.cpu_emulation:
         try:
@@ -460,7 +479,8 @@ def main(argv=None) -> int:
             log(trt_note)
     errs = ", ".join(f"{k[len('max_scaled_err_'):]} {v:.1e}" for k, v in stats.items() if k.startswith("max_scaled_err_"))
     status = "FAIL" if failures else "PASS"
-    log(f"gpu_check: {status} kernel {stats['cases']} cases (max error / max|oracle|: {errs}); {timing}; {trt_note}"
+    log(f"gpu_check: {status} kernel {stats['cases']} cases (max error / max|oracle|: {errs}){fast_note}; {timing}; "
+        f"{trt_note}"
         + (f"; failures: {failures}" if failures else ""))
     return 1 if failures else 0
 

@@ -74,6 +74,20 @@ def test_kernel_library_builds_for_orin_and_hopper(build, kernel_objects):
     assert not [s for s in symbols if "mambalitesr" in s and s.startswith("_Z")], "C++ internals leak out"
 
 
+@needs_nvcc
+def test_single_pass_kernel_does_not_spill(build):
+    # Its launch bounds cap it at 64 registers (8 blocks of 128 threads per SM: one wave for a student mixer
+    # on an Orin Nano); spilling the tile's registers to local memory would undo the point.
+    proc = run([NVCC, "-O3", *HOST_FLAGS, *GENCODES, "-Xptxas", "-v", "-c", str(SRC / "selective_scan_kernel.cu"),
+                "-o", "spill_check.o"], build)
+    lines = proc.stderr.splitlines()
+    reports = [lines[i + 1] + lines[i + 2] for i, line in enumerate(lines[:-2])
+               if "Compiling entry function" in line and "single_pass_kernel" in line]
+    assert len(reports) == 4, proc.stderr[-3000:]  # fp32 and fp16, sm_87 and sm_90
+    for report in reports:
+        assert "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" in report, report
+
+
 # --- CPU emulation of the kernel bodies against the PyTorch oracle ------------------------------------------
 
 class Params(ctypes.Structure):
@@ -155,7 +169,7 @@ def rel_err(y, ref):
 @needs_nvcc
 @pytest.mark.parametrize("K", [1, 4])
 def test_emulation_matches_oracle_fp32(emulation, K):
-    # T = 1, 3, 7 and the default (256, one chunk) exercise the carries, partial last chunks and no carry at all.
+    # T = 1, 3, 7 exercise the chunked scan's carries and partial last chunks; 0 is the single pass (one tile).
     for N, (H, W), chunk in itertools.product((1, 5, 16, 64), ((1, 1), (3, 4), (7, 5), (4, 9)), (0, 1, 3, 7)):
         x = make_inputs(2, 3, K, N, H, W, torch.float32, seed=N + H)
         err = rel_err(emulate(emulation, x, K, H, W, chunk=chunk), oracle(x, K, H, W))
@@ -164,14 +178,28 @@ def test_emulation_matches_oracle_fp32(emulation, K):
 
 @needs_nvcc
 @pytest.mark.parametrize("K", [1, 4])
+@pytest.mark.parametrize("N", [1, 16, 64])
+def test_single_pass_over_several_tiles(emulation, K, N):
+    # L = 2,091 = four whole tiles of 512 tokens and a last one of 43: the state carried from tile to tile,
+    # the block scan across all four warps, and threads past the end (identity steps) in the last tile.
+    H, W = 41, 51
+    x = make_inputs(1, 2, K, N, H, W, torch.float32, seed=N)
+    ref = oracle(x, K, H, W)
+    assert rel_err(emulate(emulation, x, K, H, W, chunk=0), ref) < 2e-5
+    assert rel_err(emulate(emulation, x, K, H, W, chunk=100), ref) < 2e-5  # the chunked scan agrees too
+
+
+@needs_nvcc
+@pytest.mark.parametrize("K", [1, 4])
 def test_emulation_fp16_and_optional_terms(emulation, K):
     H, W = 6, 5
     x = make_inputs(2, 4, K, 16, H, W, torch.float16)
-    assert rel_err(emulate(emulation, x, K, H, W, chunk=4), oracle(x, K, H, W)) < 2e-3  # y rounded to fp16 once
+    for chunk in (0, 4):
+        assert rel_err(emulate(emulation, x, K, H, W, chunk=chunk), oracle(x, K, H, W)) < 2e-3  # y rounded once
     x = make_inputs(1, 3, K, 8, H, W, torch.float32, seed=3)
-    for drop in (("z",), ("Dskip",), ("delta_bias",), ("z", "Dskip", "delta_bias")):
-        y = emulate(emulation, x, K, H, W, softplus=False, chunk=4, drop=drop)
-        assert rel_err(y, oracle(x, K, H, W, softplus=False, drop=drop)) < 2e-5, drop
+    for drop, chunk in itertools.product((("z",), ("Dskip",), ("delta_bias",), ("z", "Dskip", "delta_bias")), (0, 4)):
+        y = emulate(emulation, x, K, H, W, softplus=False, chunk=chunk, drop=drop)
+        assert rel_err(y, oracle(x, K, H, W, softplus=False, drop=drop)) < 2e-5, (drop, chunk)
 
 
 @needs_nvcc
@@ -195,8 +223,10 @@ def test_validation_and_workspace(emulation):
         p = params(height=H, chunk_len=0)
         sizes.append(emulation.mambalitesr_selective_scan_workspace_size(ctypes.byref(p)))
     assert sizes == sorted(sizes) and sizes[0] > 0
-    one_direction = params(directions=1, height=16, width=16)  # L = T: no carries, no direction sum
-    assert emulation.mambalitesr_selective_scan_workspace_size(ctypes.byref(one_direction)) == 0
+    single = params(directions=1, height=64, width=64)  # the single pass carries in shared memory
+    assert emulation.mambalitesr_selective_scan_workspace_size(ctypes.byref(single)) == 0
+    one_chunk = params(directions=1, height=16, width=16, chunk_len=256)  # L = T: no carries, no direction sum
+    assert emulation.mambalitesr_selective_scan_workspace_size(ctypes.byref(one_chunk)) == 0
 
 
 # --- TensorRT plugin ----------------------------------------------------------------------------------------

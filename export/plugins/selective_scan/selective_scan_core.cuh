@@ -4,24 +4,36 @@
  * Glossary as in selective_scan_kernel.h (B, D, K, N, H, W, L; u, delta, A, Bm, Cm, Dskip, z, y, h).
  * T = chunk length, Lc = ceil(L / T) chunks, G = lanes per group, S = states per lane (N <= G * S).
  *
- * Parallelisation (the choice, and why):
- *   A "group" of G lanes (G = next power of two >= N, at most 32; a warp holds 32 / G groups) owns one
+ * Two algorithms, chosen by params.chunk_len:
+ *
+ * chunk_len = 0, the single pass (the default, the plugin's): one thread block of kTileThreads threads owns
+ *   one sequence (b, k, d) and walks it in tiles of kTile = kTileThreads x kTileItems tokens, tile after tile;
+ *   thread i holds the kTileItems consecutive positions i * kTileItems .. of the tile. For each state n:
+ *     every thread forms its tokens' affine steps h -> a h + b, a = exp(Delta_t A_n), b = Delta_t B_t u_t
+ *     (the only exponentials of the whole scan: one per token and state), folds them into one step,
+ *     the block scans those steps (warp shuffles, then the kTileWarps warp totals through shared memory)
+ *     from the state the previous tile left, and every thread replays its own steps from the state
+ *     entering it, adding C_t h_t into its tokens' y. The state leaving the tile is carried in shared
+ *     memory to the next tile. No workspace (K = 1), one launch per direction.
+ *   Why: the chunked scan below runs the recurrence, and its exponentials, twice (pass 1 and pass 3); here
+ *   each exponential is computed once and the cross-token dependency is resolved by multiplications
+ *   (the associative scan of reference Mamba's CUDA kernel, written afresh for this layout).
+ *
+ * chunk_len = T > 0, the chunked three-pass scan (kept for comparison in benchmarks/gpu_check.py):
+ *   a "group" of G lanes (G = next power of two >= N, at most 32; a warp holds 32 / G groups) owns one
  *   work item; lane j keeps states n = j, j + G, ... in registers. Every lane chains its states over
  *   the tokens of a chunk sequentially and the group sums <C_t, h_t> over n with an xor butterfly of
- *   warp shuffles, so each step is a few FMAs and log2(G) shuffles with no shared memory.
- *   Sequential over L alone would leave a 96-channel layer with ~100 warps, so L is cut into chunks of
- *   T tokens (the chunked linear scan; Lc chunks per (b, k*D + d)):
+ *   warp shuffles. L is cut into chunks of T tokens (Lc chunks per (b, k*D + d)):
  *     pass 1  summary: for every chunk but the last, scan from h = 0 and keep the end state and the
  *             chunk's decay exp(A * sum Delta)            -> workspace (B, K*D, Lc-1, N) x 2
  *     pass 2  carry:   one thread per (b, k*D + d, n) folds the summaries in order, leaving the state
  *             that enters each chunk (Lc-1 fused multiply-adds)
- *     pass 3  output:  rescan every chunk from its entering state and emit y_t, one launch per
- *             direction k = 0..K-1 in order.
- *   Deterministic direction sum, no atomics: each token of each (b, d) is written by exactly one lane
- *   per launch, and the launches of pass 3 run in stream order, so acc = y_0, acc += y_1, acc += y_2,
- *   and the last launch writes (acc + y_3) * SiLU(z). K = 1 writes y directly (no acc buffer).
- *   Outputs are written G at a time: lane j keeps the token of step j (mod G), so row-major
- *   directions store G neighbouring tokens per instruction.
+ *     pass 3  output:  rescan every chunk from its entering state and emit y_t.
+ *   Outputs are written G at a time: lane j keeps the token of step j (mod G).
+ *
+ * Both: one launch per direction k = 0..K-1 in stream order, so the direction sum is deterministic
+ * without atomics: each token of each (b, d) is written by exactly one thread per launch, acc = y_0,
+ * acc += y_1, acc += y_2, and the last launch writes (acc + y_3) * SiLU(z). K = 1 writes y directly.
  *
  * Numerics: inputs are read as fp32 or fp16 and everything is computed in fp32 (state, the direction
  * sum, the gate); y is rounded to the activation type once at the end.
@@ -66,16 +78,20 @@ inline size_t align_up(size_t bytes)
 struct Plan
 {
     int64_t B, D, K, KD, N, H, W, L;
-    int64_t chunk;    // T
-    int64_t n_chunks; // Lc
+    int64_t chunk;    // T of the chunked scan; 0 = the single pass
+    int64_t n_chunks; // Lc (chunked scan); 1 for the single pass
     float* decay;     // (B, K*D, Lc-1, N): exp(A * sum of Delta over chunk c)
     float* state;     // (B, K*D, Lc-1, N): end state of chunk c from h = 0, then (pass 2) the carried state
     float* acc;       // (B, D, L): running direction sum, K > 1 only
 };
 
-inline int64_t chunk_length(const SelectiveScanParams& p)
+// Chunks of the chunked scan, 1 for the single pass (which needs no chunk summaries).
+inline int64_t chunk_count(const SelectiveScanParams& p)
 {
-    return p.chunk_len > 0 ? p.chunk_len : MAMBALITESR_SCAN_DEFAULT_CHUNK;
+    const int64_t L = p.height * p.width;
+    if (L <= 0)
+        return 0;
+    return p.chunk_len > 0 ? (L + p.chunk_len - 1) / p.chunk_len : 1;
 }
 
 struct WorkspaceLayout
@@ -88,8 +104,7 @@ struct WorkspaceLayout
 inline WorkspaceLayout workspace_layout(const SelectiveScanParams& p)
 {
     const int64_t L = p.height * p.width;
-    const int64_t T = chunk_length(p);
-    const int64_t n_chunks = L > 0 ? (L + T - 1) / T : 0;
+    const int64_t n_chunks = chunk_count(p);
     const int64_t kd = (int64_t)p.directions * p.channels;
     WorkspaceLayout w{};
     if (n_chunks > 1)
@@ -115,7 +130,7 @@ inline const char* validate(const SelectiveScanParams* p)
     if (p->delta_softplus != 0 && p->delta_softplus != 1)
         return "delta_softplus must be 0 or 1";
     if (p->chunk_len < 0)
-        return "chunk_len must be >= 0 (0 = default)";
+        return "chunk_len must be >= 0 (0 = the single pass)";
     const MambaLiteSRDType types[4] = {p->act_dtype, p->A_dtype, p->Dskip_dtype, p->delta_bias_dtype};
     for (MambaLiteSRDType t : types)
         if (t != MAMBALITESR_FLOAT32 && t != MAMBALITESR_FLOAT16)
@@ -141,8 +156,8 @@ inline Plan make_plan(const SelectiveScanParams& p)
     plan.H = p.height;
     plan.W = p.width;
     plan.L = p.height * p.width;
-    plan.chunk = chunk_length(p);
-    plan.n_chunks = plan.L > 0 ? (plan.L + plan.chunk - 1) / plan.chunk : 0;
+    plan.chunk = p.chunk_len;
+    plan.n_chunks = chunk_count(p);
     const WorkspaceLayout w = workspace_layout(p);
     if (w.total)
     {
@@ -212,14 +227,19 @@ MLSR_HD float load_param(const void* ptr, MambaLiteSRDType type, int64_t index)
                                        : static_cast<const float*>(ptr)[index];
 }
 
-// The decay exp(Delta A) of the recurrence, one place to choose its exp. expf, not __expf, until a device
-// run shows __expf is good enough: __expf's error near x = 0 (2 ulp, ex2.approx of x log2 e) need not average
-// out, and a decay a hair off 1 compounds over a long memory. On the CPU a polynomial whose value at 0 was
-// 1 + 1.2e-7 put the teacher's output 1.5e-4 off float64 (models/csrc/mixer_cpu.c, vexp2). To try __expf:
-// return __expf(x) under __CUDA_ARCH__ and check with benchmarks/gpu_check.py (README: roofline, 11.8 vs 17.7 ms).
+// The decay exp(Delta A) of the recurrence, one place to choose its exp. expf by default: __expf (one
+// ex2.approx of x log2 e on the special-function unit) is faster, but its error near x = 0 need not average
+// out, and a decay a hair off 1 compounds over a long memory (on the CPU, a polynomial whose value at 0 was
+// 1 + 1.2e-7 put the teacher's output 1.5e-4 off float64: models/csrc/mixer_cpu.c, vexp2). A build with
+// -DMAMBALITESR_SCAN_FAST_EXP uses __expf in device code; benchmarks/gpu_check.py builds both and reports the
+// fast build's error and time beside the default's, so the first device run decides.
 MLSR_HD float decay_exp(float x)
 {
+#if defined(__CUDA_ARCH__) && defined(MAMBALITESR_SCAN_FAST_EXP)
+    return __expf(x);
+#else
     return expf(x);
+#endif
 }
 
 MLSR_HD float softplus(float x)
@@ -496,6 +516,152 @@ struct SingleLaneSum
         return x;
     }
 };
+
+// ---------------------------------------------------------------------------------------------------
+// The single pass (chunk_len = 0). Per thread and tile: TileTokens; per state: fold, block scan, replay.
+
+// Sizes: a student mixer at batch 1 is B x D = 64 blocks, so an Orin Nano (8 SMs) runs it in one wave only
+// with 8 blocks of 128 threads per SM, i.e. at most 64 registers a thread (the kernel's launch bounds).
+// Four positions a thread fit in that without spilling (eight need ~92 registers); more positions per
+// thread would spread the block scan's cost over more tokens. benchmarks/gpu_check.py times the result.
+constexpr int kTileThreads = 128;                   // threads per block (four warps)
+constexpr int kTileWarps = kTileThreads / 32;
+constexpr int kTileMinBlocksPerSM = 8;              // launch bounds: <= 65536 / (8 x 128) = 64 registers
+constexpr int kTileItems = 4;                       // consecutive positions per thread and tile
+constexpr int kTile = kTileThreads * kTileItems;    // tokens per tile
+
+// One step of the recurrence as a map h -> a h + b; the identity is {1, 0}.
+struct Affine
+{
+    float a, b;
+};
+
+// `first` then `second`: h -> second.a (first.a h + first.b) + second.b. Associative, not commutative.
+MLSR_HD Affine then(Affine first, Affine second)
+{
+    return Affine{second.a * first.a, second.a * first.b + second.b};
+}
+
+MLSR_HD float apply(Affine step, float h)
+{
+    return step.a * h + step.b;
+}
+
+// A thread's positions of one tile, read once for all states: token index, Delta_t (bias and softplus
+// applied) and u_t; count < kTileItems only in the last tile (0 for threads past the end).
+struct TileTokens
+{
+    int64_t token[kTileItems];
+    float dt[kTileItems];
+    float x[kTileItems];
+    int count;
+};
+
+// The sequence a block owns: item -> (b, d) for direction k, and its rows of every tensor.
+template <typename T>
+struct Sequence
+{
+    int64_t b, d, kd;
+    const T* u;
+    const T* delta;
+    const T* Bm;
+    const T* Cm;
+    float bias, skip;
+
+    MLSR_HD Sequence(const SelectiveScanParams& p, const Plan& plan, int k, int64_t item)
+        : b(item / plan.D)
+        , d(item % plan.D)
+        , kd(k * plan.D + item % plan.D)
+    {
+        u = static_cast<const T*>(p.u) + b * p.u_batch_stride + d * p.u_channel_stride;
+        delta = static_cast<const T*>(p.delta) + b * p.delta_batch_stride + kd * p.delta_channel_stride;
+        Bm = static_cast<const T*>(p.Bm) + b * p.B_batch_stride + k * p.B_direction_stride;
+        Cm = static_cast<const T*>(p.Cm) + b * p.C_batch_stride + k * p.C_direction_stride;
+        bias = p.delta_bias ? load_param(p.delta_bias, p.delta_bias_dtype, kd) : 0.f;
+        skip = p.Dskip ? load_param(p.Dskip, p.Dskip_dtype, kd) : 0.f;
+    }
+};
+
+template <typename T>
+MLSR_HD void tile_tokens(const SelectiveScanParams& p, const Plan& plan, const Sequence<T>& seq, int k,
+                         int64_t tile, int thread, TileTokens& in)
+{
+    const int64_t first = tile * kTile + (int64_t)thread * kTileItems;
+    const int64_t left = plan.L - first;
+    in.count = left <= 0 ? 0 : (left < kTileItems ? (int)left : kTileItems);
+    if (in.count == 0)
+        return;
+    TokenWalker walk(k, first, plan.H, plan.W);
+MLSR_UNROLL
+    for (int j = 0; j < kTileItems; ++j)
+    {
+        if (j < in.count)
+        {
+            const int64_t t = walk.token;
+            in.token[j] = t;
+            in.dt[j] = delta_value(to_float(seq.delta[t]), seq.bias, p.delta_softplus);
+            in.x[j] = to_float(seq.u[t]);
+            if (j + 1 < in.count)
+                walk.advance();
+        }
+    }
+}
+
+// State n: this thread's steps (kept for the replay) and their fold; positions past count are identities.
+// (Indexing Bm per item, rather than passing state n's row, keeps the kernel within 64 registers.)
+template <typename T>
+MLSR_HD Affine state_steps(const SelectiveScanParams& p, const Sequence<T>& seq, const TileTokens& in, float A_n,
+                           int64_t n, Affine (&step)[kTileItems])
+{
+    Affine fold{1.f, 0.f};
+MLSR_UNROLL
+    for (int j = 0; j < kTileItems; ++j)
+    {
+        step[j] = Affine{1.f, 0.f};
+        if (j < in.count)
+        {
+            const float bt = to_float(seq.Bm[n * p.B_state_stride + in.token[j]]);
+            step[j] = Affine{decay_exp(in.dt[j] * A_n), in.dt[j] * in.x[j] * bt};
+            fold = then(fold, step[j]);
+        }
+    }
+    return fold;
+}
+
+// State n: replay this thread's steps from the state entering it, adding C_t h_t into y.
+template <typename T>
+MLSR_HD void state_replay(const SelectiveScanParams& p, const Sequence<T>& seq, const TileTokens& in, int64_t n,
+                          const Affine (&step)[kTileItems], float h, float (&y)[kTileItems])
+{
+MLSR_UNROLL
+    for (int j = 0; j < kTileItems; ++j)
+    {
+        if (j < in.count)
+        {
+            h = apply(step[j], h);
+            y[j] += to_float(seq.Cm[n * p.C_state_stride + in.token[j]]) * h;
+        }
+    }
+}
+
+// The state entering warp `warp` of the block: the carried state through the totals of the warps before it.
+MLSR_HD float state_entering_warp(float carried, const float* total_a, const float* total_b, int warp)
+{
+    float h = carried;
+    for (int w = 0; w < warp; ++w)
+        h = apply(Affine{total_a[w], total_b[w]}, h);
+    return h;
+}
+
+template <typename T>
+MLSR_HD void tile_emit(const SelectiveScanParams& p, const Plan& plan, int stage, const Sequence<T>& seq,
+                       const TileTokens& in, const float (&y)[kTileItems])
+{
+MLSR_UNROLL
+    for (int j = 0; j < kTileItems; ++j) // a constant trip count keeps y and in in registers
+        if (j < in.count)
+            emit<T>(p, plan, stage, seq.b, seq.d, in.token[j], y[j] + seq.skip * in.x[j]);
+}
 
 inline int stage_of(int k, int K)
 {

@@ -2,8 +2,9 @@
  * MambaLiteSR selective scan, CUDA forward: kernels, dispatch and the C launch function.
  *
  * Glossary and the parallelisation are described in selective_scan_core.cuh; the C interface and the
- * shape contract in selective_scan_kernel.h. Per call: pass 1 (chunk summaries) and pass 2 (carries)
- * when L spans more than one chunk, then one pass-3 launch per direction, all on the caller's stream.
+ * shape contract in selective_scan_kernel.h. Per call, all on the caller's stream: the single pass
+ * (chunk_len = 0), one launch per direction; or the chunked scan, pass 1 (chunk summaries) and pass 2
+ * (carries) when L spans more than one chunk, then one pass-3 launch per direction.
  * The host-only entry points (validate, workspace size, strides) are in selective_scan_host_api.cpp.
  */
 #include "selective_scan_core.cuh"
@@ -68,6 +69,83 @@ __global__ void __launch_bounds__(kThreads)
     chunk_output_item<T, G, S>(p, plan, k, stage, item, (int)(thread % G), WarpGroupSum<G>{group_mask<G>()});
 }
 
+constexpr unsigned kFullWarp = 0xffffffffu;
+
+// One block per sequence (b, d) of direction k; the tiles of the sequence in order (selective_scan_core.cuh).
+// Every thread stays to the end, past-the-end ones with identity steps: all of them take part in the
+// shuffles and barriers.
+template <typename T>
+__global__ void __launch_bounds__(kTileThreads, kTileMinBlocksPerSM) single_pass_kernel(SelectiveScanParams p, Plan plan, int k, int stage)
+{
+    // Double-buffered so one barrier per (tile, state) suffices: a buffer is rewritten two rounds later,
+    // after every thread has passed the barrier between (and so finished its reads).
+    __shared__ float total_a[2][kTileWarps], total_b[2][kTileWarps];
+    __shared__ float carried[2][MAMBALITESR_SCAN_MAX_STATE]; // by tile parity: state entering the tile
+    const int thread = (int)threadIdx.x;
+    const int lane = thread & 31;
+    const int warp = thread >> 5;
+    const Sequence<T> seq(p, plan, k, (int64_t)blockIdx.x);
+    if (thread < plan.N)
+        carried[0][thread] = 0.f; // first read after the first barrier
+    const int64_t tiles = (plan.L + kTile - 1) / kTile;
+    unsigned round = 0;
+    for (int64_t tile = 0; tile < tiles; ++tile)
+    {
+        TileTokens in;
+        tile_tokens<T>(p, plan, seq, k, tile, thread, in);
+        float y[kTileItems];
+#pragma unroll
+        for (int j = 0; j < kTileItems; ++j)
+            y[j] = 0.f;
+        const float* carry_in = carried[tile & 1];
+        float* carry_out = carried[(tile + 1) & 1];
+        for (int64_t n = 0; n < plan.N; ++n, ++round)
+        {
+            const float A_n = load_param(p.A, p.A_dtype, seq.kd * p.A_row_stride + n * p.A_state_stride);
+            Affine step[kTileItems];
+            Affine inclusive = state_steps<T>(p, seq, in, A_n, n, step);
+#pragma unroll
+            for (int offset = 1; offset < 32; offset <<= 1)
+            {
+                const float a = __shfl_up_sync(kFullWarp, inclusive.a, offset);
+                const float b = __shfl_up_sync(kFullWarp, inclusive.b, offset);
+                if (lane >= offset)
+                    inclusive = then(Affine{a, b}, inclusive);
+            }
+            const Affine before{__shfl_up_sync(kFullWarp, inclusive.a, 1), __shfl_up_sync(kFullWarp, inclusive.b, 1)};
+            float* ta = total_a[round & 1];
+            float* tb = total_b[round & 1];
+            if (lane == 31)
+            {
+                ta[warp] = inclusive.a;
+                tb[warp] = inclusive.b;
+            }
+            __syncthreads();
+            float h = state_entering_warp(carry_in[n], ta, tb, warp);
+            if (lane > 0)
+                h = apply(before, h);
+            if (thread == 0)
+                carry_out[n] = state_entering_warp(carry_in[n], ta, tb, kTileWarps);
+            state_replay<T>(p, seq, in, n, step, h, y);
+        }
+        tile_emit<T>(p, plan, stage, seq, in, y);
+    }
+}
+
+template <typename T>
+cudaError_t run_single_pass(const SelectiveScanParams& p, const Plan& plan, cudaStream_t stream)
+{
+    for (int k = 0; k < plan.K; ++k)
+    {
+        single_pass_kernel<T>
+            <<<(unsigned)(plan.B * plan.D), kTileThreads, 0, stream>>>(p, plan, k, stage_of(k, (int)plan.K));
+        const cudaError_t err = cudaGetLastError();
+        if (err != cudaSuccess)
+            return err;
+    }
+    return cudaSuccess;
+}
+
 inline unsigned blocks_for(int64_t threads)
 {
     return (unsigned)((threads + kThreads - 1) / kThreads);
@@ -104,6 +182,8 @@ cudaError_t run(const SelectiveScanParams& p, const Plan& plan, cudaStream_t str
 template <typename T>
 cudaError_t dispatch_state(const SelectiveScanParams& p, const Plan& plan, cudaStream_t stream)
 {
+    if (plan.chunk == 0)
+        return run_single_pass<T>(p, plan, stream);
     // G = lanes per group (next power of two >= N, at least 4), S = states per lane.
     const int N = p.d_state;
     if (N <= 4)

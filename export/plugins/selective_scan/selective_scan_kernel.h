@@ -38,8 +38,6 @@ extern "C" {
 
 /* Largest d_state N the kernel takes (lanes of a warp, two states each). */
 #define MAMBALITESR_SCAN_MAX_STATE 64
-/* Chunk length T used when params.chunk_len is 0. */
-#define MAMBALITESR_SCAN_DEFAULT_CHUNK 256
 
 typedef enum MambaLiteSRDType {
     MAMBALITESR_FLOAT32 = 0,
@@ -55,7 +53,7 @@ typedef struct SelectiveScanParams {
     int32_t directions;   /* K: 1 or 4 */
     int32_t d_state;      /* N: 1 .. MAMBALITESR_SCAN_MAX_STATE */
     int32_t delta_softplus; /* 0 or 1: Delta = softplus(delta + delta_bias) when 1 */
-    int32_t chunk_len;    /* T: tokens per chunk of the chunked scan; 0 = MAMBALITESR_SCAN_DEFAULT_CHUNK */
+    int32_t chunk_len;    /* 0: the single pass (default); T > 0: the chunked three-pass scan with T tokens per chunk */
 
     /* element types: one for the activations (u, delta, Bm, Cm, z and y), one per parameter tensor */
     MambaLiteSRDType act_dtype;

@@ -132,7 +132,7 @@ SelectiveScanParams sizesToParams(ScanAttributes const& attrs, Dims const& u)
     p.directions = attrs.directions;
     p.d_state = attrs.d_state;
     p.delta_softplus = attrs.delta_softplus;
-    p.chunk_len = 0; // the default: workspace then grows monotonically with the shape (see getWorkspaceSize)
+    p.chunk_len = 0; // the single pass: its workspace (the K = 4 direction sum) grows monotonically with the shape
     return p;
 }
 
