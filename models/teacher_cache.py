@@ -19,8 +19,8 @@ from mambalitesr.models.train_data import ImagePair
 
 def cache_key(teacher_name: str, weights_hash: str, pairs: list[ImagePair]) -> str:
     digest = hashlib.sha256(f"{teacher_name}:{weights_hash}".encode())
-    for p in pairs:
-        digest.update(f"{p.name}:{p.hr.shape}".encode())
+    for p in pairs:  # an unlabelled LR image (hr None) is keyed by its LR shape; its name says lr:
+        digest.update(f"{p.name}:{p.hr.shape if p.hr is not None else p.lr.shape}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--out", required=True, metavar="DIR", type=t.output_dir, help="run folder: checkpoint, log.csv, log.png, model.safetensors")
     p.add_argument("--hr-scales", nargs="+", type=t.float_range(0.0, 1.0, lo_open=True), default=[1.0], metavar="F",
                    help="also train on every image shrunk by these factors (default: 1 = as they are; e.g. 1 0.8 0.6)")
+    p.add_argument("--lr-images", nargs="+", type=t.input_dir, default=[], metavar="DIR",
+                   help="folders of images used as LR inputs at their own size, the teacher's SR of each their only "
+                        "target (needs --teacher; images too small for an HR crop count too)")
     p.add_argument("--teacher", help="registry name of the frozen teacher (e.g. dvmsr_x4)")
     p.add_argument("--teacher-weights", metavar="PATH", type=t.input_file, help="teacher weights (.pth state_dict or .safetensors)")
     p.add_argument("--alpha", type=t.fraction, default=0.8, help="a in a*L1(S,T) + (1-a)*L1(S,HR) (default 0.8)")
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             milestones=tuple(args.milestones), grad_clip=args.grad_clip, ema_decay=args.ema, seed=args.seed,
             workers=args.workers, scan_backend=args.scan, threads=args.threads, val_every=args.val_every,
             checkpoint_minutes=args.checkpoint_minutes, log_every=args.log_every, init_weights=s(args.init),
-            hr_scales=tuple(args.hr_scales),
+            hr_scales=tuple(args.hr_scales), lr_dirs=tuple(str(d) for d in args.lr_images),
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

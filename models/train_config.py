@@ -7,6 +7,7 @@ Glossary (code name -> paper symbol):
     patch          LR crop side (HR crop = scale * patch)
     holdout_every  every k-th loaded training image is held out and validated in memory (0 = none)
     hr_scales      each training image is also used shrunk by these factors (1.0 = as it is)
+    lr_dirs        folders of images used as LR inputs at their own size, the teacher's SR their target
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class TrainConfig:
     min_lr_side: int | None = None  # skip images with an LR side below this; None = patch (match another run's cache)
     holdout_every: int = 0
     hr_scales: tuple[float, ...] = (1.0,)
+    lr_dirs: tuple[str, ...] = ()  # teacher-labelled LR images (no ground truth); needs the teacher cache
 
     def __post_init__(self):
         for name in ("steps", "batch", "patch", "val_every", "log_every"):  # 0 "trains" nothing and exits 0
@@ -69,6 +71,10 @@ class TrainConfig:
         if not self.hr_scales or any(not 0.0 < f <= 1.0 for f in self.hr_scales):
             raise ValueError(f"hr_scales must be factors in (0, 1], got {list(self.hr_scales)}")
         self.hr_scales = tuple(float(f) for f in self.hr_scales)
+        self.lr_dirs = tuple(str(d) for d in self.lr_dirs)
+        if self.lr_dirs and (self.teacher is None or not self.cache_teacher or self.feature_weight > 0):
+            raise ValueError("lr_dirs (--lr-images) needs a teacher whose SR of each whole image is cached: their "
+                             "only target is that SR (give --teacher; drop --no-teacher-cache and --feature-weight)")
         self.milestones = tuple(self.milestones)
         self.train_dirs = list(self.train_dirs)
 

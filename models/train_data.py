@@ -24,7 +24,7 @@ from mambalitesr.errors import UserError
 @dataclass
 class ImagePair:
     name: str
-    hr: np.ndarray  # (sH, sW, 3) uint8, modcropped
+    hr: np.ndarray | None  # (sH, sW, 3) uint8, modcropped; None for a teacher-labelled LR image until labelled
     lr: np.ndarray  # (H, W, 3) uint8
     teacher: np.ndarray | None = None  # (sH, sW, 3) float16 in [0, 1]
 
@@ -63,6 +63,41 @@ def load_pairs(folders: list[str], scale: int, min_lr_side: int, progress: bool 
         print(f"skipped {skipped} images (or shrunk copies) smaller than the {scale * min_lr_side}px HR patch",
               file=sys.stderr)
     return pairs
+
+
+def load_lr_images(folders: list[str], min_lr_side: int, progress: bool = True) -> list[ImagePair]:
+    """Images used as LR inputs at their own size, with no ground truth (``hr`` None, name ``lr:folder/file``).
+
+    The teacher labels them: its SR of each whole image becomes both targets (:func:`label_with_teacher`),
+    so an image too small to give an HR crop, or any image at all, still teaches the student to match the
+    teacher. Images with a side below ``min_lr_side`` (the LR patch) are skipped.
+    """
+    from tqdm import tqdm
+
+    from mambalitesr.imageio import list_images, read_image
+
+    files = [path for folder in folders for path in list_images(folder)]
+    pairs, skipped = [], 0
+    for path in tqdm(files, desc="decoding LR images", unit="img", file=sys.stderr, disable=not progress):
+        image = read_image(path)
+        if min(image.shape[:2]) < min_lr_side:
+            skipped += 1
+            continue
+        pairs.append(ImagePair(f"lr:{path.parent.name}/{path.name}", None, image))
+    if files and not pairs:
+        raise UserError(f"no LR image (--lr-images) is at least {min_lr_side} px on each side")
+    if skipped and progress:
+        print(f"skipped {skipped} LR images smaller than the {min_lr_side}px patch", file=sys.stderr)
+    return pairs
+
+
+def label_with_teacher(pairs: list[ImagePair]) -> None:
+    """Give every pair without ground truth the teacher's SR (already attached), rounded to 8 bits, as its HR."""
+    for pair in pairs:
+        if pair.hr is None:
+            if pair.teacher is None:
+                raise ValueError(f"{pair.name}: no teacher output to label it with")
+            pair.hr = np.rint(pair.teacher.astype(np.float32) * 255.0).clip(0, 255).astype(np.uint8)
 
 
 def _augment(arr: np.ndarray, flip: bool, rot: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from mambalitesr.models.checkpoint import load_checkpoint, save_checkpoint
 from mambalitesr.models.distill import FeatureProjector, output_loss
 from mambalitesr.models.loader_worker import init_worker
 from mambalitesr.models.train_config import TrainConfig
-from mambalitesr.models.train_data import ImagePair, PatchBatches, load_pairs
+from mambalitesr.models.train_data import ImagePair, PatchBatches, label_with_teacher, load_lr_images, load_pairs
 from mambalitesr.models.train_log import TrainLog
 
 
@@ -191,7 +191,7 @@ class Trainer:
         stored = TrainConfig.from_json(state["train_config"])
         # The total step count may change on resume (lengthen or shorten a run; the schedule follows it).
         for key in ("model", "model_config_json", "teacher", "alpha", "pixel_loss", "batch", "patch", "seed", "lr",
-                    "schedule", "holdout_every", "hr_scales"):
+                    "schedule", "holdout_every", "hr_scales", "lr_dirs"):
             if getattr(stored, key) != getattr(self.cfg, key):
                 raise UserError(
                     f"--resume: the checkpoint was made with {key}={getattr(stored, key)!r}, "
@@ -218,6 +218,11 @@ class Trainer:
                                progress=self.progress and self.rank == 0, hr_scales=cfg.hr_scales)
         elif self.teacher is None:  # given pairs may carry teacher outputs this run must not use
             pairs = [ImagePair(p.name, p.hr, p.lr) for p in pairs]
+        # Teacher-labelled LR images join after the paired ones (one teacher cache for both), never the hold-out.
+        unlabelled = (load_lr_images(list(cfg.lr_dirs), cfg.min_lr_side or cfg.patch,
+                                     progress=self.progress and self.rank == 0) if cfg.lr_dirs else [])
+        paired = len(pairs)
+        pairs = list(pairs) + unlabelled
         needs_teacher = any(p.teacher is None for p in pairs)
         if self.teacher is not None and cfg.cache_teacher and self.projector is None and needs_teacher:
             from mambalitesr.models.registry import get_entry
@@ -232,7 +237,9 @@ class Trainer:
                 dist.barrier()
             if self.rank != 0:
                 attach_teacher_outputs(pairs, self.teacher, cfg.teacher, digest, cache_dir)
-        self.train_pairs, self.holdout = split_holdout(pairs, cfg.holdout_every)
+        label_with_teacher(unlabelled)
+        self.train_pairs, self.holdout = split_holdout(pairs[:paired], cfg.holdout_every)
+        self.train_pairs += unlabelled
 
     def _loader(self):
         cfg = self.cfg

@@ -148,3 +148,34 @@ def test_shrunk_copies_of_the_training_images(image_dirs):
 def test_hr_scales_outside_0_1_are_refused():
     with pytest.raises(ValueError, match="hr_scales"):
         TrainConfig(hr_scales=(1.0, 1.5))
+
+
+def test_lr_images_are_labelled_by_the_teacher_and_never_held_out(image_dirs, tmp_path):
+    """--lr-images: each image is an LR input at its own size; the teacher's SR (cached) is its HR; and it
+    trains beside the paired images, outside the hold-out."""
+    from mambalitesr.models.trainer import Trainer
+    from mambalitesr.models.weights_io import save_weights
+
+    teacher_path = tmp_path / "teacher.safetensors"
+    save_weights(create_model("test_xs4_x4", pretrained=False), teacher_path, "test_xs4_x4")
+    cfg = tiny_config(image_dirs, tmp_path / "run", steps=4, teacher="test_xs4_x4", teacher_weights=str(teacher_path),
+                      lr_dirs=(str(image_dirs / "val"),), holdout_every=3)
+    trainer = Trainer(cfg, progress=False)
+    trainer._prepare_pairs()
+    labelled = [p for p in trainer.train_pairs if p.name.startswith("lr:")]
+    assert [p.name for p in labelled] == ["lr:val/img0.png", "lr:val/img1.png"]
+    for pair in labelled:
+        assert pair.lr.shape == (96, 112, 3) and pair.hr.shape == pair.teacher.shape == (384, 448, 3)
+        np.testing.assert_array_equal(pair.hr, np.rint(pair.teacher.astype(np.float32) * 255).astype(np.uint8))
+    assert len(trainer.holdout) == 2 and not any(p.name.startswith("lr:") for p in trainer.holdout)  # 6 paired / 3
+    assert len(trainer.train_pairs) == 4 + 2
+    assert trainer.fit()["step"] == 4
+    with pytest.raises(Exception, match="lr_dirs"):  # a resumed run may not change its data
+        train(tiny_config(image_dirs, tmp_path / "run", steps=6, teacher="test_xs4_x4",
+                          teacher_weights=str(teacher_path), holdout_every=3), resume=True, progress=False)
+
+
+def test_lr_images_need_a_cached_teacher():
+    for extra in ({}, {"teacher": "dvmsr_x4", "cache_teacher": False}, {"teacher": "dvmsr_x4", "feature_weight": 0.5}):
+        with pytest.raises(ValueError, match="lr_dirs"):
+            TrainConfig(lr_dirs=("some/folder",), **extra)
