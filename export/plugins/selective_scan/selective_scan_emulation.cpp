@@ -33,6 +33,11 @@ struct ThreadSteps
     Affine step[kTileItems];
 };
 
+struct ThreadOutputs
+{
+    float y[kTileItems];
+};
+
 // One block (one sequence of direction k) of the single-pass kernel, phase by phase.
 template <typename T>
 void emulate_block(const SelectiveScanParams& p, const Plan& plan, int k, int stage, int64_t item)
@@ -41,14 +46,15 @@ void emulate_block(const SelectiveScanParams& p, const Plan& plan, int k, int st
     std::vector<TileTokens> in(kTileThreads);
     std::vector<ThreadSteps> steps(kTileThreads);
     std::vector<Affine> inclusive(kTileThreads), before(kTileThreads);
-    std::vector<float> y((size_t)kTileThreads * kTileItems), carried((size_t)plan.N, 0.f);
+    std::vector<ThreadOutputs> out(kTileThreads);
+    std::vector<float> carried((size_t)plan.N, 0.f);
     float total_a[kTileWarps], total_b[kTileWarps];
     const int64_t tiles = (plan.L + kTile - 1) / kTile;
     for (int64_t tile = 0; tile < tiles; ++tile)
     {
         for (int t = 0; t < kTileThreads; ++t)
             tile_tokens<T>(p, plan, seq, k, tile, t, in[t]);
-        std::fill(y.begin(), y.end(), 0.f);
+        std::fill(out.begin(), out.end(), ThreadOutputs{});
         for (int64_t n = 0; n < plan.N; ++n)
         {
             const float A_n = load_param(p.A, p.A_dtype, seq.kd * p.A_row_stride + n * p.A_state_stride);
@@ -71,13 +77,12 @@ void emulate_block(const SelectiveScanParams& p, const Plan& plan, int k, int st
                 float h = state_entering_warp(carried[(size_t)n], total_a, total_b, t >> 5);
                 if ((t & 31) > 0)
                     h = apply(inclusive[t - 1], h);
-                float(&y_t)[kTileItems] = *reinterpret_cast<float(*)[kTileItems]>(&y[(size_t)t * kTileItems]);
-                state_replay<T>(p, seq, in[t], n, steps[t].step, h, y_t);
+                state_replay<T>(p, seq, in[t], n, steps[t].step, h, out[t].y);
             }
             carried[(size_t)n] = state_entering_warp(carried[(size_t)n], total_a, total_b, kTileWarps);
         }
         for (int t = 0; t < kTileThreads; ++t)
-            tile_emit<T>(p, plan, stage, seq, in[t], *reinterpret_cast<float(*)[kTileItems]>(&y[(size_t)t * kTileItems]));
+            tile_emit<T>(p, plan, stage, seq, in[t], out[t].y);
     }
 }
 

@@ -75,7 +75,8 @@ constexpr unsigned kFullWarp = 0xffffffffu;
 // Every thread stays to the end, past-the-end ones with identity steps: all of them take part in the
 // shuffles and barriers.
 template <typename T>
-__global__ void __launch_bounds__(kTileThreads, kTileMinBlocksPerSM) single_pass_kernel(SelectiveScanParams p, Plan plan, int k, int stage)
+__global__ void __launch_bounds__(kTileThreads, kTileMinBlocksPerSM)
+    single_pass_kernel(SelectiveScanParams p, Plan plan, int k, int stage)
 {
     // Double-buffered so one barrier per (tile, state) suffices: a buffer is rewritten two rounds later,
     // after every thread has passed the barrier between (and so finished its reads).
