@@ -432,6 +432,12 @@ def check_full_model(plugin_lib: Path, work: Path, failures: list, quick: bool =
 
 # --- main ----------------------------------------------------------------------------------------------------
 
+def _worst_errors(stats: dict) -> str:
+    """check_kernel's worst scaled error per dtype, as one log fragment."""
+    prefix = "max_scaled_err_"
+    return ", ".join(f"{k[len(prefix):]} {v:.1e}" for k, v in stats.items() if k.startswith(prefix))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--plugin-lib", type=Path, default=None, help="libmambalitesr_plugins.so for the TensorRT checks")
@@ -464,10 +470,8 @@ def main(argv=None) -> int:
         fast_impl = CudaExtension(work / "torch_ext_fast_exp", fast_exp=True)
         # the same grid as the default build: its long sequences are where a biased decay would compound
         fast_failures, fast_stats = check_kernel(fast_impl, args.quick, label="__expf")
-        fast_errs = ", ".join(f"{k[len('max_scaled_err_'):]} {v:.1e}" for k, v in fast_stats.items()
-                              if k.startswith("max_scaled_err_"))
         fast_note = (f"; __expf build (not the default, not counted): {len(fast_failures)} of {fast_stats['cases']} "
-                     f"cases outside the table (max error / max|oracle|: {fast_errs})")
+                     f"cases outside the table (max error / max|oracle|: {_worst_errors(fast_stats)})")
     timing = "timing skipped (CPU emulation)" if args.cpu_emulation else time_kernel(impl, fast_impl)
     trt_note = "TensorRT: not checked (no --plugin-lib)"
     if args.plugin_lib is not None and not args.cpu_emulation:
@@ -479,11 +483,9 @@ def main(argv=None) -> int:
             failures.append(f"TensorRT: {exc}")
             trt_note = f"TensorRT: FAIL ({type(exc).__name__}: {exc})"
             log(trt_note)
-    errs = ", ".join(f"{k[len('max_scaled_err_'):]} {v:.1e}" for k, v in stats.items() if k.startswith("max_scaled_err_"))
     status = "FAIL" if failures else "PASS"
-    log(f"gpu_check: {status} kernel {stats['cases']} cases (max error / max|oracle|: {errs}){fast_note}; {timing}; "
-        f"{trt_note}"
-        + (f"; failures: {failures}" if failures else ""))
+    log(f"gpu_check: {status} kernel {stats['cases']} cases (max error / max|oracle|: {_worst_errors(stats)})"
+        f"{fast_note}; {timing}; {trt_note}" + (f"; failures: {failures}" if failures else ""))
     return 1 if failures else 0
 
 

@@ -92,6 +92,13 @@ class MambaSR(nn.Module):
                 module.scan_backend = backend
         return self
 
+    def set_graph_layout(self, layout: str) -> "MambaSR":
+        """Choose the graph every mixer's forward runs ("tokens", "channel_major"; same math, other layouts)."""
+        for module in self.modules():
+            if isinstance(module, MambaMixer):
+                module.graph_layout = layout
+        return self
+
     @property
     def scan_backend(self) -> str:
         return next(m.scan_backend for m in self.modules() if isinstance(m, MambaMixer))

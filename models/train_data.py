@@ -29,6 +29,17 @@ class ImagePair:
     teacher: np.ndarray | None = None  # (sH, sW, 3) float16 in [0, 1]
 
 
+def _decoded(folders: list[str], desc: str, progress: bool):
+    """(folder/file name, decoded image) for every image of ``folders``, in order, with a progress bar."""
+    from tqdm import tqdm
+
+    from mambalitesr.imageio import list_images, read_image
+
+    files = [path for folder in folders for path in list_images(folder)]
+    for path in tqdm(files, desc=desc, unit="img", file=sys.stderr, disable=not progress):
+        yield f"{path.parent.name}/{path.name}", read_image(path)
+
+
 def load_pairs(folders: list[str], scale: int, min_lr_side: int, progress: bool = True,
                hr_scales: tuple[float, ...] = (1.0,)) -> list[ImagePair]:
     """Decode every image of ``folders`` (HR) and make its LR; images smaller than the patch are skipped.
@@ -38,24 +49,19 @@ def load_pairs(folders: list[str], scale: int, min_lr_side: int, progress: bool 
     91 images, for when there are few training images.
     """
     import cv2
-    from tqdm import tqdm
-
-    from mambalitesr.imageio import list_images, read_image
     from mambalitesr.models.bicubic import downsample, modcrop
 
     if not folders:
         raise UserError("no training folders given (--train DIR ...)")
-    files = [path for folder in folders for path in list_images(folder)]
     pairs, skipped = [], 0
-    for path in tqdm(files, desc="decoding training images", unit="img", file=sys.stderr, disable=not progress):
-        image = read_image(path)
+    for base, image in _decoded(folders, "decoding training images", progress):
         for f in hr_scales:
             size = (round(image.shape[1] * f), round(image.shape[0] * f))  # (w, h) for OpenCV
             hr = modcrop(image if f == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale)
             if min(hr.shape[:2]) < scale * min_lr_side:
                 skipped += 1
                 continue
-            name = f"{path.parent.name}/{path.name}" + ("" if f == 1.0 else f"@{f:g}")
+            name = base + ("" if f == 1.0 else f"@{f:g}")
             pairs.append(ImagePair(name, hr, downsample(hr, scale)))
     if not pairs:
         raise UserError(f"no training image is at least {scale * min_lr_side} px on each side")
@@ -72,19 +78,13 @@ def load_lr_images(folders: list[str], min_lr_side: int, progress: bool = True) 
     so an image too small to give an HR crop, or any image at all, still teaches the student to match the
     teacher. Images with a side below ``min_lr_side`` (the LR patch) are skipped.
     """
-    from tqdm import tqdm
-
-    from mambalitesr.imageio import list_images, read_image
-
-    files = [path for folder in folders for path in list_images(folder)]
     pairs, skipped = [], 0
-    for path in tqdm(files, desc="decoding LR images", unit="img", file=sys.stderr, disable=not progress):
-        image = read_image(path)
+    for name, image in _decoded(folders, "decoding LR images", progress):
         if min(image.shape[:2]) < min_lr_side:
             skipped += 1
             continue
-        pairs.append(ImagePair(f"lr:{path.parent.name}/{path.name}", None, image))
-    if files and not pairs:
+        pairs.append(ImagePair(f"lr:{name}", None, image))
+    if skipped and not pairs:
         raise UserError(f"no LR image (--lr-images) is at least {min_lr_side} px on each side")
     if skipped and progress:
         print(f"skipped {skipped} LR images smaller than the {min_lr_side}px patch", file=sys.stderr)

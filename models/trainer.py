@@ -23,7 +23,6 @@ from mambalitesr.errors import UserError
 from mambalitesr.models.checkpoint import load_checkpoint, save_checkpoint
 from mambalitesr.models.distill import FeatureProjector, output_loss
 from mambalitesr.models.loader_worker import init_worker
-from mambalitesr.models.mixer import MambaMixer
 from mambalitesr.models.train_config import TrainConfig
 from mambalitesr.models.train_data import ImagePair, PatchBatches, label_with_teacher, load_lr_images, load_pairs
 from mambalitesr.models.train_log import TrainLog
@@ -133,9 +132,7 @@ class Trainer:
         # The channel-major mixer graph is the same math (tests/test_models.py, test_train.py) with fewer layout
         # copies: about 13 % less time a step on one core (3.3 vs 3.8 s at batch 16, 64 px crops). Not state:
         # the weights are the same tensors whichever graph trained them.
-        for module in self.student.modules():
-            if isinstance(module, MambaMixer):
-                module.graph_layout = "channel_major"
+        self.student.set_graph_layout("channel_major")
         self.given_pairs, self.train_pairs, self.holdout = pairs, None, []
         if cfg.init_weights:
             load_weights(self.student, cfg.init_weights)
@@ -225,12 +222,11 @@ class Trainer:
                                progress=self.progress and self.rank == 0, hr_scales=cfg.hr_scales)
         elif self.teacher is None:  # given pairs may carry teacher outputs this run must not use
             pairs = [ImagePair(p.name, p.hr, p.lr) for p in pairs]
-        # Teacher-labelled LR images join after the paired ones (one teacher cache for both), never the hold-out.
+        # Teacher-labelled LR images share the paired images' teacher cache, and never enter the hold-out.
         unlabelled = (load_lr_images(list(cfg.lr_dirs), cfg.min_lr_side or cfg.patch,
                                      progress=self.progress and self.rank == 0) if cfg.lr_dirs else [])
-        paired = len(pairs)
-        pairs = list(pairs) + unlabelled
-        needs_teacher = any(p.teacher is None for p in pairs)
+        everything = list(pairs) + unlabelled
+        needs_teacher = any(p.teacher is None for p in everything)
         if self.teacher is not None and cfg.cache_teacher and self.projector is None and needs_teacher:
             from mambalitesr.models.registry import get_entry
             from mambalitesr.models.teacher_cache import attach_teacher_outputs
@@ -239,14 +235,14 @@ class Trainer:
             digest = sha256_file(weights) if weights else "random"
             cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.run_dir / "cache"
             if self.rank == 0:
-                attach_teacher_outputs(pairs, self.teacher, cfg.teacher, digest, cache_dir)
+                attach_teacher_outputs(everything, self.teacher, cfg.teacher, digest, cache_dir)
             if self.world > 1:
                 dist.barrier()
             if self.rank != 0:
-                attach_teacher_outputs(pairs, self.teacher, cfg.teacher, digest, cache_dir)
+                attach_teacher_outputs(everything, self.teacher, cfg.teacher, digest, cache_dir)
         label_with_teacher(unlabelled)
-        self.train_pairs, self.holdout = split_holdout(pairs[:paired], cfg.holdout_every)
-        self.train_pairs += unlabelled
+        train_pairs, self.holdout = split_holdout(pairs, cfg.holdout_every)
+        self.train_pairs = train_pairs + unlabelled
 
     def _loader(self):
         cfg = self.cfg
