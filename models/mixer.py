@@ -118,26 +118,27 @@ class MambaMixer(nn.Module):
         batch, length, _ = tokens.shape
         K, D, N, R = self.directions, self.d_inner, self.d_state, self.dt_rank
         u = tokens.transpose(1, 2)  # (B, C, L)
+        mm = _graph_matmul if (torch.jit.is_tracing() or _in_onnx_export()) else _left_matmul
         if hasattr(self.in_proj, "down"):  # W_in = U V: V u once, then U's two row blocks
-            u, w_in = torch.matmul(self.in_proj.down.weight, u), self.in_proj.up.weight  # (B, r, L), (2D, r)
+            u, w_in = mm(self.in_proj.down.weight, u), self.in_proj.up.weight  # (B, r, L), (2D, r)
         else:
             w_in = self.in_proj.weight  # (2D, C)
-        x = torch.matmul(w_in[:D], u)  # (B, D, L)
-        z = torch.matmul(w_in[D:], u)  # (B, D, L)
+        x = mm(w_in[:D], u)  # (B, D, L)
+        z = mm(w_in[D:], u)  # (B, D, L)
         kc = self.conv1d.kernel_size[0]
         x = F.silu(F.conv1d(F.pad(x, (kc - 1, 0)), self.conv1d.weight, self.conv1d.bias, groups=D))  # (B, D, L)
         w_x, w_dt, dt_bias = self._projections()
         # one GEMM reads x' once; splitting its narrow (R + 2N) rows costs less than reading x' three times
         # (measured in ONNX Runtime: 3-8 % of the frame)
-        x_dbl = torch.matmul(w_x.reshape(K * (R + 2 * N), D), x).reshape(batch, K, R + 2 * N, length)
+        x_dbl = mm(w_x.reshape(K * (R + 2 * N), D), x).reshape(batch, K, R + 2 * N, length)
         dt_low, Bm, Cm = torch.split(x_dbl, [R, N, N], dim=2)  # (B, K, R, L), (B, K, N, L) x2
         # not folded into one (K D, D) W_Delta W_x,low: measured slower in ONNX Runtime (D^2 MACs for R = 2)
-        delta = torch.matmul(w_dt, dt_low).reshape(batch, K * D, length)  # (B, K D, L)
+        delta = torch.matmul(w_dt, dt_low).reshape(batch, K * D, length)  # (B, K D, L): a batched GEMM, no copy
         y = self._scan(x, delta, Bm, Cm, z, dt_bias, height, width)  # (B, D, L)
         if hasattr(self.out_proj, "down"):
-            y = torch.matmul(self.out_proj.up.weight, torch.matmul(self.out_proj.down.weight, y))  # (B, C, L)
+            y = mm(self.out_proj.up.weight, mm(self.out_proj.down.weight, y))  # (B, C, L)
         else:
-            y = torch.matmul(self.out_proj.weight, y)  # (B, C, L)
+            y = mm(self.out_proj.weight, y)  # (B, C, L)
         return y.transpose(1, 2)  # (B, L, C)
 
     def forward_graph_fused(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -205,6 +206,11 @@ def _project_cm(proj: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if hasattr(proj, "down"):  # LowRankLinear: U (V x)
         return _left_matmul(proj.up.weight, _left_matmul(proj.down.weight, x))
     return _left_matmul(proj.weight, x)
+
+
+def _graph_matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(out, in) @ (B, in, L) as one broadcasting MatMul node: what an exported graph should hold."""
+    return torch.matmul(w, x)
 
 
 def _left_matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

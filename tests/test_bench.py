@@ -312,3 +312,20 @@ def test_committed_cpu_results_cover_the_issue():
     assert "tensorrt" in skipped
     quality = {r.variant for r in results.rows if r.kind == "quality" and r.status == "ok" and r.dataset == "Set5"}
     assert {"bicubic", report_mod.STUDENT, report_mod.TEACHER} <= quality
+
+
+def test_scan_share_splits_frames_into_scans_and_rest(capsys):
+    from mambalitesr.benchmarks import scan_share
+    from mambalitesr.models.mixer_native import available
+
+    if not available():
+        pytest.skip("the native C scan is not built (pip install -e . builds it)")
+    part = scan_share.measure("test_x4", 24, 16, reps=1)
+    assert part["mixers"] == 2 and part["updates"] == 2 * 16 * 4 * 24 * 16  # mixers x D x N x L
+    assert 0 < part["scans"] < part["frame"] and part["rest"] == pytest.approx(part["frame"] - part["scans"])
+    assert scan_share.main(["--student", "test_x4", "--teacher", "test_x4", "--size", "24x16", "--reps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("frame ratio") == len(scan_share.SPEEDUPS) and "scans free in both" in out
+    with pytest.raises(SystemExit) as bad:
+        scan_share.main(["--size", "320"])
+    assert bad.value.code == 2

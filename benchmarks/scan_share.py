@@ -1,0 +1,112 @@
+"""How much of a frame is the selective scan, and what teacher/student ratio a faster scan could reach.
+
+Glossary (printed name -> meaning): frame = one forward pass of the model at the input size (torch, fp32, the
+fastest scan backend, no grad); scans = the mixers' selective scans alone, each timed on its own through the
+channel-major C scan (``mixer_scan_forward``: softplus of Delta, the recurrence h_t = exp(Delta_t A) h_{t-1} +
+Delta_t B_t x_t, y_t = <C_t, h_t> + D x_t, and the SiLU(z_t) gate) on the mixer's shapes (D, N, L = H W) and
+summed over the mixers; rest = frame - scans (convs, projections, conv1d, norms, upsampler). A state update is
+one (d, n, t) step of the recurrence.
+
+The teacher/student ratio of whole frames is a weighted mean of the ratio of the scans (set by the two models'
+D: the scan does D N L updates per mixer) and the ratio of everything else (set mostly by the MACs). So a scan
+made f times faster in both models moves the ratio to (T_rest + T_scans / f) / (S_rest + S_scans / f), and no
+scan speed-up takes it past T_rest / S_rest. The script prints that curve, from measured parts.
+
+Timing is value-independent (no branch depends on the data), so models without their weights are timed with
+random ones (``--teacher`` names a registry model; the student loads its shipped weights when it has them).
+
+Run:  python benchmarks/scan_share.py [--size 320x180] [--threads 1] [--reps 5]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+SPEEDUPS = (1.0, 2.0, 4.0, float("inf"))
+
+
+def _best_seconds(fn, reps: int) -> float:
+    fn()  # warm-up: workspaces, oneDNN primitives, first-touch pages
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(name: str, width: int, height: int, reps: int) -> dict:
+    """One model's frame, its scans alone and the rest, in seconds."""
+    import numpy as np
+    import torch
+
+    from mambalitesr.models.mixer_native import selective_scan_channel_major
+    from mambalitesr.models.registry import create_model, get_entry
+
+    model = create_model(name, pretrained=get_entry(name).weights_path is not None).eval()
+    lr = torch.rand(1, 3, height, width)
+    with torch.no_grad():
+        frame = _best_seconds(lambda: model(lr), reps)
+    mixers = [m for m in model.modules() if type(m).__name__ == "MambaMixer"]
+    if any(m.directions != 1 for m in mixers):
+        raise SystemExit(f"{name}: the scan-alone timing covers one-direction mixers only")
+    length, scans, updates = height * width, 0.0, 0
+    rng = np.random.default_rng(0)
+    for m in mixers:
+        D, N = m.d_inner, m.d_state
+        u, z = (rng.standard_normal((1, D, length), dtype=np.float32) for _ in range(2))
+        delta = rng.standard_normal((1, D, length), dtype=np.float32) * 0.5 - 3.0  # softplus -> about 0.05
+        A = -np.exp(m.A_log.detach().numpy().astype(np.float32))  # (D, N)
+        Bm, Cm = (rng.standard_normal((1, N, length), dtype=np.float32) for _ in range(2))
+        skip, bias = np.ones(D, np.float32), np.zeros(D, np.float32)
+        scans += _best_seconds(
+            lambda: selective_scan_channel_major(u, delta, A, Bm, Cm, skip, z, bias, True, nthreads=1), reps
+        )
+        updates += D * N * length
+    return {"name": name, "frame": frame, "scans": scans, "rest": frame - scans, "mixers": len(mixers),
+            "updates": updates}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--student", default="mambalitesr_x4", help="registry model (default mambalitesr_x4)")
+    parser.add_argument("--teacher", default="dvmsr_x4", help="registry model (default dvmsr_x4, random weights)")
+    parser.add_argument("--size", default="320x180", help="LR input WxH (default 320x180)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; the scans run on one)")
+    parser.add_argument("--reps", type=int, default=5, help="timed runs per measurement, fastest kept (default 5)")
+    args = parser.parse_args(argv)
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--size must be WxH, e.g. 320x180, got {args.size!r}")
+    if width < 1 or height < 1 or args.reps < 1 or args.threads < 1:
+        parser.error("--size, --reps and --threads must be positive")
+
+    import torch
+
+    from mambalitesr.models.mixer_native import available
+
+    if not available():
+        print("scan_share: the native C scan is not built (pip install -e . builds it)", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    print(f"{width}x{height}, torch threads {args.threads}, fastest of {args.reps} runs after one warm-up")
+    parts = [measure(name, width, height, args.reps) for name in (args.student, args.teacher)]
+    for p in parts:
+        print(f"{p['name']}: frame {p['frame'] * 1e3:.0f} ms = scans {p['scans'] * 1e3:.0f} ms "
+              f"({p['mixers']} mixers, {p['updates'] / 1e9:.2f} G state updates, "
+              f"{p['scans'] / p['updates'] * 1e9:.2f} ns each; {p['scans'] / p['frame']:.0%} of the frame) "
+              f"+ rest {p['rest'] * 1e3:.0f} ms")
+    s, t = parts
+    print(f"{t['name']} / {s['name']}: frame {t['frame'] / s['frame']:.2f}, scans {t['scans'] / s['scans']:.2f}, "
+          f"rest {t['rest'] / s['rest']:.2f}")
+    for f in SPEEDUPS:
+        ratio = (t["rest"] + t["scans"] / f) / (s["rest"] + s["scans"] / f)
+        label = "scans free in both" if f == float("inf") else f"scans {f:g}x faster in both"
+        print(f"  {label:<26} frame ratio {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
