@@ -16,15 +16,7 @@ import argparse
 import sys
 import time
 
-
-def _cpu_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: workspaces, first-touch pages
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
+from mambalitesr.benchmarks.timing import fastest_seconds
 
 
 def main(argv=None) -> int:
@@ -48,8 +40,9 @@ def main(argv=None) -> int:
         with torch.inference_mode():
             token = model._upsample(x, model.forward_features(x)[0])
             fused = model(x)
-            t_token = _cpu_seconds(lambda: model._upsample(x, model.forward_features(x)[0]), args.repeats)
-            t_fused = _cpu_seconds(lambda: model(x), args.repeats)
+            t_token = fastest_seconds(lambda: model._upsample(x, model.forward_features(x)[0]), args.repeats,
+                                      time.process_time)
+            t_fused = fastest_seconds(lambda: model(x), args.repeats, time.process_time)
         print(f"{name} {w}x{h}: token path {t_token:.3f} CPU s, fused path {t_fused:.3f} CPU s "
               f"({t_token / t_fused:.2f}x); max |fused - token| = {(fused - token).abs().max().item():.2e}")
     return 0

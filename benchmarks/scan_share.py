@@ -21,19 +21,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+
+from mambalitesr.benchmarks.timing import fastest_seconds
 
 SPEEDUPS = (1.0, 2.0, 4.0, float("inf"))
-
-
-def _best_seconds(fn, reps: int) -> float:
-    fn()  # warm-up: workspaces, oneDNN primitives, first-touch pages
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def measure(name: str, width: int, height: int, reps: int) -> dict:
@@ -47,7 +38,7 @@ def measure(name: str, width: int, height: int, reps: int) -> dict:
     model = create_model(name, pretrained=get_entry(name).weights_path is not None).eval()
     lr = torch.rand(1, 3, height, width)
     with torch.no_grad():
-        frame = _best_seconds(lambda: model(lr), reps)
+        frame = fastest_seconds(lambda: model(lr), reps)
     mixers = [m for m in model.modules() if type(m).__name__ == "MambaMixer"]
     if any(m.directions != 1 for m in mixers):
         raise SystemExit(f"{name}: the scan-alone timing covers one-direction mixers only")
@@ -60,7 +51,7 @@ def measure(name: str, width: int, height: int, reps: int) -> dict:
         A = -np.exp(m.A_log.detach().numpy().astype(np.float32))  # (D, N)
         Bm, Cm = (rng.standard_normal((1, N, length), dtype=np.float32) for _ in range(2))
         skip, bias = np.ones(D, np.float32), np.zeros(D, np.float32)
-        scans += _best_seconds(
+        scans += fastest_seconds(
             lambda: selective_scan_channel_major(u, delta, A, Bm, Cm, skip, z, bias, True, nthreads=1), reps
         )
         updates += D * N * length
