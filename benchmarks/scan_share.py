@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mambalitesr import argtypes as t
 from mambalitesr.benchmarks.timing import fastest_seconds
+from mambalitesr.errors import UserError
 
 SPEEDUPS = (1.0, 2.0, 4.0, float("inf"))
 
@@ -32,6 +34,7 @@ def measure(name: str, width: int, height: int, reps: int) -> dict:
     import numpy as np
     import torch
 
+    from mambalitesr.models.mixer import MambaMixer
     from mambalitesr.models.mixer_native import selective_scan_channel_major
     from mambalitesr.models.registry import create_model, get_entry
 
@@ -39,7 +42,7 @@ def measure(name: str, width: int, height: int, reps: int) -> dict:
     lr = torch.rand(1, 3, height, width)
     with torch.no_grad():
         frame = fastest_seconds(lambda: model(lr), reps)
-    mixers = [m for m in model.modules() if type(m).__name__ == "MambaMixer"]
+    mixers = [m for m in model.modules() if isinstance(m, MambaMixer)]
     if any(m.directions != 1 for m in mixers):
         raise SystemExit(f"{name}: the scan-alone timing covers one-direction mixers only")
     length, scans, updates = height * width, 0.0, 0
@@ -63,16 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--student", default="mambalitesr_x4", help="registry model (default mambalitesr_x4)")
     parser.add_argument("--teacher", default="dvmsr_x4", help="registry model (default dvmsr_x4, random weights)")
-    parser.add_argument("--size", default="320x180", help="LR input WxH (default 320x180)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; the scans run on one)")
-    parser.add_argument("--reps", type=int, default=5, help="timed runs per measurement, fastest kept (default 5)")
+    parser.add_argument("--size", default=(320, 180), type=t.size(), help="LR input WxH (default 320x180)")
+    parser.add_argument("--threads", type=t.threads, default=1, help="torch threads (default 1; the scans run on one)")
+    parser.add_argument("--reps", type=t.int_range(1, 1000), default=5,
+                        help="timed runs per measurement, fastest kept (default 5)")
     args = parser.parse_args(argv)
-    try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--size must be WxH, e.g. 320x180, got {args.size!r}")
-    if width < 1 or height < 1 or args.reps < 1 or args.threads < 1:
-        parser.error("--size, --reps and --threads must be positive")
+    width, height = args.size
 
     import torch
 
@@ -83,17 +82,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     torch.set_num_threads(args.threads)
     print(f"{width}x{height}, torch threads {args.threads}, fastest of {args.reps} runs after one warm-up")
-    parts = [measure(name, width, height, args.reps) for name in (args.student, args.teacher)]
+    try:
+        parts = [measure(name, width, height, args.reps) for name in (args.student, args.teacher)]
+    except UserError as exc:  # an unknown model name, a weights file that does not fit
+        print(f"scan_share: {exc}", file=sys.stderr)
+        return 2
     for p in parts:
         print(f"{p['name']}: frame {p['frame'] * 1e3:.0f} ms = scans {p['scans'] * 1e3:.0f} ms "
               f"({p['mixers']} mixers, {p['updates'] / 1e9:.2f} G state updates, "
               f"{p['scans'] / p['updates'] * 1e9:.2f} ns each; {p['scans'] / p['frame']:.0%} of the frame) "
               f"+ rest {p['rest'] * 1e3:.0f} ms")
-    s, t = parts
-    print(f"{t['name']} / {s['name']}: frame {t['frame'] / s['frame']:.2f}, scans {t['scans'] / s['scans']:.2f}, "
-          f"rest {t['rest'] / s['rest']:.2f}")
+    stu, tea = parts
+    print(f"{tea['name']} / {stu['name']}: frame {tea['frame'] / stu['frame']:.2f}, "
+          f"scans {tea['scans'] / stu['scans']:.2f}, rest {tea['rest'] / stu['rest']:.2f}")
     for f in SPEEDUPS:
-        ratio = (t["rest"] + t["scans"] / f) / (s["rest"] + s["scans"] / f)
+        ratio = (tea["rest"] + tea["scans"] / f) / (stu["rest"] + stu["scans"] / f)
         label = "scans free in both" if f == float("inf") else f"scans {f:g}x faster in both"
         print(f"  {label:<26} frame ratio {ratio:.2f}")
     return 0

@@ -30,6 +30,11 @@ def _in_onnx_export() -> bool:
     return onnx is not None and onnx.is_in_onnx_export()
 
 
+def _building_graph() -> bool:
+    """True while torch.jit traces or torch.onnx exports this module: the graph, not the numbers, is the output."""
+    return torch.jit.is_tracing() or _in_onnx_export()
+
+
 class MambaMixer(nn.Module):
     """Tokens (B, L, C) -> (B, L, C). With K = 1 its state_dict keys are those of the reference Mamba block."""
 
@@ -102,7 +107,7 @@ class MambaMixer(nn.Module):
         return selective_scan(
             x, delta, -torch.exp(self.A_log.float()), Bm, Cm, self.D.float(), z, dt_bias.float(), True,
             directions=self.directions, height=height, width=width, backend=self.scan_backend,
-            check=not (torch.jit.is_tracing() or _in_onnx_export()),
+            check=not _building_graph(),
         )  # (B, D, L)
 
     def forward_graph_channel_major(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -118,7 +123,8 @@ class MambaMixer(nn.Module):
         batch, length, _ = tokens.shape
         K, D, N, R = self.directions, self.d_inner, self.d_state, self.dt_rank
         u = tokens.transpose(1, 2)  # (B, C, L)
-        mm = _graph_matmul if (torch.jit.is_tracing() or _in_onnx_export()) else _left_matmul
+        # an exported graph holds one broadcasting MatMul node per projection; eager runs write (B, out, L) in place
+        mm = torch.matmul if _building_graph() else _left_matmul
         if hasattr(self.in_proj, "down"):  # W_in = U V: V u once, then U's two row blocks
             u, w_in = mm(self.in_proj.down.weight, u), self.in_proj.up.weight  # (B, r, L), (2D, r)
         else:
@@ -206,11 +212,6 @@ def _project_cm(proj: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if hasattr(proj, "down"):  # LowRankLinear: U (V x)
         return _left_matmul(proj.up.weight, _left_matmul(proj.down.weight, x))
     return _left_matmul(proj.weight, x)
-
-
-def _graph_matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(out, in) @ (B, in, L) as one broadcasting MatMul node: what an exported graph should hold."""
-    return torch.matmul(w, x)
 
 
 def _left_matmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -329,3 +329,5 @@ def test_scan_share_splits_frames_into_scans_and_rest(capsys):
     with pytest.raises(SystemExit) as bad:
         scan_share.main(["--size", "320"])
     assert bad.value.code == 2
+    assert scan_share.main(["--student", "no_such_model", "--size", "24x16", "--reps", "1"]) == 2
+    assert "unknown model 'no_such_model'" in capsys.readouterr().err
