@@ -82,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"mambalitesr {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ImportError as exc:  # a command's module imports an optional package (torch) the install lacks
+        from mambalitesr.optional import missing
+
+        dependency = missing(exc, f"mambalitesr {args.command}")
+        if dependency is None:
+            raise
+        print(f"mambalitesr {args.command}: error: {dependency}", file=sys.stderr)
+        return dependency.exit_code
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         what = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"

@@ -67,6 +67,32 @@ def test_no_backend_installed_is_a_clear_error(monkeypatch):
         options.backend_options(_parser().parse_args([]))
 
 
+def _handler_importing(module: str):
+    def handler(args):
+        raise ModuleNotFoundError(f"No module named '{module}'", name=module)
+    return lambda func: handler
+
+
+@pytest.mark.parametrize(("module", "extra"), [("torch", "torch"), ("optuna", "study"), ("onnx.helper", "export")])
+def test_a_command_importing_an_absent_extra_says_which_in_one_line(monkeypatch, capsys, module, extra):
+    import mambalitesr.cli as cli
+
+    monkeypatch.setattr(cli, "_resolve", _handler_importing(module))
+    assert cli.main(["models"]) == MissingDependency.exit_code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"mambalitesr models: error: mambalitesr models needs {module.split('.')[0]} "), err
+    assert f"pip install 'mambalitesr[{extra}]'" in err
+
+
+def test_a_missing_module_no_extra_brings_is_a_bug_and_keeps_its_traceback(monkeypatch):
+    import mambalitesr.cli as cli
+
+    monkeypatch.setattr(cli, "_resolve", _handler_importing("mambalitesr.no_such_module"))
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        cli.main(["models"])
+
+
 def test_onnxruntime_options_take_a_model_or_a_file_not_both(tmp_path):
     opts = options.backend_options(_parser().parse_args(["--backend", "onnxruntime", "--model", "mambalitesr_x4"]))
     assert opts["model"] == "mambalitesr_x4" and opts["onnx"] is None

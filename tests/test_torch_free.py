@@ -3,7 +3,7 @@
 A clean venv (no system site-packages: this machine's torch must not leak in) gets
 ``pip install ".[onnxruntime]"`` from the package registry, exactly as a user types it. Then:
 torch is absent; ``mambalitesr camera`` and ``mambalitesr upscale`` run with ``--backend onnxruntime`` on
-the shipped ONNX graph; and the image the torch-free install writes matches the torch backend's within
+the shipped ONNX graph; the commands that need torch (eval, models, train, bench) say so in one line; and the image the torch-free install writes matches the torch backend's within
 1/255 (the 8-bit rounding of outputs within 1e-4; the float outputs are compared in-process below).
 
 Slow (one package build, about a minute on an idle 2-core machine, mostly compiling the C scan), but in CI:
@@ -91,3 +91,22 @@ def test_default_backend_without_torch_is_onnxruntime(venv, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"upscale: onnxruntime mambalitesr_x4\.(fused\.)?onnx \(shipped, (fused|plugin) form\)",
                      proc.stderr), proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("argv", [
+    ["models"],
+    ["eval", "--model", "mambalitesr_x4", "--data", "{images}"],
+    ["train", "--train", "{images}", "-o", "{tmp}/run"],
+    ["bench", "latency", "--results-dir", "{tmp}/results"],
+], ids=lambda argv: argv[0] + ("_" + argv[1] if argv[0] == "bench" else ""))
+def test_commands_that_need_torch_say_so_in_one_line(venv, tmp_path, argv):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "testcard.png").write_bytes(TESTCARD.read_bytes())
+    args = [a.format(images=images, tmp=tmp_path) for a in argv]
+    proc = _run(venv, venv / "mambalitesr", *args, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
+    assert f"mambalitesr {argv[0]} needs torch (No module named 'torch'): pip install 'mambalitesr[torch]'" \
+        in proc.stderr, proc.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "results").exists()

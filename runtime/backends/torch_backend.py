@@ -15,7 +15,7 @@ import numpy as np
 
 from mambalitesr.errors import MissingDependency, UserError
 from mambalitesr.runtime.backends.base import NUMPY_DTYPES, PRECISIONS, Backend, infer_scale
-from mambalitesr.optional import require
+from mambalitesr.optional import TORCH_HINT, require
 from mambalitesr.runtime.memory import keep_freed_memory
 
 
@@ -44,8 +44,7 @@ class TorchBackend(Backend):
         self.module = module
 
     def load(self) -> None:
-        torch = require("torch", "torch backend needs PyTorch",
-                        install="pip install torch==2.13.0 (on a Jetson: NVIDIA's JetPack wheel)")
+        torch = require("torch", "torch backend needs PyTorch", install=TORCH_HINT)
         self._torch = torch
         keep_freed_memory()  # frames reuse freed pages (runtime/memory.py): cost linear in pixels
         if self.device_name.startswith("cuda"):
