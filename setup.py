@@ -23,8 +23,11 @@ def native(name, sources, include_dirs=()):
     flags = list(C_FLAGS)
     if platform.machine() not in ("x86_64", "AMD64"):
         flags.remove("-march=x86-64-v2")  # aarch64 (Jetson): the compiler's default target
+    # depends: the headers the sources include (mixer_cpu_kernels.h is the kernels' body), so a changed header
+    # rebuilds the library
+    depends = sorted(str(h) for d in {Path(s).parent for s in sources} for h in Path(d).glob("*.h"))
     return Extension(name, sources=sources, include_dirs=list(include_dirs), extra_compile_args=flags,
-                     extra_link_args=["-fopenmp"])
+                     extra_link_args=["-fopenmp"], depends=depends)
 
 
 EXTENSIONS = [

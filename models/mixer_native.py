@@ -20,7 +20,7 @@ from mambalitesr.errors import MissingDependency
 from mambalitesr.models import native_library
 
 _LIB_STEM = "_mixer_cpu"
-_ABI_VERSION = 3  # MIXER_ABI_VERSION in mixer_cpu.h
+_ABI_VERSION = 4  # MIXER_ABI_VERSION in mixer_cpu.h
 _STATUS = {1: "bad argument (size or missing pointer)", 2: "workspace too small"}
 
 
@@ -61,6 +61,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mixer_scan_forward.argtypes = [ctypes.POINTER(ChannelScanParams)]
     lib.channel_layernorm.restype = ctypes.c_int
     lib.channel_layernorm.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int64]
+    lib.mixer_vector_width.restype = ctypes.c_int
+    lib.mixer_vector_width.argtypes = []
+    lib.mixer_use_width.restype = ctypes.c_int
+    lib.mixer_use_width.argtypes = [ctypes.c_int]
 
 
 LIBRARY = native_library.Library(_LIB_STEM, "native mixer", "mixer_abi_version", _ABI_VERSION, _declare)
@@ -69,6 +73,20 @@ LIBRARY = native_library.Library(_LIB_STEM, "native mixer", "mixer_abi_version",
 def load_library() -> ctypes.CDLL:
     """Load the kernel once; raise MissingDependency if it is not built or is stale."""
     return LIBRARY.load()
+
+
+def vector_width() -> int:
+    """Floats per vector the kernel runs with: 16 (AVX-512), 8 (AVX2 + FMA) or 4 (SSE4.2, NEON)."""
+    return load_library().mixer_vector_width()
+
+
+def use_width(width: int) -> bool:
+    """Run the kernel at ``width`` (4, 8 or 16; 0: the widest this CPU runs) from now on, in this process.
+
+    False (nothing changed) when the CPU has no such width: wider vectors than the registers would run from
+    the stack, which is why each instruction set has its own width (models/csrc/mixer_cpu_kernels.h).
+    """
+    return load_library().mixer_use_width(int(width)) != 0
 
 
 def available() -> bool:

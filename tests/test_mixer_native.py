@@ -6,6 +6,8 @@ max-scaled floor of ``assert_close``), plus the shipped student on real pixels w
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,19 @@ try:
 except MissingDependency as exc:
     _NOT_BUILT = str(exc)
 needs_native = pytest.mark.skipif(_NOT_BUILT is not None, reason=f"{_NOT_BUILT}")
+WIDTH_ISA = {16: "AVX-512 (x86-64-v4)", 8: "AVX2 + FMA (x86-64-v3)", 4: "SSE4.2 or NEON"}
+
+
+@pytest.fixture(params=[4, 8, 16], ids=lambda w: f"w{w}")
+def width(request):
+    """Each vector width the kernel is built with, where this CPU runs it (the widest is the default)."""
+    if _NOT_BUILT is not None:
+        pytest.skip(_NOT_BUILT)
+    if not mixer_native.use_width(request.param):
+        pytest.skip(f"this CPU has no {WIDTH_ISA[request.param]}: the {request.param}-lane kernels cannot run here")
+    assert mixer_native.vector_width() == request.param
+    yield request.param
+    assert mixer_native.use_width(0)
 
 
 def trained_like(mixer: MambaMixer, seed: int) -> MambaMixer:
@@ -59,7 +74,7 @@ def reference(mixer: MambaMixer, tokens_cm: torch.Tensor, backend: str) -> torch
         (60, 16, None, 4, 2100, 1),  # the teacher's width
     ],
 )
-def test_mixer_core_matches_reference(embed, d_state, rank, d_conv, length, batch, fuse):
+def test_mixer_core_matches_reference(embed, d_state, rank, d_conv, length, batch, fuse, width):
     cfg = SRConfig(embed_dim=embed, d_state=d_state, rank=rank, d_conv=d_conv, groups=1, mixers=1)
     mixer = trained_like(MambaMixer(cfg), seed=length)
     tokens = torch.randn(batch, embed, length, generator=torch.Generator().manual_seed(1))
@@ -98,7 +113,7 @@ def test_mixer_core_rejects_cross_scan():
 
 @needs_native
 @pytest.mark.parametrize("channels,length", [(32, 64 * 5), (60, 1000), (8, 7)])
-def test_channel_layernorm_matches_torch(channels, length):
+def test_channel_layernorm_matches_torch(channels, length, width):
     ln = nn.LayerNorm(channels)
     with torch.no_grad():
         ln.weight.normal_()
@@ -112,7 +127,7 @@ def test_channel_layernorm_matches_torch(channels, length):
 
 @needs_native
 @pytest.mark.parametrize("name", ["test_x4", "mambalitesr_x4"])
-def test_network_fused_path_matches_token_path(name):
+def test_network_fused_path_matches_token_path(name, width):
     model = create_model(name, scan_backend="native", pretrained=name == "mambalitesr_x4")
     x = torch.rand(1, 3, 23, 37, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -123,6 +138,20 @@ def test_network_fused_path_matches_token_path(name):
         ref = model(x)
     assert_close(fused, ref, what=f"{name} SR")
     assert (fused - ref).abs().max().item() <= 1e-5  # the shipped outputs are unchanged within 1e-5
+
+
+@needs_native
+def test_the_default_width_is_the_widest_this_cpu_runs():
+    import subprocess
+    import sys
+
+    widest = max(w for w in (4, 8, 16) if mixer_native.use_width(w))
+    assert mixer_native.use_width(0) and mixer_native.vector_width() == widest
+    assert not mixer_native.use_width(5) and mixer_native.vector_width() == widest  # refused: nothing changed
+    probe = "from mambalitesr.models import mixer_native as m; print(m.vector_width())"
+    env = {**os.environ, "MAMBALITESR_MIXER_WIDTH": "4"}
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "4"
 
 
 @needs_native
@@ -138,7 +167,7 @@ def test_fused_path_only_for_inference():
 @needs_native
 @pytest.mark.parametrize("softplus,with_dz", [(True, True), (False, False)])
 @pytest.mark.parametrize("dim,n,length,batch", [(8, 4, 1, 1), (16, 16, 1024 + 70, 2), (12, 20, 300, 1)])
-def test_channel_major_scan_matches_reference(dim, n, length, batch, softplus, with_dz):
+def test_channel_major_scan_matches_reference(dim, n, length, batch, softplus, with_dz, width):
     """The scan-only entry (numpy, no torch inside) against the sequential oracle."""
     from mambalitesr.models.scan_ref import selective_scan_ref
 
@@ -157,7 +186,7 @@ def test_channel_major_scan_matches_reference(dim, n, length, batch, softplus, w
 
 
 @needs_native
-def test_long_memory_decays_stay_exact():
+def test_long_memory_decays_stay_exact(width):
     """Decays exp(Delta A) a hair below 1 over thousands of tokens: an exp whose error at 0 is not 0 compounds
     here (a polynomial with p(0) = 1 + 1.2e-7 put the teacher's output 1.5e-4 off float64)."""
     from mambalitesr.models.scan_ref import selective_scan_ref

@@ -30,10 +30,10 @@
 
 #include <stdint.h>
 
-#define MIXER_ABI_VERSION 3 /* 2: in-kernel projections w_in / w_out; 3: mixer_scan_forward */
+#define MIXER_ABI_VERSION 4 /* 2: in-kernel projections w_in / w_out; 3: mixer_scan_forward; 4: widths */
 #define MIXER_TILE 64    /* T */
 #define MIXER_BLOCK 1024 /* S, a multiple of T */
-#define MIXER_LANES 16   /* floats per state vector; N is padded to a multiple of it inside the kernel */
+#define MIXER_LANES 16   /* N is padded to a multiple of it inside the kernel (a whole vector at every width) */
 #define MIXER_MAX_STATE 64
 #define MIXER_MAX_CONV 8
 #define MIXER_MAX_RANK 64
@@ -60,6 +60,12 @@ typedef struct {
 } MixerParams;
 
 int mixer_abi_version(void);
+/* Floats per vector the kernels use: 16 (AVX-512), 8 (AVX2 + FMA) or 4 (SSE4.2, NEON), the widest this CPU runs
+ * unless MAMBALITESR_MIXER_WIDTH in the environment or mixer_use_width names a narrower one. */
+int mixer_vector_width(void);
+/* Use width 4, 8 or 16 from now on (0: the widest); returns the width, or 0 (nothing changed) when this CPU or
+ * build has no such width. */
+int mixer_use_width(int width);
 /* Floats of workspace the call with these sizes needs (independent of L and B). */
 int64_t mixer_workspace_floats(int64_t dim, int64_t dstate, int64_t dt_rank, int64_t in_dim, int64_t out_dim,
                                int64_t nthreads);
