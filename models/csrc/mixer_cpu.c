@@ -7,6 +7,7 @@
  * token-major form the state-vectorised recurrence reads: N lanes of one token are one vector.
  */
 #include "mixer_cpu.h"
+#include "atanh_series.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -96,12 +96,7 @@ ALWAYS_INLINE KERNEL vf vsoftplus(vf x) {
     const vf zero = vsplat(0.0f);
     const vf e = vexp((vf)((vi)x | INT32_MIN)); /* exp(-|x|) */
     const vf sv = e / (2.0f + e), s2 = sv * sv;
-    vf series = s2 * (1.0f / 13.0f) + 1.0f / 11.0f;
-    series = series * s2 + 1.0f / 9.0f;
-    series = series * s2 + 1.0f / 7.0f;
-    series = series * s2 + 1.0f / 5.0f;
-    series = series * s2 + 1.0f / 3.0f;
-    series = series * s2 + 1.0f;
+    const vf series = ATANH_SERIES(s2);
     const vi positive = x > zero, pass = x > 20.0f;
     return vselect(pass, x, vselect(positive, x, zero) + 2.0f * sv * series);
 }

@@ -16,6 +16,7 @@
  * between parts is summed from per-part copies in part order (deterministic).
  */
 #include "selective_scan_cpu.h"
+#include "atanh_series.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -133,12 +134,7 @@ ALWAYS_INLINE vf vsoftplus(vf x, vf *dsig) {
     const vf zero = vsplat(0.0f), one = vsplat(1.0f);
     const vf e = vexp((vf)((vi)x | INT32_MIN)); /* exp(-|x|): set the sign bit */
     const vf sv = e / (2.0f + e), s2 = sv * sv;
-    vf series = s2 * (1.0f / 13.0f) + 1.0f / 11.0f;
-    series = series * s2 + 1.0f / 9.0f;
-    series = series * s2 + 1.0f / 7.0f;
-    series = series * s2 + 1.0f / 5.0f;
-    series = series * s2 + 1.0f / 3.0f;
-    series = series * s2 + 1.0f;
+    const vf series = ATANH_SERIES(s2);
     const vi positive = x > zero, pass = x > 20.0f;
     const vf sp = vselect(positive, x, zero) + 2.0f * sv * series;
     const vf inv = one / (one + e);
