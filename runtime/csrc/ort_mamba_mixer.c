@@ -94,7 +94,7 @@ static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *ctx) {
     const OrtApi *api = k->api;
     MlsrTensor in[N_INPUTS];
     for (size_t i = 0; i < N_INPUTS; ++i) TRY(mlsr_input(api, ctx, i, OP, &in[i]));
-    Sizes s;
+    Sizes s = {0}; /* check_inputs fills it before any use; zeroed for the compiler, which cannot see that */
     TRY(check_inputs(api, in, &s));
     const int64_t out_dims[4] = {s.B, s.Co, s.H, s.W};
     OrtValue *y_value = NULL;
