@@ -101,18 +101,20 @@ typedef struct {
 /* ---------------------------------------------------------------- the kernels, once per vector width */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-/* x86-64: AVX-512 (16 lanes), AVX2 + FMA (8) and the -march baseline, SSE4.2 (4), picked at run time. */
+/* x86-64: AVX-512 (16 lanes), AVX2 + FMA (8) and the -march baseline, SSE4.2 (4); the widest this CPU runs is
+ * picked at run time. Each wide width also has a baseline clone, so a test can run its arithmetic on any x86 CPU
+ * (slowly: there its vectors live on the stack), and the 16-lane code is checked where no AVX-512 is. */
 #define MIXER_X86_WIDTHS 1
 #define VL 16
 #define WIDE(name) name##_w16
-#define KERNEL __attribute__((target("arch=x86-64-v4")))
+#define KERNEL __attribute__((target_clones("arch=x86-64-v4", "default")))
 #include "mixer_cpu_kernels.h"
 #undef VL
 #undef WIDE
 #undef KERNEL
 #define VL 8
 #define WIDE(name) name##_w8
-#define KERNEL __attribute__((target("arch=x86-64-v3")))
+#define KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
 #include "mixer_cpu_kernels.h"
 #undef VL
 #undef WIDE
@@ -127,8 +129,8 @@ typedef struct {
 #undef WIDE
 #undef KERNEL
 
-/* The widest width this CPU runs; MAMBALITESR_MIXER_WIDTH (4, 8 or 16) in the environment or mixer_use_width()
- * narrows it (for tests and comparisons), never widens it past the CPU. */
+/* The widest width whose registers this CPU has: the default. MAMBALITESR_MIXER_WIDTH (4, 8 or 16) in the
+ * environment or mixer_use_width() picks another one this build has (a wider one runs its baseline clone). */
 static int widest_width(void) {
 #ifdef MIXER_X86_WIDTHS
     __builtin_cpu_init();
@@ -140,9 +142,12 @@ static int widest_width(void) {
 static int chosen_width; /* 0: not chosen yet; read and written with relaxed atomics (set once, then read) */
 
 int mixer_use_width(int width) {
-    const int widest = widest_width();
-    if (width == 0) width = widest;
-    if ((width != 4 && width != 8 && width != 16) || width > widest) return 0;
+    if (width == 0) width = widest_width();
+#ifdef MIXER_X86_WIDTHS
+    if (width != 4 && width != 8 && width != 16) return 0;
+#else
+    if (width != 4) return 0;
+#endif
     __atomic_store_n(&chosen_width, width, __ATOMIC_RELAXED);
     return width;
 }

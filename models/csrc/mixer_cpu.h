@@ -60,11 +60,12 @@ typedef struct {
 } MixerParams;
 
 int mixer_abi_version(void);
-/* Floats per vector the kernels use: 16 (AVX-512), 8 (AVX2 + FMA) or 4 (SSE4.2, NEON), the widest this CPU runs
- * unless MAMBALITESR_MIXER_WIDTH in the environment or mixer_use_width names a narrower one. */
+/* Floats per vector the kernels use: 16 (AVX-512), 8 (AVX2 + FMA) or 4 (SSE4.2, NEON); by default the widest whose
+ * registers this CPU has, else what MAMBALITESR_MIXER_WIDTH or mixer_use_width named. */
 int mixer_vector_width(void);
-/* Use width 4, 8 or 16 from now on (0: the widest); returns the width, or 0 (nothing changed) when this CPU or
- * build has no such width. */
+/* Use width 4, 8 or 16 from now on (0: the CPU's widest); returns the width, or 0 (nothing changed) when this
+ * build has no such width (x86-64 builds have all three: a width wider than the CPU's registers runs correctly
+ * but slowly, for tests). */
 int mixer_use_width(int width);
 /* Floats of workspace the call with these sizes needs (independent of L and B). */
 int64_t mixer_workspace_floats(int64_t dim, int64_t dstate, int64_t dt_rank, int64_t in_dim, int64_t out_dim,

@@ -6,7 +6,7 @@
  * NEON (xmm / q). The state stays padded to MIXER_LANES (16) in every width, so the workspace layout is one.
  *
  * The includer defines VL (floats per vector), WIDE(name) (this width's name for a definition, e.g. name##_w8)
- * and KERNEL (the target attribute of the hot functions); everything defined here is renamed through WIDE, so
+ * and KERNEL (the target attribute or clones of the hot functions; the always-inline helpers take theirs); everything defined here is renamed through WIDE, so
  * the widths coexist in one translation unit. Entry points: forward, scan_forward, layernorm (see mixer_cpu.c).
  */
 #define vf WIDE(vf)
@@ -49,21 +49,21 @@ typedef float vf __attribute__((vector_size(VL * 4)));
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
 _Static_assert(T % VL == 0 && MIXER_LANES % VL == 0, "a tile and a padded state are whole vectors");
 
-ALWAYS_INLINE KERNEL vf vsplat(float s) {
+ALWAYS_INLINE vf vsplat(float s) {
     const vf zero = {0};
     return zero + s;
 }
-ALWAYS_INLINE KERNEL vf vload(const float *p) {
+ALWAYS_INLINE vf vload(const float *p) {
     vf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
-ALWAYS_INLINE KERNEL void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
-ALWAYS_INLINE KERNEL vf vmax(vf a, vf b) {
+ALWAYS_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+ALWAYS_INLINE vf vmax(vf a, vf b) {
     const vi m = a > b;
     return (vf)(((vi)a & m) | ((vi)b & ~m));
 }
-ALWAYS_INLINE KERNEL vf vselect(vi mask, vf yes, vf no) { return (vf)(((vi)yes & mask) | ((vi)no & ~mask)); }
+ALWAYS_INLINE vf vselect(vi mask, vf yes, vf no) { return (vf)(((vi)yes & mask) | ((vi)no & ~mask)); }
 
 /* 2^x lane-wise for x <= 128: round x to n (the 1.5 * 2^23 trick leaves n in the low mantissa bits),
  * 2^f = 1 + f q(f) on f = x - n in [-1/2, 1/2] with q of degree 5 (relative error 9e-8 in float, fitted for this
@@ -72,7 +72,7 @@ ALWAYS_INLINE KERNEL vf vselect(vi mask, vf yes, vf no) { return (vf)(((vi)yes &
  * minimax fit) compounded over the teacher's long memories to 1.5e-4 in its output. x is clamped at -125
  * (2^-125 ~ 2.4e-38: below it a decay is dust); callers keep x <= 127 (the scan's Delta A <= 0; the
  * sigmoids clamp their argument). */
-ALWAYS_INLINE KERNEL vf vexp2(vf x) {
+ALWAYS_INLINE vf vexp2(vf x) {
     x = vmax(x, vsplat(-125.0f));
     /* n comes from the bits of t, never as (x + magic) - magic, which -ffast-math may fold to x. */
     const vf t = x + 12582912.0f;
@@ -87,12 +87,12 @@ ALWAYS_INLINE KERNEL vf vexp2(vf x) {
     return (vf)((vi)p + (ni << 23));
 }
 #define LOG2E 1.44269504088896341f
-ALWAYS_INLINE KERNEL vf vexp(vf x) { return vexp2(x * LOG2E); }
-ALWAYS_INLINE KERNEL vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-vmax(x, vsplat(-80.0f)))); }
+ALWAYS_INLINE vf vexp(vf x) { return vexp2(x * LOG2E); }
+ALWAYS_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-vmax(x, vsplat(-80.0f)))); }
 
 /* softplus as torch computes it (beta 1, threshold 20): max(x, 0) + log1p(exp(-|x|)), log1p(e) summed as
  * 2 atanh(e / (2 + e)) to s^13 (as selective_scan_cpu.c does; no 1 + e is formed, tiny e stay exact). */
-ALWAYS_INLINE KERNEL vf vsoftplus(vf x) {
+ALWAYS_INLINE vf vsoftplus(vf x) {
     const vf zero = vsplat(0.0f);
     const vf e = vexp((vf)((vi)x | INT32_MIN)); /* exp(-|x|) */
     const vf sv = e / (2.0f + e), s2 = sv * sv;
@@ -116,13 +116,13 @@ typedef int32_t vri __attribute__((vector_size(RW * 4)));
 #else
 #define SHUF(a, b, ...) __builtin_shuffle(a, b, (vri){__VA_ARGS__})
 #endif
-ALWAYS_INLINE KERNEL vr vload_row(const float *p) {
+ALWAYS_INLINE vr vload_row(const float *p) {
     vr v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 #if RW == 4
-ALWAYS_INLINE KERNEL void row_sums(const float *rows, float *out) { /* 4 rows of 4 */
+ALWAYS_INLINE void row_sums(const float *rows, float *out) { /* 4 rows of 4 */
     const vr r0 = vload_row(rows), r1 = vload_row(rows + 4), r2 = vload_row(rows + 8), r3 = vload_row(rows + 12);
     const vr a = SHUF(r0, r1, 0, 4, 2, 6) + SHUF(r0, r1, 1, 5, 3, 7), b = SHUF(r2, r3, 0, 4, 2, 6) + SHUF(r2, r3, 1, 5, 3, 7);
     const vr s = SHUF(a, b, 0, 1, 4, 5) + SHUF(a, b, 2, 3, 6, 7);
@@ -133,7 +133,7 @@ ALWAYS_INLINE KERNEL void row_sums(const float *rows, float *out) { /* 4 rows of
 #define SUMS1(a, b) (SHUF(a, b, 0, 8, 2, 10, 4, 12, 6, 14) + SHUF(a, b, 1, 9, 3, 11, 5, 13, 7, 15))
 #define SUMS2(a, b) (SHUF(a, b, 0, 1, 8, 9, 4, 5, 12, 13) + SHUF(a, b, 2, 3, 10, 11, 6, 7, 14, 15))
 #define SUMS3(a, b) (SHUF(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + SHUF(a, b, 4, 5, 6, 7, 12, 13, 14, 15))
-ALWAYS_INLINE KERNEL void row_sums(const float *rows, float *out) { /* 8 rows of 8 */
+ALWAYS_INLINE void row_sums(const float *rows, float *out) { /* 8 rows of 8 */
     const vr r0 = vload_row(rows), r1 = vload_row(rows + 8), r2 = vload_row(rows + 16), r3 = vload_row(rows + 24);
     const vr r4 = vload_row(rows + 32), r5 = vload_row(rows + 40), r6 = vload_row(rows + 48), r7 = vload_row(rows + 56);
     const vr a = SUMS1(r0, r1), b = SUMS1(r2, r3), c = SUMS1(r4, r5), d = SUMS1(r6, r7);
@@ -146,7 +146,7 @@ ALWAYS_INLINE KERNEL void row_sums(const float *rows, float *out) { /* 8 rows of
 #undef SUMS3
 #endif
 /* v as one row of RW floats at out: VL = 16 folded (lane i + lane i + 8), else as it is. */
-ALWAYS_INLINE KERNEL void fold_store(float *out, vf v) {
+ALWAYS_INLINE void fold_store(float *out, vf v) {
 #if VL == 16
     vr lo, hi;
     memcpy(&lo, &v, sizeof lo);
@@ -160,7 +160,7 @@ ALWAYS_INLINE KERNEL void fold_store(float *out, vf v) {
 
 /* out[o, 0:T] (row stride os) = sum_k w[o K + k] in[k, 0:T] (row stride is), o < O: a small GEMM over one
  * tile, two output rows and two vectors of tokens per step (4 accumulators: registers on AVX2 and NEON too). */
-ALWAYS_INLINE KERNEL void gemm_tile(const float *w, int64_t O, int64_t K, const float *in, int64_t is, float *out,
+ALWAYS_INLINE void gemm_tile(const float *w, int64_t O, int64_t K, const float *in, int64_t is, float *out,
                              int64_t os) {
     for (int64_t t0 = 0; t0 < T; t0 += 2 * VL) {
         int64_t o = 0;
@@ -276,7 +276,7 @@ KERNEL static void tile_phase1(const MixerParams *p, const Workspace *w, int64_t
     }
 }
 
-ALWAYS_INLINE KERNEL void scan_rows(const ChannelRows *r, const float *Bt, const float *Ct, int64_t N, int64_t bn,
+ALWAYS_INLINE void scan_rows(const ChannelRows *r, const float *Bt, const float *Ct, int64_t N, int64_t bn,
                              const int NV) {
     const int64_t NP = (int64_t)NV * VL;
     enum { MV = MIXER_MAX_STATE / VL };
@@ -324,7 +324,7 @@ ALWAYS_INLINE KERNEL void scan_rows(const ChannelRows *r, const float *Bt, const
     for (int j = 0; j < NV; j++) vstore(r->h + j * VL, h[j]);
 }
 
-ALWAYS_INLINE KERNEL void channel_scan(const MixerParams *p, const Workspace *w, int64_t b, int64_t d, int64_t blk0,
+ALWAYS_INLINE void channel_scan(const MixerParams *p, const Workspace *w, int64_t b, int64_t d, int64_t blk0,
                                 int64_t bn, const int NV) {
     const int64_t D = p->dim, L = p->length, NP = (int64_t)NV * VL;
     ChannelRows r;
