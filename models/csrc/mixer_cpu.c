@@ -8,6 +8,7 @@
  */
 #include "mixer_cpu.h"
 #include "atanh_series.h"
+#include "vector_basics.h"
 
 #include <math.h>
 #include <stdlib.h>

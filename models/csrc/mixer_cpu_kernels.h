@@ -49,16 +49,7 @@ typedef float vf __attribute__((vector_size(VL * 4)));
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
 _Static_assert(T % VL == 0 && MIXER_LANES % VL == 0, "a tile and a padded state are whole vectors");
 
-ALWAYS_INLINE vf vsplat(float s) {
-    const vf zero = {0};
-    return zero + s;
-}
-ALWAYS_INLINE vf vload(const float *p) {
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-ALWAYS_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+VECTOR_BASICS(vf)
 ALWAYS_INLINE vf vmax(vf a, vf b) {
     const vi m = a > b;
     return (vf)(((vi)a & m) | ((vi)b & ~m));

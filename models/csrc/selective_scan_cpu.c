@@ -17,6 +17,7 @@
  */
 #include "selective_scan_cpu.h"
 #include "atanh_series.h"
+#include "vector_basics.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -53,18 +54,7 @@ typedef double vd4 __attribute__((vector_size(SCAN_LANES * 4)));
 #define SCAN_CLONES
 #endif
 
-/* A vector of s in every lane (x - x + s would cost two ops: NaN rules keep x - x). */
-ALWAYS_INLINE vf vsplat(float s) {
-    const vf zero = {0};
-    return zero + s;
-}
-
-ALWAYS_INLINE vf vload(const float *p) {
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-ALWAYS_INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+VECTOR_BASICS(vf)
 /* Lanes 0-3 (half 0) or 4-7 (half 1) of v, widened to double. */
 ALWAYS_INLINE vd4 vwiden(vf v, int half) {
     vf4 h;
