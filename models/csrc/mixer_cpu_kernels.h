@@ -5,9 +5,10 @@
  * instruction set gets the width of its registers: 16 floats for AVX-512 (zmm), 8 for AVX2 (ymm), 4 for SSE and
  * NEON (xmm / q). The state stays padded to MIXER_LANES (16) in every width, so the workspace layout is one.
  *
- * The includer defines VL (floats per vector), WIDE(name) (this width's name for a definition, e.g. name##_w8)
- * and KERNEL (the target attribute or clones of the hot functions; the always-inline helpers take theirs); everything defined here is renamed through WIDE, so
- * the widths coexist in one translation unit. Entry points: forward, scan_forward, layernorm (see mixer_cpu.c).
+ * The includer defines VL (floats per vector), WIDE(name) (this width's name for a definition, e.g.
+ * name##_w8) and KERNEL (the target clones of the hot functions; the always-inline helpers are compiled into
+ * each clone). Everything defined here is renamed through WIDE, so the widths coexist in one translation unit.
+ * Entry points: forward, scan_forward, layernorm (mixer_cpu.c checks the arguments and picks the width).
  */
 #define vf WIDE(vf)
 #define vi WIDE(vi)
