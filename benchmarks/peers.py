@@ -114,6 +114,7 @@ def run_peers(models, peers, sizes, repeats: int, threads: int | None, data: Pat
               results_dir: Path, device: str, note: str | None) -> dict:
     import torch
 
+    from mambalitesr.benchmarks.results import cpu_model, mixer_width
     from mambalitesr.runtime.memory import keep_freed_memory
 
     keep_freed_memory()  # as the runtime does: frames reuse pages instead of mapping fresh ones
@@ -134,6 +135,7 @@ def run_peers(models, peers, sizes, repeats: int, threads: int | None, data: Pat
     result = {
         "schema": "mambalitesr-peers-1", "device": device, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu": cpu_model(), "mixer_width": mixer_width(),
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
@@ -197,8 +199,11 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def render_markdown(result: dict, png: str) -> str:
+    machine = result["machine"]
+    cpu = f"{machine['cpu']}, " if machine.get("cpu") else ""  # older files name no CPU model or mixer width
+    width = f"C mixer {machine['mixer_width']} lanes, " if machine.get("mixer_width") else ""
     out = [f"# Peers on {result['device']}", "",
-           f"Generated {result['created']} by `{result['command']}`; torch {result['machine']['torch']}, "
+           f"Generated {result['created']} by `{result['command']}`; {cpu}{width}torch {result['machine']['torch']}, "
            f"{result['machine']['threads']} thread(s), CPU affinity {result['machine']['affinity']}, load average "
            f"{result['machine']['loadavg_before'][0]:.1f} before / {result['machine']['loadavg_after'][0]:.1f} after, "
            f"{result['repeats']} timed rounds after one warm-up round, models interleaved per round.", ""]

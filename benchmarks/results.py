@@ -235,7 +235,7 @@ def _jetson_model() -> str | None:
     return text or None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             if line.lower().startswith(("model name", "hardware")):
@@ -265,18 +265,31 @@ def default_device_name() -> str:
     return f"cpu-{platform.machine()}-{os.cpu_count()}core"
 
 
+def mixer_width() -> int | None:
+    """Floats per vector of the fused C mixer here (16 AVX-512, 8 AVX2, 4 SSE/NEON), None when it is not built:
+    the same CPU model can differ by an instruction set, and the mixer's speed follows its width."""
+    from mambalitesr.errors import MissingDependency
+    from mambalitesr.models import mixer_native
+
+    try:
+        return mixer_native.vector_width()
+    except MissingDependency:
+        return None
+
+
 def machine_description() -> dict:
     """What ran the benchmark: CPU, cores, memory, OS and the versions of the libraries that matter."""
     import importlib.metadata as md
 
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "arch": platform.machine(),
         "cores": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "os": platform.platform(terse=True),
         "python": platform.python_version(),
         "board": _jetson_model(),
+        "mixer_width": mixer_width(),
     }
     for dist in ("torch", "onnxruntime", "onnxruntime-gpu", "onnxruntime-extensions", "tensorrt", "numpy"):
         try:
@@ -292,6 +305,8 @@ def machine_description() -> dict:
 def machine_line(info: dict) -> str:
     """One line of the machine description, as stored in every row."""
     parts = [info.get("board") or info.get("cpu", "?"), f"{info.get('cores', '?')} cores"]
+    if info.get("mixer_width"):
+        parts.append(f"C mixer {info['mixer_width']} lanes")
     if info.get("gpu"):
         parts.append(info["gpu"])
     if info.get("memory_gib"):

@@ -19,6 +19,7 @@ from mambalitesr.benchmarks.power import PowerContext
 from mambalitesr.benchmarks.results import ROW_FIELDS, Results, Row, load_results, results_paths
 from mambalitesr.cli import main
 from mambalitesr.errors import UserError
+from mambalitesr.models import mixer_native
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "benchmarks" / "results"
@@ -84,6 +85,7 @@ def test_latency_rows_follow_the_schema(latency_run):
         assert 0 < r.p50_ms <= r.p90_ms <= r.p99_ms
         assert r.fps == pytest.approx(r.batch * 1e3 / r.mean_ms, rel=1e-6)
         assert r.machine and r.run_id and r.params == 6144 and r.weights == "test_x4.safetensors"
+        assert f"C mixer {mixer_native.vector_width()} lanes" in r.machine  # which kernels the CPU ran
         assert r.power_note and r.watts_avg_above_idle is None and r.joules_per_frame is None
         assert r.peak_mem_mb is None or r.peak_mem_mb >= 0
     for r in ok:
