@@ -35,16 +35,17 @@
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* The state axis is processed SCAN_LANES floats at a time with GCC/Clang vector
- * extensions: one 256-bit vector on AVX2, two 128-bit registers on SSE or NEON.
+ * extensions: one 256-bit vector on AVX2, one 128-bit NEON register on aarch64 (see the header).
  * The caller pads N to a multiple of SCAN_LANES with zeros (A = 0, B = C = 0 keeps
  * the padded lanes of h at 0), so there is no remainder loop. */
 typedef float vf __attribute__((vector_size(SCAN_LANES * 4)));
 typedef int32_t vi __attribute__((vector_size(SCAN_LANES * 4)));
 /* Half a state vector in double, for the backward's sums over tokens (see bwd_item). Halves,
- * not one 8-lane double vector: that is wider than an AVX2 register and GCC lowers it lane by
- * lane (measured: the whole backward 2x slower); a half is one vcvtps2pd. */
-typedef float vf4 __attribute__((vector_size(SCAN_LANES * 2)));
-typedef double vd4 __attribute__((vector_size(SCAN_LANES * 4)));
+ * not one double vector of SCAN_LANES: that is wider than the registers and GCC lowers it lane by
+ * lane (measured: the whole backward 2x slower); a half is one vcvtps2pd (fcvtl on NEON). */
+#define SCAN_HALF (SCAN_LANES / 2)
+typedef float vfhalf __attribute__((vector_size(SCAN_HALF * 4)));
+typedef double vdhalf __attribute__((vector_size(SCAN_HALF * 8)));
 
 /* On x86-64 every item function also gets an x86-64-v3 (AVX2 + FMA) clone picked at
  * load time; the default clone keeps the -march baseline (SSE4.2). */
@@ -55,35 +56,44 @@ typedef double vd4 __attribute__((vector_size(SCAN_LANES * 4)));
 #endif
 
 VECTOR_BASICS(vf)
-/* Lanes 0-3 (half 0) or 4-7 (half 1) of v, widened to double. */
-ALWAYS_INLINE vd4 vwiden(vf v, int half) {
-    vf4 h;
+/* The first (half 0) or second (half 1) SCAN_HALF lanes of v, widened to double. */
+ALWAYS_INLINE vdhalf vwiden(vf v, int half) {
+    vfhalf h;
     memcpy(&h, (const char *)&v + half * sizeof h, sizeof h);
-    return __builtin_convertvector(h, vd4);
+    return __builtin_convertvector(h, vdhalf);
 }
-/* out[i] = sum of the 8 lanes of rows[i], for 8 rows at a time: a transpose-and-add
- * tree of shuffles (3 adds per row instead of a 7-add chain per row). */
-_Static_assert(SCAN_LANES == 8, "row_sums8 is written for 8 lanes");
-#if defined(__clang__)
-#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
-#else
+/* out[i] = sum of the SCAN_LANES lanes of rows[i], SCAN_LANES rows at a time: a transpose-and-add
+ * tree of shuffles (log2(SCAN_LANES) adds per row instead of a chain of SCAN_LANES - 1). */
 typedef int32_t vmask __attribute__((vector_size(SCAN_LANES * 4)));
-#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
-    __builtin_shuffle(a, b, (vmask){i0, i1, i2, i3, i4, i5, i6, i7})
+#if defined(__clang__)
+#define SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (vmask){__VA_ARGS__})
 #endif
+#if SCAN_LANES == 8
 /* Pairwise lane sums of a and b, interleaved: level 1 pairs lanes, 2 pairs of pairs, 3 halves. */
-#define SUMS1(a, b) (SHUFFLE8(a, b, 0, 8, 2, 10, 4, 12, 6, 14) + SHUFFLE8(a, b, 1, 9, 3, 11, 5, 13, 7, 15))
-#define SUMS2(a, b) (SHUFFLE8(a, b, 0, 1, 8, 9, 4, 5, 12, 13) + SHUFFLE8(a, b, 2, 3, 10, 11, 6, 7, 14, 15))
-#define SUMS3(a, b) (SHUFFLE8(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + SHUFFLE8(a, b, 4, 5, 6, 7, 12, 13, 14, 15))
-ALWAYS_INLINE void row_sums8(const float *rows, float *out) {
+#define SUMS1(a, b) (SHUFFLE(a, b, 0, 8, 2, 10, 4, 12, 6, 14) + SHUFFLE(a, b, 1, 9, 3, 11, 5, 13, 7, 15))
+#define SUMS2(a, b) (SHUFFLE(a, b, 0, 1, 8, 9, 4, 5, 12, 13) + SHUFFLE(a, b, 2, 3, 10, 11, 6, 7, 14, 15))
+#define SUMS3(a, b) (SHUFFLE(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + SHUFFLE(a, b, 4, 5, 6, 7, 12, 13, 14, 15))
+ALWAYS_INLINE void row_sums_block(const float *rows, float *out) {
     const vf r0 = vload(rows), r1 = vload(rows + 8), r2 = vload(rows + 16), r3 = vload(rows + 24);
     const vf r4 = vload(rows + 32), r5 = vload(rows + 40), r6 = vload(rows + 48), r7 = vload(rows + 56);
     const vf a = SUMS1(r0, r1), b = SUMS1(r2, r3), c = SUMS1(r4, r5), d = SUMS1(r6, r7);
     const vf ab = SUMS2(a, b), cd = SUMS2(c, d);
     vstore(out, SUMS3(ab, cd));
 }
+#elif SCAN_LANES == 4
+ALWAYS_INLINE void row_sums_block(const float *rows, float *out) {
+    const vf r0 = vload(rows), r1 = vload(rows + 4), r2 = vload(rows + 8), r3 = vload(rows + 12);
+    const vf a = SHUFFLE(r0, r1, 0, 4, 2, 6) + SHUFFLE(r0, r1, 1, 5, 3, 7);
+    const vf b = SHUFFLE(r2, r3, 0, 4, 2, 6) + SHUFFLE(r2, r3, 1, 5, 3, 7);
+    vstore(out, SHUFFLE(a, b, 0, 1, 4, 5) + SHUFFLE(a, b, 2, 3, 6, 7));
+}
+#else
+#error "row_sums_block is written for 4 or 8 lanes"
+#endif
 ALWAYS_INLINE void row_sums(const float *rows, int64_t n, float *out) {
-    for (int64_t i = 0; i < n; i += 8) row_sums8(rows + i * SCAN_LANES, out + i);
+    for (int64_t i = 0; i < n; i += SCAN_LANES) row_sums_block(rows + i * SCAN_LANES, out + i);
 }
 
 /* exp for the decay exp(Delta * A), lane-wise: Cody-Waite reduction by ln 2 and a
@@ -344,7 +354,7 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
      * double: their terms cancel (a result can be ~1000x smaller than the sum of the terms'
      * magnitudes), so an fp32 running sum's rounding, ~eps * sum|terms|, can exceed the result's
      * own fp32 resolution; in double it stays far below it. */
-    vd4 dA_acc[2 * MV]; /* lanes 4j..4j+3 of the state in dA_acc[j] */
+    vdhalf dA_acc[2 * MV]; /* state lanes SCAN_HALF j .. SCAN_HALF (j + 1) - 1 in dA_acc[j] */
     /* Lane partials of sum_n g A h_{t-1} a and sum_n g B per token, summed per chunk. */
     float a_rows[SCAN_CHUNK * SCAN_LANES] = {0}, b_rows[SCAN_CHUNK * SCAN_LANES] = {0};
     float sum_a[SCAN_CHUNK], sum_b[SCAN_CHUNK];
@@ -372,7 +382,7 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
         double dD_acc = 0.0, dbias_acc = 0.0;
         load_A(p, c, NV, Av);
         for (int j = 0; j < NV; j++) carry[j] = vsplat(0.0f);
-        for (int j = 0; j < 2 * NV; j++) dA_acc[j] = (vd4){0};
+        for (int j = 0; j < 2 * NV; j++) dA_acc[j] = (vdhalf){0};
 
         for (int64_t ci = n_chunks - 1; ci >= 0; ci--) {
             const int64_t t0 = ci * SCAN_CHUNK;
@@ -435,13 +445,13 @@ ALWAYS_INLINE void bwd_item(const ScanParams *p, const ScanGrads *gr, int64_t b,
 #undef TOKEN_GRADS
         }
         /* Left in double: the caller sums the batches in double and rounds once. */
-        for (int64_t n = 0; n < N; n++) gr->dA_part[(b * KD + c) * N + n] = dA_acc[n / 4][n % 4];
+        for (int64_t n = 0; n < N; n++) gr->dA_part[(b * KD + c) * N + n] = dA_acc[n / SCAN_HALF][n % SCAN_HALF];
         gr->dD_part[b * KD + c] = dD_acc;
         gr->dbias_part[b * KD + c] = dbias_acc;
     }
 }
 
-/* Item functions for 1, 2 and 4 vectors of state (N <= 8, 16, 32) with the state
+/* Item functions for 1, 2 and 4 vectors of state (N <= 8, 16, 32 on x86-64; 4, 8, 16 on NEON) with the state
  * loop unrolled, and one for any padded N up to SCAN_MAX_STATE. */
 #define INSTANTIATE(NV)                                                                             \
     SCAN_CLONES static void fwd_item_##NV(const ScanParams *p, int64_t b, int64_t d, int nv) {     \

@@ -34,7 +34,14 @@
 #define SCAN_ABI_VERSION 3 /* 3: dA_part, dD_part, dbias_part are double */
 #define SCAN_CHUNK 64
 #define SCAN_MAX_STATE 256
-#define SCAN_LANES 8 /* floats per state vector; NP is a multiple of it */
+/* Floats per state vector (NP is a multiple of it): the width of the target's vector registers. 8 on x86-64 (one
+ * AVX2 ymm; the SSE4.2 baseline clone runs them as pairs), 4 elsewhere (NEON's q registers on aarch64): a GCC vector
+ * wider than the registers has no register mode and would live on the stack. */
+#if defined(__x86_64__) || defined(__i386__)
+#define SCAN_LANES 8
+#else
+#define SCAN_LANES 4
+#endif
 
 /* Status codes returned by the entry points. */
 #define SCAN_OK 0
